@@ -1,0 +1,212 @@
+//! The worker-side view of the protocol: what a worker body calls.
+
+use crate::protocol::Protocol;
+use crate::state::{generation, IDLE, PARKED, SHOULD_PARK, SHOULD_STOP, SLEEPING};
+use event_listener::{EventListener, Listener};
+
+/// Handed to a worker body; every method is for the worker's own thread.
+///
+/// The body's loop has one shape (P1): run while [`keep_running`]; leave
+/// only because of a park or stop request; after leaving for a park, call
+/// [`parkme`] unconditionally.
+///
+/// ```
+/// # use unplug_worker::{Worker, WorkerContext};
+/// fn body(ctx: &WorkerContext<'_>) -> u64 {
+///     let mut rounds = 0;
+///     loop {
+///         while ctx.keep_running() {
+///             rounds += 1;
+///             ctx.idle_wait(|| false);
+///         }
+///         if ctx.should_stop() {
+///             return rounds;
+///         }
+///         ctx.parkme();
+///     }
+/// }
+/// let worker = Worker::builder().name("doc").spawn(body).unwrap();
+/// worker.park().unwrap();
+/// worker.unpark().unwrap();
+/// assert!(worker.stop().unwrap() >= 1);
+/// ```
+///
+/// [`keep_running`]: WorkerContext::keep_running
+/// [`parkme`]: WorkerContext::parkme
+pub struct WorkerContext<'a> {
+    protocol: &'a Protocol,
+}
+
+/// Why [`WorkerContext::idle_wait`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// The work predicate holds.
+    Work,
+    /// A park was requested: leave the loop and call `parkme()`.
+    Park,
+    /// A stop was requested: leave the loop and return.
+    Stop,
+}
+
+impl<'a> WorkerContext<'a> {
+    pub(crate) fn new(protocol: &'a Protocol) -> Self {
+        WorkerContext { protocol }
+    }
+
+    /// The protocol this context belongs to.
+    pub fn protocol(&self) -> &'a Protocol {
+        self.protocol
+    }
+
+    /// Has a park been requested? (`kthread_should_park`)
+    #[inline]
+    pub fn should_park(&self) -> bool {
+        self.protocol.load() & SHOULD_PARK != 0
+    }
+
+    /// Has a stop been requested? (`kthread_should_stop`)
+    #[inline]
+    pub fn should_stop(&self) -> bool {
+        self.protocol.load() & SHOULD_STOP != 0
+    }
+
+    /// Neither a park nor a stop is requested: the loop condition of P1.
+    #[inline]
+    pub fn keep_running(&self) -> bool {
+        self.protocol.load() & (SHOULD_PARK | SHOULD_STOP) == 0
+    }
+
+    /// Sleeps until `has_work()` holds, a park or a stop is requested; returns
+    /// at once if one already does. The prepare-to-wait pattern (P2):
+    /// register as a waiter, re-check park, stop and work, then sleep.
+    ///
+    /// `has_work` is called on this thread, after the waiter is registered;
+    /// producers publish their work and then call a [`Notifier`]'s
+    /// `notify()`, so either this re-check sees the work or their
+    /// notification wakes the sleep.
+    ///
+    /// [`Notifier`]: crate::Notifier
+    pub fn idle_wait(&self, mut has_work: impl FnMut() -> bool) -> Wake {
+        let p = self.protocol;
+        let mut why = |s: usize| {
+            if s & SHOULD_STOP != 0 {
+                Some(Wake::Stop)
+            } else if s & SHOULD_PARK != 0 {
+                Some(Wake::Park)
+            } else if has_work() {
+                Some(Wake::Work)
+            } else {
+                None
+            }
+        };
+        loop {
+            if let Some(wake) = why(p.load()) {
+                return wake;
+            }
+            // P2: register first...
+            let waiter = self.prepare_to_wait();
+            // ...then re-check park, stop and work.
+            if let Some(wake) = why(waiter.state_at_registration) {
+                return wake;
+            }
+            waiter.sleep();
+        }
+    }
+
+    /// The first half of an idle sleep (`prepare_to_wait`): registers this
+    /// thread as a waiter for work, park and stop wake-ups and marks it idle.
+    /// The caller re-checks its conditions, then calls
+    /// [`IdleWaiter::sleep`] or drops the waiter.
+    ///
+    /// [`idle_wait`](WorkerContext::idle_wait) is this plus the right
+    /// re-check. The split exists for bodies that need their own loop shape,
+    /// and so that the loom models can rebuild the unfixed seed loops from
+    /// the real primitives. The re-check must include
+    /// [`should_park`](WorkerContext::should_park) and
+    /// [`should_stop`](WorkerContext::should_stop) (P2).
+    pub fn prepare_to_wait(&self) -> IdleWaiter<'a> {
+        let p = self.protocol;
+        let listener = p.idle_wake().listen();
+        let state_at_registration = p.fetch_or(IDLE);
+        IdleWaiter {
+            protocol: p,
+            listener: Some(listener),
+            state_at_registration,
+        }
+    }
+
+    /// Parks this thread while a park is requested (`kthread_parkme`).
+    ///
+    /// Each turn (P3): set PARKED, check SHOULD_PARK, complete `parked` for
+    /// every waiting `park()` caller, register for the wake-up, set the
+    /// inactivity marker while re-checking SHOULD_PARK, sleep. Returns when
+    /// SHOULD_PARK is clear (after `unpark()` or `stop()`); returns at once if
+    /// no park is requested.
+    pub fn parkme(&self) {
+        let p = self.protocol;
+        loop {
+            // P3: PARKED first. Only this thread sets or clears it, so no
+            // stray wake-up can overwrite it (the special state of seed 002).
+            let s = p.fetch_or(PARKED);
+            if s & SHOULD_PARK == 0 {
+                break;
+            }
+            // P3: complete before sleeping, on every turn of the loop.
+            p.complete_parked(generation(s));
+            let listener = p.park_wake().listen();
+            // P4: the marker goes up immediately before the blocking call.
+            // P5: this RMW is also the re-check after registering: either it
+            // sees !SHOULD_PARK, or unpark's CAS comes later in the total
+            // order, sees PARKED and notifies our listener.
+            let s = p.fetch_or(SLEEPING);
+            if s & SHOULD_PARK == 0 {
+                break;
+            }
+            p.marker_raised();
+            listener.wait();
+            p.fetch_and(!SLEEPING);
+        }
+        p.fetch_and(!(PARKED | SLEEPING));
+    }
+}
+
+impl std::fmt::Debug for WorkerContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerContext")
+            .field("protocol", self.protocol)
+            .finish()
+    }
+}
+
+/// A registered idle waiter: the thread will be woken by any work
+/// notification, park or stop that comes after [`prepare_to_wait`]
+/// returned. Dropping it without sleeping unregisters.
+///
+/// [`prepare_to_wait`]: WorkerContext::prepare_to_wait
+pub struct IdleWaiter<'a> {
+    protocol: &'a Protocol,
+    listener: Option<EventListener>,
+    state_at_registration: usize,
+}
+
+impl IdleWaiter<'_> {
+    /// Blocks until a notification arrives (work, park or stop). Re-check
+    /// everything afterwards: the wake-up may be for something else.
+    pub fn sleep(mut self) {
+        if let Some(listener) = self.listener.take() {
+            listener.wait();
+        }
+    }
+}
+
+impl Drop for IdleWaiter<'_> {
+    fn drop(&mut self) {
+        self.protocol.fetch_and(!IDLE);
+    }
+}
+
+impl std::fmt::Debug for IdleWaiter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdleWaiter").finish_non_exhaustive()
+    }
+}

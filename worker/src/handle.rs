@@ -1,0 +1,334 @@
+//! A real OS thread running the park protocol: spawn (optionally pinned),
+//! park, unpark (optionally re-pinned), stop.
+
+use crate::affinity::{allowed_cpus, current_tid, pin_to};
+use crate::context::WorkerContext;
+use crate::error::{ParkError, SpawnError, StopError, UnparkError};
+use crate::inactive::kernel_says_sleeping;
+use crate::loom::{AtomicUsize, Ordering::Relaxed};
+use crate::notifier::Notifier;
+use crate::protocol::{ParkTimings, Protocol};
+use crate::state::WorkerState;
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle, ThreadId};
+use std::time::{Duration, Instant};
+
+/// `cpu` value meaning "not pinned".
+const NO_CPU: usize = usize::MAX;
+
+/// Configures and spawns a [`Worker`].
+///
+/// ```
+/// use unplug_worker::Worker;
+///
+/// let worker = Worker::builder()
+///     .name("pinned-0")
+///     .cpu(0)
+///     .spawn(|ctx| {
+///         loop {
+///             while ctx.keep_running() {
+///                 ctx.idle_wait(|| false);
+///             }
+///             if ctx.should_stop() {
+///                 break;
+///             }
+///             ctx.parkme();
+///         }
+///     })
+///     .unwrap();
+/// assert_eq!(worker.cpu(), Some(0));
+/// worker.stop().unwrap();
+/// ```
+#[derive(Debug, Default, Clone)]
+pub struct Builder {
+    name: Option<String>,
+    cpu: Option<usize>,
+    stack_size: Option<usize>,
+}
+
+impl Builder {
+    /// The thread's name (default `unplug-worker`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Pin the thread to `cpu` before its body runs.
+    pub fn cpu(mut self, cpu: usize) -> Self {
+        self.cpu = Some(cpu);
+        self
+    }
+
+    /// Pin to `cpu` if `Some`, leave unpinned if `None`.
+    pub fn cpu_opt(mut self, cpu: Option<usize>) -> Self {
+        self.cpu = cpu;
+        self
+    }
+
+    /// The thread's stack size in bytes.
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Spawns the thread and returns once it runs (and, if asked, is pinned).
+    ///
+    /// The body receives the worker-side [`WorkerContext`]; its return value
+    /// (or panic) is what [`Worker::stop`] returns. If the CPU is not one the
+    /// process may use, or the kernel refuses the pin, no thread is left
+    /// behind.
+    pub fn spawn<F, T>(self, body: F) -> Result<Worker<T>, SpawnError>
+    where
+        F: FnOnce(&WorkerContext<'_>) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        if let Some(cpu) = self.cpu {
+            check_allowed(cpu).map_err(|allowed| SpawnError::CpuNotAllowed { cpu, allowed })?;
+        }
+        let protocol = Arc::new(Protocol::new());
+        let name = self.name.unwrap_or_else(|| "unplug-worker".to_owned());
+        let (started_tx, started_rx) = mpsc::sync_channel::<io::Result<i32>>(1);
+        let mut builder = thread::Builder::new().name(name.clone());
+        if let Some(bytes) = self.stack_size {
+            builder = builder.stack_size(bytes);
+        }
+        let shared = protocol.clone();
+        let cpu = self.cpu;
+        let join = builder
+            .spawn(move || {
+                if let Some(cpu) = cpu {
+                    if let Err(e) = pin_to(0, &[cpu]) {
+                        let _ = started_tx.send(Err(e));
+                        return None;
+                    }
+                }
+                let _ = started_tx.send(Ok(current_tid()));
+                let ctx = shared.context();
+                let result = catch_unwind(AssertUnwindSafe(|| body(&ctx)));
+                // P6: whatever the body did, no park() caller waits past here.
+                shared.mark_exited();
+                Some(result)
+            })
+            .map_err(SpawnError::Thread)?;
+        let tid = match started_rx.recv() {
+            Ok(Ok(tid)) => tid,
+            Ok(Err(source)) => {
+                let _ = join.join();
+                return Err(SpawnError::Affinity {
+                    cpu: cpu.unwrap_or(NO_CPU),
+                    source,
+                });
+            }
+            Err(_) => {
+                let _ = join.join();
+                return Err(SpawnError::Thread(io::Error::other(
+                    "worker thread ended before it started",
+                )));
+            }
+        };
+        Ok(Worker {
+            thread_id: join.thread().id(),
+            protocol,
+            tid,
+            name,
+            cpu: AtomicUsize::new(cpu.unwrap_or(NO_CPU)),
+            join: Mutex::new(Some(join)),
+            control: Mutex::new(()),
+        })
+    }
+}
+
+/// A parkable worker thread: the controller's handle.
+///
+/// Every method takes `&self`, so one handle can be shared (for instance in
+/// an `Arc`) by several controller threads; concurrent `park()` callers are
+/// all released together (P8).
+///
+/// Dropping the handle without [`stop`](Worker::stop) requests a stop and
+/// detaches the thread.
+pub struct Worker<T> {
+    protocol: Arc<Protocol>,
+    tid: i32,
+    thread_id: ThreadId,
+    name: String,
+    cpu: AtomicUsize,
+    join: Mutex<Option<JoinHandle<Option<thread::Result<T>>>>>,
+    /// Serializes re-pinning with unparking, so a re-pin lands on the worker
+    /// the unpark releases and never on one another controller released.
+    control: Mutex<()>,
+}
+
+impl Worker<()> {
+    /// A builder with defaults: unpinned, named `unplug-worker`.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+}
+
+impl<T> Worker<T> {
+    /// Parks the worker and blocks until it is parked *and* inactive (P4):
+    /// `parked` has completed and, on Linux, the kernel reports the thread
+    /// sleeping while its inactivity marker is up. From then until
+    /// `unpark()` the worker runs none of its body.
+    ///
+    /// Returns the measured latencies. Errors: the worker is stopping or
+    /// stopped, an `unpark()` withdrew the request first, or the call came
+    /// from the worker's own thread.
+    pub fn park(&self) -> Result<ParkTimings, ParkError> {
+        self.park_until(None)
+    }
+
+    /// [`park`](Worker::park) with a time limit. On timeout the request is
+    /// withdrawn (as if unparked), so no half-parked worker is left, and
+    /// [`ParkError::Timeout`] is returned.
+    pub fn park_timeout(&self, timeout: Duration) -> Result<ParkTimings, ParkError> {
+        self.park_until(Some(Instant::now() + timeout))
+    }
+
+    fn park_until(&self, deadline: Option<Instant>) -> Result<ParkTimings, ParkError> {
+        if thread::current().id() == self.thread_id {
+            return Err(ParkError::FromWorkerThread);
+        }
+        let tid = self.tid;
+        let mut buf = Vec::with_capacity(512);
+        self.protocol
+            .park_with(deadline, &mut || kernel_says_sleeping(tid, &mut buf))
+    }
+
+    /// Unparks the worker. `Ok(true)` if a park request was withdrawn,
+    /// `Ok(false)` if the worker was running anyway (no-op).
+    pub fn unpark(&self) -> Result<bool, UnparkError> {
+        let _serial = self.control();
+        self.protocol.unpark()
+    }
+
+    /// Unparks the worker after re-binding it to `cpu`, so that it runs there
+    /// from its first instruction after the wake-up. If the worker has no
+    /// park pending (it is running) nothing changes and `Ok(false)` is
+    /// returned. A CPU the process may not use is refused with no change.
+    pub fn unpark_on(&self, cpu: usize) -> Result<bool, UnparkError> {
+        let _serial = self.control();
+        check_allowed(cpu).map_err(|allowed| UnparkError::CpuNotAllowed { cpu, allowed })?;
+        match self.protocol.state() {
+            WorkerState::Stopping | WorkerState::Stopped => return Err(UnparkError::Stopped),
+            WorkerState::Running | WorkerState::Idle => return Ok(false),
+            WorkerState::Parking | WorkerState::Parked => {}
+        }
+        pin_to(self.tid, &[cpu]).map_err(|source| UnparkError::Affinity { cpu, source })?;
+        self.cpu.store(cpu, Relaxed);
+        self.protocol.unpark()
+    }
+
+    /// Re-binds the worker to `cpu` in whatever state it is; a running
+    /// worker migrates at the kernel's next opportunity. Prefer
+    /// [`unpark_on`](Worker::unpark_on) for a parked worker.
+    pub fn repin(&self, cpu: usize) -> Result<(), UnparkError> {
+        let _serial = self.control();
+        check_allowed(cpu).map_err(|allowed| UnparkError::CpuNotAllowed { cpu, allowed })?;
+        if self.protocol.state() == WorkerState::Stopped {
+            return Err(UnparkError::Stopped);
+        }
+        pin_to(self.tid, &[cpu]).map_err(|source| UnparkError::Affinity { cpu, source })?;
+        self.cpu.store(cpu, Relaxed);
+        Ok(())
+    }
+
+    /// Stops the worker from any state (running, idle, parking, parked) and
+    /// joins it (P6): returns the body's value or its panic. Only the first
+    /// `stop()` gets the result; later calls return
+    /// [`StopError::AlreadyJoined`].
+    pub fn stop(&self) -> Result<T, StopError> {
+        if thread::current().id() == self.thread_id {
+            return Err(StopError::FromWorkerThread);
+        }
+        self.protocol.request_stop();
+        let join = lock(&self.join).take().ok_or(StopError::AlreadyJoined)?;
+        match join.join() {
+            Ok(Some(Ok(value))) => Ok(value),
+            Ok(Some(Err(payload))) | Err(payload) => Err(StopError::Panicked(payload)),
+            // The start-up failure path never produces a `Worker`.
+            Ok(None) => Err(StopError::AlreadyJoined),
+        }
+    }
+
+    /// What the worker is doing now.
+    pub fn state(&self) -> WorkerState {
+        self.protocol.state()
+    }
+
+    /// The CPU the worker is pinned to, if any.
+    pub fn cpu(&self) -> Option<usize> {
+        match self.cpu.load(Relaxed) {
+            NO_CPU => None,
+            cpu => Some(cpu),
+        }
+    }
+
+    /// The thread's OS id (Linux `gettid`), as in `/proc/self/task/<tid>`.
+    pub fn os_tid(&self) -> i32 {
+        self.tid
+    }
+
+    /// The thread's Rust id.
+    pub fn thread_id(&self) -> ThreadId {
+        self.thread_id
+    }
+
+    /// The thread's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A handle that producers of work use to wake the worker's idle wait.
+    pub fn notifier(&self) -> Notifier {
+        Notifier::new(self.protocol.clone())
+    }
+
+    /// The protocol this worker runs.
+    pub fn protocol(&self) -> &Arc<Protocol> {
+        &self.protocol
+    }
+
+    fn control(&self) -> MutexGuard<'_, ()> {
+        lock(&self.control)
+    }
+}
+
+impl<T> Drop for Worker<T> {
+    fn drop(&mut self) {
+        // Ask the body to return; the thread is detached, not joined, so a
+        // drop never blocks.
+        self.protocol.request_stop();
+    }
+}
+
+impl<T> std::fmt::Debug for Worker<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("name", &self.name)
+            .field("tid", &self.tid)
+            .field("cpu", &self.cpu())
+            .field("protocol", &self.protocol)
+            .finish()
+    }
+}
+
+/// Ok if the process may use `cpu`; otherwise the CPUs it may use.
+fn check_allowed(cpu: usize) -> Result<(), Vec<usize>> {
+    let allowed = allowed_cpus().unwrap_or_default();
+    if allowed.contains(&cpu) {
+        Ok(())
+    } else {
+        Err(allowed)
+    }
+}
+
+/// Locks, ignoring poisoning: every critical section here leaves the data
+/// consistent, so a panic elsewhere must not make the handle unusable.
+fn lock<G>(mutex: &Mutex<G>) -> MutexGuard<'_, G> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,10 @@
+//! The one place that chooses between `std` and `loom` sync types.
+//!
+//! Everything in this crate imports its atomics from here, so that
+//! `RUSTFLAGS="--cfg loom"` model-checks the real protocol code.
+
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{AtomicUsize, Ordering};
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicUsize, Ordering};

@@ -1,0 +1,479 @@
+//! The park protocol without a thread: the state word, the three events, and
+//! every transition. See `worker/PROTOCOL.md` for the prose, the seed races
+//! and the proof sketch; comments here name the invariant (P1-P8) a line
+//! keeps.
+//!
+//! [`Worker`](crate::Worker) builds a real thread on this. The type is public
+//! so that code that owns its threads some other way (and the loom models)
+//! can run the same protocol.
+
+use crate::completion::wait_until;
+use crate::context::WorkerContext;
+use crate::error::ParkError;
+use crate::loom::{AtomicUsize, Ordering::SeqCst};
+use crate::state::{
+    self, debug_check, generation, Decoded, WorkerState, COMPLETE, EXITED, GEN_ONE, IDLE, PARKED,
+    SHOULD_PARK, SHOULD_STOP, SLEEPING,
+};
+use event_listener::Event;
+use std::time::{Duration, Instant};
+
+/// The shared half of one worker: what the controller and the worker thread
+/// both touch.
+///
+/// # Example
+///
+/// A worker loop on a thread you own, parked and stopped by the protocol:
+///
+/// ```
+/// use std::sync::Arc;
+/// use unplug_worker::Protocol;
+///
+/// let protocol = Arc::new(Protocol::new());
+/// let p = protocol.clone();
+/// let thread = std::thread::spawn(move || {
+///     let ctx = p.context();
+///     loop {
+///         while ctx.keep_running() {
+///             ctx.idle_wait(|| false); // no work source here: just sleep
+///         }
+///         if ctx.should_stop() {
+///             break;
+///         }
+///         ctx.parkme(); // P1: unconditional after leaving for a park
+///     }
+/// });
+/// let timings = protocol.park().unwrap();
+/// assert!(timings.to_inactive >= timings.to_parked);
+/// protocol.request_stop();
+/// thread.join().unwrap();
+/// ```
+pub struct Protocol {
+    /// Flags and generation; see [`crate::state`].
+    state: AtomicUsize,
+    /// The parked sleep. Notified only by `unpark()`/`stop()` of a PARKED
+    /// worker (P5), never by work producers: the special state of seed 002.
+    park_wake: Event,
+    /// The idle sleep. Notified by work producers, by `park()` (the
+    /// `wake_up_process` of `kthread_park`) and by `stop()`.
+    idle_wake: Event,
+    /// `park()` callers wait here: the `parked` completion (`complete_all`
+    /// notifies every listener, P8) and any withdrawal of their request.
+    controllers: Event,
+}
+
+/// A park request that `park()` is waiting on.
+#[derive(Clone, Copy, Debug)]
+pub struct ParkTicket {
+    generation: usize,
+    requested_at: Instant,
+}
+
+/// What a successful `park()` measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParkTimings {
+    /// From the request to the `parked` completion (Linux: `kthread_park`'s
+    /// `wait_for_completion` returning).
+    pub to_parked: Duration,
+    /// From the request to the worker being inactive, i.e. to `park()`
+    /// returning (Linux: `wait_task_inactive` returning).
+    pub to_inactive: Duration,
+    /// The park generation this park belonged to. An `unpark()` bumps it, so
+    /// a caller can tell whether the worker was unparked since.
+    pub generation: usize,
+}
+
+impl Default for Protocol {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Protocol {
+    /// A fresh protocol: running, no request, generation 0.
+    pub fn new() -> Self {
+        Protocol {
+            state: AtomicUsize::new(0),
+            park_wake: Event::new(),
+            idle_wake: Event::new(),
+            controllers: Event::new(),
+        }
+    }
+
+    /// The worker-side view. Call it on the worker thread.
+    pub fn context(&self) -> WorkerContext<'_> {
+        WorkerContext::new(self)
+    }
+
+    /// What the worker is doing now (a snapshot).
+    pub fn state(&self) -> WorkerState {
+        WorkerState::from_word(self.load())
+    }
+
+    /// Is the inactivity marker up: the worker is parked and committed to
+    /// (or inside) its blocking sleep, running none of its body?
+    pub fn is_inactive(&self) -> bool {
+        self.load() & SLEEPING != 0
+    }
+
+    /// The current park generation (bumped by every withdrawing unpark/stop).
+    pub fn generation(&self) -> usize {
+        generation(self.load())
+    }
+
+    /// The state word decoded as flag names, for diagnostics.
+    pub fn describe(&self) -> String {
+        Decoded(self.load()).to_string()
+    }
+
+    /// Wakes the worker's idle wait, if it is in one: what a producer of work
+    /// calls after publishing the work. Cheap when nobody sleeps (a fence and
+    /// a load inside `Event::notify`).
+    pub fn notify_work(&self) {
+        // P2: the fence inside `notify` orders the producer's publication of
+        // work before the check for a listener; pairs with `listen` +
+        // re-check in `idle_wait`.
+        self.idle_wake.notify(1);
+    }
+
+    /// Parks the worker: request, wait for `parked`, wait for inactivity
+    /// (marker only; [`Worker::park`](crate::Worker::park) adds the kernel's
+    /// word on Linux). Blocks until then, or returns why it cannot.
+    pub fn park(&self) -> Result<ParkTimings, ParkError> {
+        self.park_with(None, &mut || true)
+    }
+
+    /// `park()` with an optional deadline and an inactivity `probe` that
+    /// must agree before it returns (see [`wait_inactive`]). On timeout the
+    /// request is withdrawn and [`ParkError::Timeout`] returned.
+    ///
+    /// [`wait_inactive`]: Protocol::wait_inactive
+    pub fn park_with(
+        &self,
+        deadline: Option<Instant>,
+        probe: &mut dyn FnMut() -> bool,
+    ) -> Result<ParkTimings, ParkError> {
+        let ticket = self.request_park()?;
+        self.wait_parked(ticket, deadline)?;
+        let to_parked = ticket.requested_at.elapsed();
+        // P4: park() returns only once the worker is inactive.
+        self.wait_inactive(ticket, deadline, probe)?;
+        Ok(ParkTimings {
+            to_parked,
+            to_inactive: ticket.requested_at.elapsed(),
+            generation: ticket.generation,
+        })
+    }
+
+    /// Step 1 of `park()`: set SHOULD_PARK and wake the worker from an idle
+    /// sleep. Refused once a stop was requested.
+    pub fn request_park(&self) -> Result<ParkTicket, ParkError> {
+        let requested_at = Instant::now();
+        let mut cur = self.load();
+        let prev = loop {
+            if cur & (SHOULD_STOP | EXITED) != 0 {
+                return Err(ParkError::Stopped);
+            }
+            // Concurrent park() callers share one request (P8): setting an
+            // already set bit is the same request, same generation.
+            // SeqCst: the worker's `fetch_or(PARKED)` and re-checks must see
+            // this in one total order with the unpark CAS (P5).
+            match self
+                .state
+                .compare_exchange_weak(cur, cur | SHOULD_PARK, SeqCst, SeqCst)
+            {
+                Ok(prev) => break prev,
+                Err(actual) => cur = actual,
+            }
+        };
+        // P2: `wake_up_process` — the worker may be asleep in its idle wait;
+        // it re-checks SHOULD_PARK after registering, so this or the re-check
+        // gets it out.
+        self.idle_wake.notify(1);
+        Ok(ParkTicket {
+            generation: generation(prev),
+            requested_at,
+        })
+    }
+
+    /// Step 2 of `park()`: wait for the `parked` completion of this request.
+    /// With a deadline, a timeout withdraws the request (no half-parked
+    /// worker is left).
+    pub fn wait_parked(
+        &self,
+        ticket: ParkTicket,
+        deadline: Option<Instant>,
+    ) -> Result<(), ParkError> {
+        let done = wait_until(&self.controllers, deadline, || {
+            let s = self.load();
+            if generation(s) != ticket.generation {
+                Some(Err(withdrawn_reason(s)))
+            } else if s & COMPLETE != 0 {
+                Some(Ok(()))
+            } else {
+                None
+            }
+        });
+        match done {
+            Some(result) => result,
+            None => Err(self.withdraw_after_timeout(ticket)),
+        }
+    }
+
+    /// Step 3 of `park()`: wait until the worker is inactive — the marker
+    /// SLEEPING is up for this generation *and* `probe` agrees (on Linux, the
+    /// kernel reports the thread sleeping). P4.
+    ///
+    /// The worker raises the marker a few instructions after completing
+    /// `parked` and notifies the controllers; this waits for that, then
+    /// polls `probe` with `yield_now` and short sleeps, as
+    /// `wait_task_inactive` does.
+    pub fn wait_inactive(
+        &self,
+        ticket: ParkTicket,
+        deadline: Option<Instant>,
+        probe: &mut dyn FnMut() -> bool,
+    ) -> Result<(), ParkError> {
+        loop {
+            let marker = wait_until(&self.controllers, deadline, || {
+                let s = self.load();
+                if generation(s) != ticket.generation {
+                    Some(Err(withdrawn_reason(s)))
+                } else if s & SLEEPING != 0 {
+                    Some(Ok(()))
+                } else {
+                    None
+                }
+            });
+            match marker {
+                None => return Err(self.withdraw_after_timeout(ticket)),
+                Some(Err(e)) => return Err(e),
+                Some(Ok(())) => {}
+            }
+            let mut spins = 0u32;
+            loop {
+                // P4: the kernel's word is taken only between two reads of
+                // the marker for our generation: it was read while the worker
+                // was inside parkme's blocking call.
+                if probe() {
+                    let again = self.load();
+                    if again & SLEEPING != 0 && generation(again) == ticket.generation {
+                        return Ok(());
+                    }
+                }
+                let s = self.load();
+                if generation(s) != ticket.generation {
+                    return Err(withdrawn_reason(s));
+                }
+                if s & SLEEPING == 0 {
+                    break; // a spurious wake-up: wait for the marker again
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Err(self.withdraw_after_timeout(ticket));
+                }
+                backoff(&mut spins);
+            }
+        }
+    }
+
+    /// Unparks: re-arms `parked`, clears SHOULD_PARK, bumps the generation,
+    /// and wakes the worker only if it is PARKED (P5). Returns whether a park
+    /// request was withdrawn; an unpark of a running worker is a no-op
+    /// (`Ok(false)`).
+    pub fn unpark(&self) -> Result<bool, crate::UnparkError> {
+        let mut cur = self.load();
+        loop {
+            if cur & (SHOULD_STOP | EXITED) != 0 {
+                return Err(crate::UnparkError::Stopped);
+            }
+            if cur & SHOULD_PARK == 0 {
+                return Ok(false);
+            }
+            if self.try_withdraw(cur, 0).is_ok() {
+                return Ok(true);
+            }
+            cur = self.load();
+        }
+    }
+
+    /// Requests a stop: sets SHOULD_STOP and, as `kthread_stop` does, unparks
+    /// (clears SHOULD_PARK, wakes a PARKED worker) and wakes an idle one.
+    /// Works from any state (P6). Returns false if the body had already
+    /// returned.
+    pub fn request_stop(&self) -> bool {
+        let mut cur = self.load();
+        loop {
+            if cur & EXITED != 0 {
+                return false;
+            }
+            match self.try_withdraw(cur, SHOULD_STOP) {
+                Ok(_) => break,
+                Err(actual) => cur = actual,
+            }
+        }
+        // P6: the worker may be in its idle wait instead; it re-checks
+        // SHOULD_STOP after registering.
+        self.idle_wake.notify(1);
+        true
+    }
+
+    /// Marks the body as returned: clears every live flag, sets EXITED and
+    /// releases every `park()` caller (they get [`ParkError::Stopped`]).
+    /// Called by the worker thread as its last protocol step.
+    pub fn mark_exited(&self) {
+        let mut cur = self.load();
+        loop {
+            let mut next = (cur & !(SHOULD_PARK | PARKED | COMPLETE | SLEEPING | IDLE)) | EXITED;
+            if cur & SHOULD_PARK != 0 {
+                next = next.wrapping_add(GEN_ONE);
+            }
+            // SeqCst: pairs with the loads in `wait_parked`'s re-check.
+            match self.state.compare_exchange_weak(cur, next, SeqCst, SeqCst) {
+                Ok(_) => break,
+                Err(actual) => cur = actual,
+            }
+        }
+        debug_check(self.load());
+        self.controllers.notify(usize::MAX);
+    }
+
+    /// One CAS attempt that withdraws a pending park request (if any) and
+    /// adds `extra` (SHOULD_STOP for stop). On success wakes a PARKED worker
+    /// (P5) and every waiting `park()` caller.
+    fn try_withdraw(&self, cur: usize, extra: usize) -> Result<usize, usize> {
+        let mut next = cur | extra;
+        if cur & SHOULD_PARK != 0 {
+            // Re-arm the completion and start a new generation in the same
+            // step as clearing the request, so a park() racing this one can
+            // never see a COMPLETE that belonged to the old request.
+            next = (next & !(SHOULD_PARK | COMPLETE)).wrapping_add(GEN_ONE);
+        }
+        // SeqCst: pairs with the worker's `fetch_or(PARKED)` and
+        // `fetch_or(SLEEPING)` in parkme — one total order decides whether
+        // the worker sees !SHOULD_PARK or we see PARKED (P5).
+        let prev = self.state.compare_exchange(cur, next, SeqCst, SeqCst)?;
+        debug_check(next);
+        if prev & SHOULD_PARK != 0 {
+            if prev & PARKED != 0 {
+                // P5: wake only a PARKED thread (`wake_up_state(k, TASK_PARKED)`).
+                self.park_wake.notify(1);
+            }
+            // Waiting park() callers of the old generation learn they were
+            // superseded (or that a stop came).
+            self.controllers.notify(usize::MAX);
+        }
+        Ok(prev)
+    }
+
+    /// After a deadline: withdraw our own request if it is still the current
+    /// one, so the worker is not left half-parked, and report why we stopped.
+    #[cold]
+    fn withdraw_after_timeout(&self, ticket: ParkTicket) -> ParkError {
+        let mut cur = self.load();
+        loop {
+            if generation(cur) != ticket.generation || cur & SHOULD_PARK == 0 {
+                // Someone else already withdrew or finished it.
+                return withdrawn_reason(cur);
+            }
+            match self.try_withdraw(cur, 0) {
+                Ok(_) => return ParkError::Timeout,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    // ---- worker side, used by `WorkerContext` ----
+
+    #[inline]
+    pub(crate) fn load(&self) -> usize {
+        // SeqCst: every re-check in the protocol is a load that must take
+        // part in the single total order with the RMWs above.
+        let s = self.state.load(SeqCst);
+        debug_check(s);
+        s
+    }
+
+    #[inline]
+    pub(crate) fn fetch_or(&self, bits: usize) -> usize {
+        self.state.fetch_or(bits, SeqCst)
+    }
+
+    #[inline]
+    pub(crate) fn fetch_and(&self, bits: usize) -> usize {
+        self.state.fetch_and(bits, SeqCst)
+    }
+
+    pub(crate) fn park_wake(&self) -> &Event {
+        &self.park_wake
+    }
+
+    pub(crate) fn idle_wake(&self) -> &Event {
+        &self.idle_wake
+    }
+
+    /// Tells `park()` callers waiting in `wait_inactive` that the marker is up.
+    pub(crate) fn marker_raised(&self) {
+        self.controllers.notify(usize::MAX);
+    }
+
+    /// `complete_all(&parked)` for generation `gen`: sets COMPLETE only if the
+    /// request of that generation is still pending, and releases every
+    /// `park()` caller (P3, P8).
+    pub(crate) fn complete_parked(&self, gen: usize) {
+        let mut cur = self.load();
+        loop {
+            if cur & SHOULD_PARK == 0 || generation(cur) != gen || cur & COMPLETE != 0 {
+                // Withdrawn meanwhile (parkme's re-check will see it), or
+                // already completed by an earlier turn of the loop.
+                return;
+            }
+            debug_assert!(
+                cur & PARKED != 0,
+                "complete outside parkme: {}",
+                Decoded(cur)
+            );
+            // SeqCst: pairs with the loads in `wait_parked`.
+            match self
+                .state
+                .compare_exchange_weak(cur, cur | COMPLETE, SeqCst, SeqCst)
+            {
+                Ok(_) => break,
+                Err(actual) => cur = actual,
+            }
+        }
+        self.controllers.notify(usize::MAX);
+    }
+}
+
+impl std::fmt::Debug for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Protocol")
+            .field("state", &format_args!("{}", Decoded(self.load())))
+            .finish()
+    }
+}
+
+/// Why a request of an older generation ended.
+fn withdrawn_reason(s: usize) -> ParkError {
+    if s & (state::SHOULD_STOP | EXITED) != 0 {
+        ParkError::Stopped
+    } else {
+        ParkError::Superseded
+    }
+}
+
+/// Spin politely, then sleep briefly: the controller's side of
+/// `wait_task_inactive`.
+fn backoff(spins: &mut u32) {
+    *spins += 1;
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(not(loom))]
+    {
+        if *spins < 64 {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(Duration::from_micros(20));
+        }
+    }
+}

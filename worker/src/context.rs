@@ -1,7 +1,7 @@
 //! The worker-side view of the protocol: what a worker body calls.
 
 use crate::protocol::Protocol;
-use crate::state::{generation, IDLE, PARKED, SHOULD_PARK, SHOULD_STOP, SLEEPING};
+use crate::state::{generation, COMPLETE, IDLE, PARKED, SHOULD_PARK, SHOULD_STOP, SLEEPING};
 use event_listener::{EventListener, Listener};
 
 /// Handed to a worker body; every method is for the worker's own thread.
@@ -13,22 +13,22 @@ use event_listener::{EventListener, Listener};
 /// ```
 /// # use unplug_worker::{Worker, WorkerContext};
 /// fn body(ctx: &WorkerContext<'_>) -> u64 {
-///     let mut rounds = 0;
+///     let mut parks = 0;
 ///     loop {
 ///         while ctx.keep_running() {
-///             rounds += 1;
 ///             ctx.idle_wait(|| false);
 ///         }
 ///         if ctx.should_stop() {
-///             return rounds;
+///             return parks;
 ///         }
+///         parks += 1;
 ///         ctx.parkme();
 ///     }
 /// }
 /// let worker = Worker::builder().name("doc").spawn(body).unwrap();
 /// worker.park().unwrap();
 /// worker.unpark().unwrap();
-/// assert!(worker.stop().unwrap() >= 1);
+/// assert_eq!(worker.stop().unwrap(), 1);
 /// ```
 ///
 /// [`keep_running`]: WorkerContext::keep_running
@@ -161,6 +161,14 @@ impl<'a> WorkerContext<'a> {
             let s = p.fetch_or(SLEEPING);
             if s & SHOULD_PARK == 0 {
                 break;
+            }
+            if s & COMPLETE == 0 {
+                // P3: the request we completed was withdrawn and a new one
+                // made before we registered (so its unpark's wake-up missed
+                // us). Never sleep on an uncompleted request: go round and
+                // complete this one first.
+                p.fetch_and(!SLEEPING);
+                continue;
             }
             p.marker_raised();
             listener.wait();

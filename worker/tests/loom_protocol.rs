@@ -196,3 +196,33 @@ fn unpark_of_running_worker_is_a_noop() {
         assert_eq!(trace.parkme_calls.load(SeqCst), 0);
     });
 }
+
+/// P3, P5, P8 with two controllers: an unpark and a new park land between
+/// the worker's completion of the old request and its sleep. The new park
+/// must still complete (the worker may not sleep on an uncompleted request).
+#[test]
+fn unpark_and_repark_between_completion_and_sleep_still_completes() {
+    model(|| {
+        let protocol = Arc::new(Protocol::new());
+        let trace = Arc::new(Trace::default());
+        let worker = spawn_idle_worker(&protocol, &trace);
+        let first = {
+            let p = protocol.clone();
+            thread::spawn(move || {
+                let ticket = p.request_park().unwrap();
+                // Completion or withdrawal, whichever comes first.
+                let _ = p.wait_parked(ticket, None);
+            })
+        };
+        // Spin until the first request is visible, then withdraw and re-park.
+        while protocol.state() == WorkerState::Running || protocol.state() == WorkerState::Idle {
+            thread::yield_now();
+        }
+        protocol.unpark().unwrap();
+        protocol.park().expect("the second park completes");
+        assert!(protocol.is_inactive());
+        first.join().unwrap();
+        protocol.request_stop();
+        worker.join().unwrap();
+    });
+}

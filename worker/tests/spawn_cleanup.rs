@@ -1,0 +1,18 @@
+//! A refused spawn leaves no thread behind. (Alone in its test binary, so
+//! the thread count is not disturbed by other tests.)
+
+use unplug_worker::{SpawnError, Worker};
+
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+#[test]
+fn refused_spawns_leave_no_thread_behind() {
+    let before = threads();
+    for cpu in [4000, 1 << 20, usize::MAX - 1] {
+        let err = Worker::builder().cpu(cpu).spawn(|_| ()).unwrap_err();
+        assert!(matches!(err, SpawnError::CpuNotAllowed { .. }), "{err:?}");
+    }
+    assert_eq!(threads(), before);
+}

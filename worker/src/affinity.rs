@@ -10,13 +10,74 @@ pub fn current_tid() -> i32 {
     unsafe { libc::gettid() }
 }
 
-/// The CPUs the process may use: the affinity mask of the process's main
-/// thread (what `taskset -p <pid>` shows), which the kernel keeps inside the
-/// cgroup's cpuset.
+/// The CPUs the process may use: the CPUs of its cgroup's cpuset (v2
+/// `cpuset.cpus.effective`, v1 `cpuset.effective_cpus`) that are online.
+/// This is the set `sched_setaffinity` lets any thread of the process bind
+/// to; it does not shrink when one thread (the main one, say) pins itself.
+/// Without a readable cpuset, the online CPUs; without those, the calling
+/// thread's own mask.
 pub fn allowed_cpus() -> io::Result<Vec<usize>> {
-    // SAFETY: getpid has no preconditions.
-    let pid = unsafe { libc::getpid() };
-    cpus_of(pid)
+    let online = read_cpu_list("/sys/devices/system/cpu/online");
+    let cpuset = cpuset_cpus();
+    match (cpuset, online) {
+        (Some(set), Some(online)) => Ok(set.into_iter().filter(|c| online.contains(c)).collect()),
+        (Some(set), None) => Ok(set),
+        (None, Some(online)) => Ok(online),
+        (None, None) => cpus_of(0),
+    }
+}
+
+/// The effective CPUs of this process's cpuset cgroup, if the cgroup file
+/// system shows them.
+pub fn cpuset_cpus() -> Option<Vec<usize>> {
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    for line in cgroups.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+        let candidates: Vec<String> = if controllers.is_empty() {
+            // cgroup v2 (pure, or the unified half of a hybrid mount).
+            ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+                .iter()
+                .map(|root| format!("{root}{path}/cpuset.cpus.effective"))
+                .collect()
+        } else if controllers.split(',').any(|c| c == "cpuset") {
+            vec![
+                format!("/sys/fs/cgroup/cpuset{path}/cpuset.effective_cpus"),
+                format!("/sys/fs/cgroup/cpuset{path}/cpuset.cpus"),
+            ]
+        } else {
+            continue;
+        };
+        if let Some(cpus) = candidates.iter().find_map(|f| read_cpu_list(f)) {
+            return Some(cpus);
+        }
+    }
+    None
+}
+
+/// Reads a kernel CPU list file ("0-3,5").
+fn read_cpu_list(path: &str) -> Option<Vec<usize>> {
+    parse_cpu_list(std::fs::read_to_string(path).ok()?.trim())
+}
+
+/// Parses a kernel CPU list ("0-3,5,7-8"); `None` if malformed or empty.
+pub fn parse_cpu_list(list: &str) -> Option<Vec<usize>> {
+    let mut cpus = Vec::new();
+    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((lo, hi)) => {
+                let (lo, hi): (usize, usize) = (lo.parse().ok()?, hi.parse().ok()?);
+                if lo > hi || hi >= max_cpus() {
+                    return None;
+                }
+                cpus.extend(lo..=hi);
+            }
+            None => cpus.push(part.parse().ok()?),
+        }
+    }
+    cpus.sort_unstable();
+    cpus.dedup();
+    (!cpus.is_empty()).then_some(cpus)
 }
 
 /// The affinity mask of thread `tid` (0: the caller) as a sorted list.
@@ -58,4 +119,18 @@ pub fn pin_to(tid: i32, cpus: &[usize]) -> io::Result<()> {
 /// The number of CPUs a `cpu_set_t` can name.
 fn max_cpus() -> usize {
     libc::CPU_SETSIZE as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_cpu_list;
+
+    #[test]
+    fn cpu_lists_parse_ranges_and_singles() {
+        assert_eq!(parse_cpu_list("0-3,5,7-8"), Some(vec![0, 1, 2, 3, 5, 7, 8]));
+        assert_eq!(parse_cpu_list("1"), Some(vec![1]));
+        assert_eq!(parse_cpu_list(""), None);
+        assert_eq!(parse_cpu_list("3-1"), None);
+        assert_eq!(parse_cpu_list("x"), None);
+    }
 }

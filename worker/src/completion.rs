@@ -18,10 +18,11 @@
 use event_listener::{Event, Listener};
 use std::time::Instant;
 
-/// How many times a controller re-checks (yielding in between) before it
-/// registers and sleeps.
+/// How long a controller re-checks (yielding in between) before it
+/// registers and sleeps: about one cross-CPU futex wake-up on a VM, so a
+/// worker that answers within that time costs no second wake-up.
 #[cfg(not(loom))]
-const SPINS_BEFORE_SLEEP: usize = 16;
+const SPIN_BEFORE_SLEEP: std::time::Duration = std::time::Duration::from_micros(50);
 
 /// Blocks until `check` returns `Some`, or until `deadline` passes (then
 /// returns `None`). Spurious wake-ups just run `check` again.
@@ -34,11 +35,18 @@ pub(crate) fn wait_until<R>(
     // microseconds from done: look a few times before paying for a sleep
     // and a wake-up. (Not under loom: a spin adds nothing to the model.)
     #[cfg(not(loom))]
-    for _ in 0..SPINS_BEFORE_SLEEP {
-        if let Some(done) = check() {
-            return Some(done);
+    {
+        let spin_until = Instant::now() + SPIN_BEFORE_SLEEP;
+        let spin_until = deadline.map_or(spin_until, |d| d.min(spin_until));
+        loop {
+            if let Some(done) = check() {
+                return Some(done);
+            }
+            if Instant::now() >= spin_until {
+                break;
+            }
+            std::thread::yield_now();
         }
-        std::thread::yield_now();
     }
     loop {
         if let Some(done) = check() {

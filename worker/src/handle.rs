@@ -4,7 +4,7 @@
 use crate::affinity::{allowed_cpus, current_tid, pin_to};
 use crate::context::WorkerContext;
 use crate::error::{ParkError, SpawnError, StopError, UnparkError};
-use crate::inactive::kernel_says_sleeping;
+use crate::inactive::{kernel_says_sleeping, StatProbe};
 use crate::loom::{AtomicUsize, Ordering::Relaxed};
 use crate::notifier::Notifier;
 use crate::protocol::{ParkTimings, Protocol};
@@ -192,9 +192,9 @@ impl<T> Worker<T> {
             return Err(ParkError::FromWorkerThread);
         }
         let tid = self.tid;
-        let mut buf = Vec::with_capacity(512);
+        let mut stat = StatProbe::default();
         self.protocol
-            .park_with(deadline, &mut || kernel_says_sleeping(tid, &mut buf))
+            .park_with(deadline, &mut || kernel_says_sleeping(tid, &mut stat))
     }
 
     /// Unparks the worker. `Ok(true)` if a park request was withdrawn,

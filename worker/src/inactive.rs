@@ -15,20 +15,39 @@
 //! which procfs does not show). Nothing of the worker's user code can run in
 //! that window; see PROTOCOL.md, P4.
 
-use std::io::Read;
-
 /// Returns true when the kernel reports thread `tid` of this process as
 /// sleeping (`S`). Any read or parse failure counts as "not yet".
-pub(crate) fn kernel_says_sleeping(tid: i32, buf: &mut Vec<u8>) -> bool {
-    buf.clear();
-    let path = format!("/proc/self/task/{tid}/stat");
-    let Ok(mut file) = std::fs::File::open(path) else {
-        return false;
-    };
-    if file.read_to_end(buf).is_err() {
-        return false;
+pub(crate) fn kernel_says_sleeping(tid: i32, probe: &mut StatProbe) -> bool {
+    probe.read(tid) && state_char(&probe.buf) == Some(b'S')
+}
+
+/// An open `/proc/self/task/<tid>/stat`, re-read with `pread` at offset 0
+/// (procfs regenerates the text on every read), so a park pays one `open`
+/// rather than one per probe.
+#[derive(Default)]
+pub(crate) struct StatProbe {
+    file: Option<std::fs::File>,
+    buf: Vec<u8>,
+}
+
+impl StatProbe {
+    fn read(&mut self, tid: i32) -> bool {
+        use std::os::unix::fs::FileExt;
+        if self.file.is_none() {
+            self.file = std::fs::File::open(format!("/proc/self/task/{tid}/stat")).ok();
+        }
+        let Some(file) = &self.file else {
+            return false;
+        };
+        self.buf.resize(1024, 0);
+        match file.read_at(&mut self.buf, 0) {
+            Ok(n) if n > 0 => {
+                self.buf.truncate(n);
+                true
+            }
+            _ => false,
+        }
     }
-    state_char(buf) == Some(b'S')
 }
 
 /// The state field of a `stat` line: the first non-space byte after the

@@ -1,5 +1,6 @@
 //! P4 on real threads: `park()` returns with the worker parked, asleep in
 //! the kernel, and making no progress; `unpark_on` re-binds before it runs.
+#![cfg(not(loom))]
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! A refused spawn leaves no thread behind. (Alone in its test binary, so
 //! the thread count is not disturbed by other tests.)
+#![cfg(not(loom))]
 
 use unplug_worker::{SpawnError, Worker};
 

@@ -6,6 +6,7 @@
 //! work (the body raises `in_work` around each unit; if the generation is
 //! unchanged since `park()` returned, nobody has unparked it, so `in_work`
 //! must be false); every stopped worker returns its body's value.
+#![cfg(not(loom))]
 
 mod support;
 

@@ -78,6 +78,9 @@ pub enum StopError {
     AlreadyJoined,
     /// `stop()` was called on the worker's own thread; it cannot join itself.
     FromWorkerThread,
+    /// `stop_timeout()`: the body did not return in time (the stop stays
+    /// requested).
+    Timeout,
 }
 
 impl StopError {
@@ -102,6 +105,7 @@ impl fmt::Debug for StopError {
                 .finish(),
             StopError::AlreadyJoined => f.write_str("AlreadyJoined"),
             StopError::FromWorkerThread => f.write_str("FromWorkerThread"),
+            StopError::Timeout => f.write_str("Timeout"),
         }
     }
 }
@@ -161,6 +165,7 @@ impl fmt::Display for StopError {
             StopError::FromWorkerThread => {
                 f.write_str("stop() called from the worker's own thread")
             }
+            StopError::Timeout => f.write_str("worker did not stop in time"),
         }
     }
 }

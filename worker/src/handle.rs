@@ -253,6 +253,20 @@ impl<T> Worker<T> {
         }
     }
 
+    /// [`stop`](Worker::stop) with a time limit for the body to return. On
+    /// timeout the stop stays requested and [`StopError::Timeout`] is
+    /// returned; a later `stop()` can still join the thread.
+    pub fn stop_timeout(&self, timeout: Duration) -> Result<T, StopError> {
+        if thread::current().id() == self.thread_id {
+            return Err(StopError::FromWorkerThread);
+        }
+        self.protocol.request_stop();
+        if !self.protocol.wait_exited(Some(Instant::now() + timeout)) {
+            return Err(StopError::Timeout);
+        }
+        self.stop()
+    }
+
     /// What the worker is doing now.
     pub fn state(&self) -> WorkerState {
         self.protocol.state()

@@ -40,6 +40,7 @@
 mod completion;
 mod context;
 mod error;
+mod idle_set;
 mod loom;
 mod notifier;
 mod protocol;
@@ -54,6 +55,7 @@ mod inactive;
 
 pub use context::{IdleWaiter, Wake, WorkerContext};
 pub use error::{ParkError, SpawnError, StopError, UnparkError};
+pub use idle_set::IdleSet;
 pub use notifier::Notifier;
 pub use protocol::{ParkTicket, ParkTimings, Protocol};
 pub use state::WorkerState;

@@ -317,6 +317,15 @@ impl Protocol {
         true
     }
 
+    /// Waits until the body has returned (EXITED), or the deadline passes
+    /// (returns false).
+    pub fn wait_exited(&self, deadline: Option<Instant>) -> bool {
+        wait_until(&self.controllers, deadline, || {
+            (self.load() & EXITED != 0).then_some(())
+        })
+        .is_some()
+    }
+
     /// Marks the body as returned: clears every live flag, sets EXITED and
     /// releases every `park()` caller (they get [`ParkError::Stopped`]).
     /// Called by the worker thread as its last protocol step.

@@ -1,0 +1,129 @@
+//! Loom models of a pool's sleep/wake path (`IdleSet` + the idle wait): a
+//! task published while the last awake worker goes idle is never stranded;
+//! and a control model with the check in the wrong order that loom must
+//! catch.
+//!
+//! Run: `RUSTFLAGS="--cfg loom" cargo test -p unplug-worker --release --test loom_idle_set`
+#![cfg(loom)]
+
+mod loom_support;
+
+use loom::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use loom::thread;
+use loom_support::{model, model_must_fail, Flag};
+use std::sync::Arc;
+use unplug_worker::{IdleSet, Protocol, Wake};
+
+/// A pool of workers sharing one queue of `tasks` (a counter stands in for
+/// the injector).
+struct Pool {
+    workers: Vec<Arc<Protocol>>,
+    idle: IdleSet,
+    tasks: AtomicUsize,
+    taken: Flag,
+}
+
+impl Pool {
+    fn new(workers: usize) -> Arc<Self> {
+        Arc::new(Pool {
+            workers: (0..workers).map(|_| Arc::new(Protocol::new())).collect(),
+            idle: IdleSet::new(),
+            tasks: AtomicUsize::new(0),
+            taken: Flag::default(),
+        })
+    }
+
+    fn try_take(&self) -> bool {
+        self.tasks
+            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    /// The producer: publish, then wake one sleeper if there is one.
+    fn publish(&self) {
+        self.tasks.fetch_add(1, SeqCst);
+        if let Some(i) = self.idle.pop() {
+            self.workers[i].notify_work();
+        }
+    }
+
+    /// The worker loop, the scheduler's shape: take work, else register as
+    /// idle, then the idle wait re-checks work and the wake-up token.
+    fn run_worker(&self, index: usize, register_before_recheck: bool) {
+        let ctx = self.workers[index].context();
+        loop {
+            if self.try_take() {
+                self.taken.set();
+                continue;
+            }
+            let wake = if register_before_recheck {
+                self.idle.register(index);
+                ctx.idle_wait(|| !self.idle.is_registered(index) || self.tasks.load(SeqCst) > 0)
+            } else {
+                // BUG: looked for work above, registers afterwards, and the
+                // idle wait waits only for a wake-up token.
+                self.idle.register(index);
+                ctx.idle_wait(|| !self.idle.is_registered(index))
+            };
+            let handed = !self.idle.unregister(index);
+            match wake {
+                Wake::Work => {}
+                Wake::Park | Wake::Stop => {
+                    if handed {
+                        // Pass on a wake-up we will not use.
+                        if let Some(i) = self.idle.pop() {
+                            self.workers[i].notify_work();
+                        }
+                    }
+                    if wake == Wake::Stop {
+                        break;
+                    }
+                    ctx.parkme();
+                }
+            }
+        }
+        self.workers[index].mark_exited();
+    }
+}
+
+fn run(workers: usize, register_before_recheck: bool) {
+    let pool = Pool::new(workers);
+    let threads: Vec<_> = (0..workers)
+        .map(|i| {
+            let pool = pool.clone();
+            thread::spawn(move || pool.run_worker(i, register_before_recheck))
+        })
+        .collect();
+    pool.publish();
+    // Stranded task: nobody takes it and this wait never ends (deadlock).
+    pool.taken.wait();
+    for w in &pool.workers {
+        w.request_stop();
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+#[test]
+fn task_published_while_the_only_worker_goes_idle_is_never_stranded() {
+    model(|| run(1, true));
+}
+
+#[test]
+fn task_published_while_the_last_two_workers_go_idle_is_never_stranded() {
+    model(|| run(2, true));
+}
+
+/// Control: with the re-check missing, loom finds the stranded task.
+#[test]
+fn unfixed_check_then_register_strands_a_task_and_loom_catches_it() {
+    let report = model_must_fail(
+        "unfixed_check_then_register_strands_a_task_and_loom_catches_it",
+        || run(1, false),
+    );
+    assert!(
+        report.contains("deadlock"),
+        "expected a deadlock report: {report}"
+    );
+}

@@ -46,6 +46,7 @@ pub struct Builder {
     name: Option<String>,
     cpu: Option<usize>,
     stack_size: Option<usize>,
+    protocol: Option<Arc<Protocol>>,
 }
 
 impl Builder {
@@ -64,6 +65,15 @@ impl Builder {
     /// Pin to `cpu` if `Some`, leave unpinned if `None`.
     pub fn cpu_opt(mut self, cpu: Option<usize>) -> Self {
         self.cpu = cpu;
+        self
+    }
+
+    /// Run the worker on this protocol instead of a new one, so that a
+    /// [`Notifier`] for it can be handed out before the thread starts (a
+    /// pool that must be able to wake the worker from its first idle wait).
+    /// The protocol must be fresh: never used by another worker.
+    pub fn protocol(mut self, protocol: Arc<Protocol>) -> Self {
+        self.protocol = Some(protocol);
         self
     }
 
@@ -87,7 +97,8 @@ impl Builder {
         if let Some(cpu) = self.cpu {
             check_allowed(cpu).map_err(|allowed| SpawnError::CpuNotAllowed { cpu, allowed })?;
         }
-        let protocol = Arc::new(Protocol::new());
+        let protocol = self.protocol.unwrap_or_default();
+        debug_assert_eq!(protocol.state(), WorkerState::Running, "a used protocol");
         let name = self.name.unwrap_or_else(|| "unplug-worker".to_owned());
         let (started_tx, started_rx) = mpsc::sync_channel::<io::Result<i32>>(1);
         let mut builder = thread::Builder::new().name(name.clone());

@@ -1,0 +1,134 @@
+//! `Builder`: configure and start a runtime.
+
+use crate::error::BuildError;
+use crate::pool::{self, Config};
+use crate::runtime::Runtime;
+use crate::scheduler::{Hooks, Shared};
+use std::sync::Arc;
+
+/// Configures a [`Runtime`].
+///
+/// ```
+/// let rt = unplug::Runtime::builder()
+///     .workers(2)
+///     .thread_name("my-app")
+///     .on_thread_start(|| println!("worker up"))
+///     .build()
+///     .unwrap();
+/// assert_eq!(rt.block_on(async { 1 }), 1);
+/// ```
+#[derive(Clone)]
+pub struct Builder {
+    workers: Option<usize>,
+    pin: bool,
+    cpus: Option<Vec<usize>>,
+    thread_name: String,
+    hooks: Hooks,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Builder {
+    /// Defaults: one worker per CPU the process may use, not pinned,
+    /// threads named `unplug-worker-N`.
+    pub fn new() -> Self {
+        Builder {
+            workers: None,
+            pin: false,
+            cpus: None,
+            thread_name: "unplug-worker".to_owned(),
+            hooks: Hooks::default(),
+        }
+    }
+
+    /// The number of worker threads (default: the number of CPUs in use).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = Some(n);
+        self
+    }
+
+    /// Pin each worker to its home CPU (default off). Worker `i`'s home CPU
+    /// is `cpus[i % cpus.len()]`.
+    pub fn pin_workers(mut self, pin: bool) -> Self {
+        self.pin = pin;
+        self
+    }
+
+    /// The CPUs the runtime uses (default: every CPU the process may use).
+    pub fn cpus(mut self, cpus: impl IntoIterator<Item = usize>) -> Self {
+        self.cpus = Some(cpus.into_iter().collect());
+        self
+    }
+
+    /// The worker threads' name prefix.
+    pub fn thread_name(mut self, name: impl Into<String>) -> Self {
+        self.thread_name = name.into();
+        self
+    }
+
+    /// Runs on each worker thread when it starts.
+    pub fn on_thread_start(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
+        self.hooks.on_start = Some(Arc::new(f));
+        self
+    }
+
+    /// Runs on each worker thread when it stops.
+    pub fn on_thread_stop(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
+        self.hooks.on_stop = Some(Arc::new(f));
+        self
+    }
+
+    /// Starts the tokio reactor and the workers.
+    pub fn build(self) -> Result<Runtime, BuildError> {
+        let allowed = unplug_worker::affinity::allowed_cpus().map_err(BuildError::Reactor)?;
+        let cpus = match self.cpus {
+            Some(cpus) if cpus.is_empty() => return Err(BuildError::EmptyCpuList),
+            Some(cpus) => {
+                if let Some(&cpu) = cpus.iter().find(|c| !allowed.contains(c)) {
+                    return Err(BuildError::CpuNotAllowed { cpu, allowed });
+                }
+                cpus
+            }
+            None => allowed,
+        };
+        let workers = self.workers.unwrap_or(cpus.len());
+        if workers == 0 {
+            return Err(BuildError::ZeroWorkers);
+        }
+        let tokio = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(format!("{}-io", self.thread_name))
+            .enable_all()
+            .build()
+            .map_err(BuildError::Reactor)?;
+        let shared = Arc::new(Shared::new(tokio.handle().clone(), self.hooks));
+        let config = Config {
+            pin: self.pin,
+            thread_name: self.thread_name,
+        };
+        let runtime = Runtime::from_parts(shared.clone(), tokio, config.clone(), cpus.clone());
+        for index in 0..workers {
+            let home = cpus[index % cpus.len()];
+            // On failure `runtime` drops and shuts down what was started.
+            let entry = pool::start_worker(&shared, &config, index, Some(home))
+                .map_err(BuildError::Worker)?;
+            runtime.add_worker(entry);
+        }
+        Ok(runtime)
+    }
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("workers", &self.workers)
+            .field("pin", &self.pin)
+            .field("cpus", &self.cpus)
+            .field("thread_name", &self.thread_name)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,53 @@
+//! Typed errors of building a runtime.
+
+use std::fmt;
+use std::io;
+
+/// Why [`Builder::build`](crate::Builder::build) failed. Nothing is left
+/// running.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// `workers(0)`.
+    ZeroWorkers,
+    /// `cpus([])`.
+    EmptyCpuList,
+    /// A CPU in `cpus(..)` the process may not use.
+    CpuNotAllowed {
+        /// The CPU that was asked for.
+        cpu: usize,
+        /// The CPUs the process may use.
+        allowed: Vec<usize>,
+    },
+    /// The tokio reactor could not be started.
+    Reactor(io::Error),
+    /// A worker thread could not be spawned.
+    Worker(unplug_worker::SpawnError),
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::ZeroWorkers => f.write_str("a runtime needs at least one worker"),
+            BuildError::EmptyCpuList => f.write_str("the CPU list is empty"),
+            BuildError::CpuNotAllowed { cpu, allowed } => {
+                write!(
+                    f,
+                    "CPU {cpu} is not allowed for this process (allowed: {allowed:?})"
+                )
+            }
+            BuildError::Reactor(e) => write!(f, "cannot start the tokio reactor: {e}"),
+            BuildError::Worker(e) => write!(f, "cannot start a worker: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BuildError::Reactor(e) => Some(e),
+            BuildError::Worker(e) => Some(e),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! The scheduler's shared state: the injector, one slot per worker (its
+//! stealer, LIFO slot and notifier), the idle set, the task registry.
+//!
+//! Where a task goes when it is scheduled:
+//! - woken on a worker thread of this runtime: that worker's LIFO slot (the
+//!   task it displaces goes to the back of its local queue); a yield goes to
+//!   the back of the local queue;
+//! - spawned on a worker thread: the back of that worker's local queue;
+//! - from any other thread: the injector.
+//!
+//! Each push that may have made work for a sleeper wakes at most one
+//! (`IdleSet::pop`), never all.
+
+use crate::context;
+use crate::registry::Registry;
+use async_task::{Runnable, ScheduleInfo};
+use crossbeam_deque::{Injector, Stealer};
+use std::ptr::{null_mut, NonNull};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use unplug_worker::{IdleSet, Notifier};
+
+/// A scheduled task.
+pub(crate) type Task = Runnable<TaskMeta>;
+
+/// What every task carries besides its future.
+#[derive(Debug)]
+pub(crate) struct TaskMeta {
+    /// Its key in the registry.
+    pub(crate) key: usize,
+    /// Set by `JoinHandle::abort`; the worker drops an aborted task instead
+    /// of running it.
+    pub(crate) aborted: AtomicBool,
+}
+
+/// One worker's public face: what other threads may touch.
+pub(crate) struct Slot {
+    /// Steals from the worker's local queue.
+    pub(crate) stealer: Stealer<Task>,
+    /// The LIFO slot: a task the worker runs next. Any thread may take it
+    /// (an idle worker steals it), so a task put here is never stranded
+    /// behind a long poll (tokio #4941).
+    lifo: AtomicPtr<()>,
+    /// Wakes the worker's idle wait.
+    pub(crate) notifier: Notifier,
+    /// The CPU this worker belongs to (pinned there if the builder pins).
+    pub(crate) home_cpu: Option<usize>,
+    /// Tasks this worker has polled.
+    pub(crate) polled: AtomicU64,
+}
+
+impl Slot {
+    pub(crate) fn new(stealer: Stealer<Task>, notifier: Notifier, home_cpu: Option<usize>) -> Self {
+        Slot {
+            stealer,
+            lifo: AtomicPtr::new(null_mut()),
+            notifier,
+            home_cpu,
+            polled: AtomicU64::new(0),
+        }
+    }
+
+    /// Puts `task` in the LIFO slot; returns the task it displaced.
+    pub(crate) fn put_lifo(&self, task: Task) -> Option<Task> {
+        let new = task.into_raw().as_ptr();
+        // AcqRel: Release publishes the task to whoever takes it; Acquire
+        // takes ownership of the displaced one. Pairs with `take_lifo`.
+        let old = self.lifo.swap(new, Ordering::AcqRel);
+        // SAFETY: every non-null pointer in `lifo` came from
+        // `Runnable::<TaskMeta>::into_raw`, and the swap made us its only
+        // owner.
+        NonNull::new(old).map(|p| unsafe { Task::from_raw(p) })
+    }
+
+    /// Takes the task in the LIFO slot, if any.
+    pub(crate) fn take_lifo(&self) -> Option<Task> {
+        if self.lifo.load(Ordering::Relaxed).is_null() {
+            return None;
+        }
+        // Acquire: pairs with the Release half of `put_lifo`'s swap.
+        let old = self.lifo.swap(null_mut(), Ordering::AcqRel);
+        // SAFETY: as in `put_lifo`: the pointer came from `into_raw` and the
+        // swap transferred ownership to us alone.
+        NonNull::new(old).map(|p| unsafe { Task::from_raw(p) })
+    }
+
+    /// Anything queued here that another worker could take?
+    pub(crate) fn has_work(&self) -> bool {
+        !self.stealer.is_empty() || !self.lifo.load(Ordering::Relaxed).is_null()
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        drop(self.take_lifo());
+    }
+}
+
+// SAFETY: the only field that is not Send + Sync by itself is the raw pointer
+// inside `lifo`, which always owns a `Runnable<TaskMeta>` (Send + Sync,
+// since TaskMeta is) and is only moved in and out by atomic swaps.
+unsafe impl Send for Slot {}
+// SAFETY: see `Send`: all access to the pointer is through atomic swaps.
+unsafe impl Sync for Slot {}
+
+/// Hooks run on each worker thread.
+#[derive(Clone, Default)]
+pub(crate) struct Hooks {
+    pub(crate) on_start: Option<Arc<dyn Fn() + Send + Sync>>,
+    pub(crate) on_stop: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
+/// State shared by the runtime, its handles, its workers and every task.
+pub(crate) struct Shared {
+    pub(crate) injector: Injector<Task>,
+    pub(crate) slots: RwLock<Vec<Arc<Slot>>>,
+    pub(crate) idle: IdleSet,
+    pub(crate) registry: Registry,
+    /// Set once at shutdown: scheduled tasks are dropped (cancelled)
+    /// instead of queued, spawns are refused.
+    pub(crate) closing: AtomicBool,
+    pub(crate) tokio: tokio::runtime::Handle,
+    pub(crate) hooks: Hooks,
+}
+
+impl Shared {
+    pub(crate) fn new(tokio: tokio::runtime::Handle, hooks: Hooks) -> Self {
+        Shared {
+            injector: Injector::new(),
+            slots: RwLock::new(Vec::new()),
+            idle: IdleSet::new(),
+            registry: Registry::new(),
+            closing: AtomicBool::new(false),
+            tokio,
+            hooks,
+        }
+    }
+
+    pub(crate) fn slots(&self) -> RwLockReadGuard<'_, Vec<Arc<Slot>>> {
+        self.slots.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn is_closing(&self) -> bool {
+        // Acquire: pairs with the SeqCst store in shutdown.
+        self.closing.load(Ordering::Acquire)
+    }
+
+    /// async-task's schedule function: a task was woken.
+    pub(crate) fn schedule(self: &Arc<Self>, task: Task, info: ScheduleInfo) {
+        if self.is_closing() {
+            drop(task); // cancelled: its future is dropped here, once
+            return;
+        }
+        context::with_local(self, |local| match local {
+            Some(local) => local.schedule_woken(task, info.woken_while_running),
+            None => self.push_remote(task),
+        })
+    }
+
+    /// A newly spawned task.
+    pub(crate) fn schedule_spawned(self: &Arc<Self>, task: Task) {
+        context::with_local(self, |local| match local {
+            Some(local) => local.push_local(task),
+            None => self.push_remote(task),
+        })
+    }
+
+    /// From outside the workers: the injector, then wake one sleeper.
+    pub(crate) fn push_remote(&self, task: Task) {
+        self.injector.push(task);
+        self.wake_one();
+    }
+
+    /// Wakes one sleeping worker, if any (P2 pairing in `IdleSet`).
+    pub(crate) fn wake_one(&self) {
+        if let Some(index) = self.idle.pop() {
+            if let Some(slot) = self.slots().get(index) {
+                slot.notifier.notify();
+            }
+        }
+    }
+
+    /// Is there work anywhere a sleeping worker could take?
+    pub(crate) fn has_work(&self) -> bool {
+        !self.injector.is_empty() || self.slots().iter().any(|s| s.has_work())
+    }
+}

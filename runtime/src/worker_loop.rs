@@ -6,7 +6,7 @@ use crate::scheduler::{Shared, Slot, Task};
 use crossbeam_deque::Worker as LocalQueue;
 use std::rc::Rc;
 use std::sync::Arc;
-use unplug_worker::{Wake, WorkerContext};
+use unplug_worker::WorkerContext;
 
 pub(crate) fn run(
     ctx: &WorkerContext<'_>,
@@ -44,16 +44,12 @@ pub(crate) fn run(
     }
 }
 
-/// The idle sleep: register in the idle set, then the worker crate's idle
-/// wait re-checks for work or a hand-delivered wake-up (P2).
+/// The idle sleep: the worker crate's `IdleSet::sleep` (register, re-check
+/// work and a hand-delivered wake-up, sleep, pass on an unused wake-up), the
+/// path the loom models in `worker/tests/loom_idle_set.rs` check.
 fn sleep(ctx: &WorkerContext<'_>, local: &Local) {
     let shared = &local.shared;
-    shared.idle.register(local.index);
-    let wake = ctx.idle_wait(|| !shared.idle.is_registered(local.index) || shared.has_work());
-    let handed = !shared.idle.unregister(local.index);
-    if handed && wake != Wake::Work {
-        // Handed a wake-up we will not use (we are parking or stopping):
-        // pass it on so the work it was for is not stranded.
-        shared.wake_one();
-    }
+    shared
+        .idle
+        .sleep(ctx, local.index, || shared.has_work(), || shared.wake_one());
 }

@@ -28,6 +28,7 @@
 //! assert_eq!(idle.pop(), None);
 //! ```
 
+use crate::context::{Wake, WorkerContext};
 use crate::loom::{fence, AtomicUsize, Mutex, Ordering::SeqCst};
 
 /// A set of sleeping worker indices with a lock-free "anyone asleep?" check.
@@ -94,6 +95,28 @@ impl IdleSet {
         let index = sleeping.pop()?;
         self.count.fetch_sub(1, SeqCst);
         Some(index)
+    }
+
+    /// The idle sleep of pool worker `index`, the whole pattern in one
+    /// place: register, then the worker's idle wait re-checks `has_work()`
+    /// and whether a producer handed it a wake-up (P2), then unregister. If
+    /// it was handed a wake-up but leaves for a park or stop, `pass_on` is
+    /// called (it should wake another sleeper: `pop` and notify), so the
+    /// work that wake-up was for is not stranded.
+    pub fn sleep(
+        &self,
+        ctx: &WorkerContext<'_>,
+        index: usize,
+        mut has_work: impl FnMut() -> bool,
+        pass_on: impl FnOnce(),
+    ) -> Wake {
+        self.register(index);
+        let wake = ctx.idle_wait(|| !self.is_registered(index) || has_work());
+        let handed = !self.unregister(index);
+        if handed && wake != Wake::Work {
+            pass_on();
+        }
+        wake
     }
 
     /// How many workers are registered as sleeping.

@@ -42,13 +42,18 @@ impl Pool {
     /// The producer: publish, then wake one sleeper if there is one.
     fn publish(&self) {
         self.tasks.fetch_add(1, SeqCst);
+        self.wake_one();
+    }
+
+    fn wake_one(&self) {
         if let Some(i) = self.idle.pop() {
             self.workers[i].notify_work();
         }
     }
 
-    /// The worker loop, the scheduler's shape: take work, else register as
-    /// idle, then the idle wait re-checks work and the wake-up token.
+    /// The worker loop, the runtime scheduler's shape (`worker_loop.rs`):
+    /// take work, else `IdleSet::sleep` — the same function the runtime
+    /// calls.
     fn run_worker(&self, index: usize, register_before_recheck: bool) {
         let ctx = self.workers[index].context();
         loop {
@@ -57,29 +62,24 @@ impl Pool {
                 continue;
             }
             let wake = if register_before_recheck {
-                self.idle.register(index);
-                ctx.idle_wait(|| !self.idle.is_registered(index) || self.tasks.load(SeqCst) > 0)
+                self.idle.sleep(
+                    &ctx,
+                    index,
+                    || self.tasks.load(SeqCst) > 0,
+                    || self.wake_one(),
+                )
             } else {
                 // BUG: looked for work above, registers afterwards, and the
                 // idle wait waits only for a wake-up token.
                 self.idle.register(index);
-                ctx.idle_wait(|| !self.idle.is_registered(index))
+                let wake = ctx.idle_wait(|| !self.idle.is_registered(index));
+                self.idle.unregister(index);
+                wake
             };
-            let handed = !self.idle.unregister(index);
             match wake {
                 Wake::Work => {}
-                Wake::Park | Wake::Stop => {
-                    if handed {
-                        // Pass on a wake-up we will not use.
-                        if let Some(i) = self.idle.pop() {
-                            self.workers[i].notify_work();
-                        }
-                    }
-                    if wake == Wake::Stop {
-                        break;
-                    }
-                    ctx.parkme();
-                }
+                Wake::Stop => break,
+                Wake::Park => ctx.parkme(),
             }
         }
         self.workers[index].mark_exited();

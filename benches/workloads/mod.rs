@@ -1,0 +1,387 @@
+//! tokio's multi-thread scheduler workloads (its `benches/rt_multi_threaded.rs`:
+//! same names, same parameters), written once over a small `Spawner` trait
+//! and run on unplug, tokio's multi-thread runtime and async-executor with
+//! the same number of worker threads.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::{mpsc, Arc};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+/// Worker threads for every runtime (tokio's benches use 4).
+pub fn num_workers() -> usize {
+    std::env::var("BENCH_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4)
+}
+
+pub const NUM_SPAWN: usize = 10_000;
+pub const STALL_DUR: Duration = Duration::from_micros(10);
+
+/// What a workload needs from a runtime.
+pub trait Spawner: Clone + Send + Sync + 'static {
+    type Join<T: Send + 'static>: Future<Output = T> + Send + 'static;
+    fn spawn<F>(&self, f: F) -> Self::Join<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static;
+    /// Spawn without keeping a handle (dropping async-executor's `Task`
+    /// would cancel it).
+    fn spawn_detached<F>(&self, f: F)
+    where
+        F: Future<Output = ()> + Send + 'static;
+    fn block_on<F: Future>(&self, f: F) -> F::Output;
+    fn yield_now() -> impl Future<Output = ()> + Send;
+}
+
+/// A join handle whose error is unwrapped (the workloads never fail).
+pub struct Unwrapped<J>(J);
+
+impl<T, E: std::fmt::Debug, J: Future<Output = Result<T, E>> + Unpin> Future for Unwrapped<J> {
+    type Output = T;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        Pin::new(&mut self.0).poll(cx).map(|r| r.unwrap())
+    }
+}
+
+// ---- unplug ----
+
+#[derive(Clone)]
+pub struct Unplug(pub unplug::Handle);
+
+impl Unplug {
+    pub fn new(workers: usize) -> (unplug::Runtime, Self) {
+        let rt = unplug::Runtime::builder().workers(workers).build().unwrap();
+        let h = rt.handle().clone();
+        (rt, Unplug(h))
+    }
+}
+
+impl Spawner for Unplug {
+    type Join<T: Send + 'static> = Unwrapped<unplug::JoinHandle<T>>;
+    fn spawn<F>(&self, f: F) -> Self::Join<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        Unwrapped(self.0.spawn(f))
+    }
+    fn spawn_detached<F>(&self, f: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        drop(self.0.spawn(f));
+    }
+    fn block_on<F: Future>(&self, f: F) -> F::Output {
+        self.0.block_on(f)
+    }
+    fn yield_now() -> impl Future<Output = ()> + Send {
+        unplug::yield_now()
+    }
+}
+
+// ---- tokio ----
+
+#[derive(Clone)]
+pub struct Tokio(pub tokio::runtime::Handle);
+
+impl Tokio {
+    pub fn new(workers: usize) -> (tokio::runtime::Runtime, Self) {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+            .unwrap();
+        let h = rt.handle().clone();
+        (rt, Tokio(h))
+    }
+}
+
+impl Spawner for Tokio {
+    type Join<T: Send + 'static> = Unwrapped<tokio::task::JoinHandle<T>>;
+    fn spawn<F>(&self, f: F) -> Self::Join<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        Unwrapped(self.0.spawn(f))
+    }
+    fn spawn_detached<F>(&self, f: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        drop(self.0.spawn(f));
+    }
+    fn block_on<F: Future>(&self, f: F) -> F::Output {
+        self.0.block_on(f)
+    }
+    fn yield_now() -> impl Future<Output = ()> + Send {
+        tokio::task::yield_now()
+    }
+}
+
+// ---- async-executor ----
+
+#[derive(Clone)]
+pub struct AsyncExecutor(pub Arc<async_executor::Executor<'static>>);
+
+/// Keeps async-executor's threads running until dropped.
+pub struct AsyncExecutorThreads {
+    stop: Option<async_channel_stop::Stop>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+mod async_channel_stop {
+    /// A one-shot stop signal for the executor threads.
+    pub struct Stop(
+        pub std::sync::Arc<event_listener::Event>,
+        pub std::sync::Arc<std::sync::atomic::AtomicBool>,
+    );
+}
+
+impl AsyncExecutor {
+    pub fn new(workers: usize) -> (AsyncExecutorThreads, Self) {
+        let ex = Arc::new(async_executor::Executor::new());
+        let event = Arc::new(event_listener::Event::new());
+        let flag = Arc::new(AtomicBool::new(false));
+        let threads = (0..workers)
+            .map(|_| {
+                let (ex, event, flag) = (ex.clone(), event.clone(), flag.clone());
+                std::thread::spawn(move || {
+                    futures_lite::future::block_on(ex.run(async move {
+                        loop {
+                            if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                                return;
+                            }
+                            let l = event.listen();
+                            if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                                return;
+                            }
+                            l.await;
+                        }
+                    }))
+                })
+            })
+            .collect();
+        (
+            AsyncExecutorThreads {
+                stop: Some(async_channel_stop::Stop(event, flag)),
+                threads,
+            },
+            AsyncExecutor(ex),
+        )
+    }
+}
+
+impl Drop for AsyncExecutorThreads {
+    fn drop(&mut self) {
+        if let Some(async_channel_stop::Stop(event, flag)) = self.stop.take() {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            event.notify(usize::MAX);
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Spawner for AsyncExecutor {
+    type Join<T: Send + 'static> = async_executor::Task<T>;
+    fn spawn<F>(&self, f: F) -> Self::Join<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.0.spawn(f)
+    }
+    fn spawn_detached<F>(&self, f: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.0.spawn(f).detach();
+    }
+    fn block_on<F: Future>(&self, f: F) -> F::Output {
+        futures_lite::future::block_on(f)
+    }
+    fn yield_now() -> impl Future<Output = ()> + Send {
+        futures_lite::future::yield_now()
+    }
+}
+
+// ---- the workloads ----
+
+fn stall() {
+    let now = Instant::now();
+    while now.elapsed() < STALL_DUR {
+        std::thread::yield_now();
+    }
+}
+
+/// `spawn_many_local`: 10,000 spawns from inside `block_on`.
+pub struct SpawnManyLocal {
+    tx: mpsc::SyncSender<()>,
+    rx: mpsc::Receiver<()>,
+    rem: Arc<AtomicUsize>,
+}
+
+impl SpawnManyLocal {
+    pub fn new() -> Self {
+        let (tx, rx) = mpsc::sync_channel(1000);
+        SpawnManyLocal {
+            tx,
+            rx,
+            rem: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    pub fn run<S: Spawner>(&self, s: &S) {
+        self.rem.store(NUM_SPAWN, Relaxed);
+        s.block_on(async {
+            for _ in 0..NUM_SPAWN {
+                let (tx, rem) = (self.tx.clone(), self.rem.clone());
+                s.spawn_detached(async move {
+                    if 1 == rem.fetch_sub(1, Relaxed) {
+                        tx.send(()).unwrap();
+                    }
+                });
+            }
+            self.rx.recv().unwrap();
+        });
+    }
+}
+
+/// `spawn_many_remote_idle`: 10,000 spawns from outside, then await them.
+pub fn spawn_many_remote_idle<S: Spawner>(s: &S) {
+    let handles: Vec<_> = (0..NUM_SPAWN).map(|_| s.spawn(async {})).collect();
+    s.block_on(async {
+        for h in handles {
+            h.await;
+        }
+    });
+}
+
+/// Background load for the `busy` workloads; stops when dropped.
+pub struct Busy(Arc<AtomicBool>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.store(false, Relaxed);
+    }
+}
+
+/// `spawn_many_remote_busy1`'s load: 2 x workers tasks that yield and stall.
+pub fn busy1<S: Spawner>(s: &S) -> Busy {
+    let flag = Arc::new(AtomicBool::new(true));
+    for _ in 0..2 * num_workers() {
+        let flag = flag.clone();
+        s.spawn_detached(async move {
+            while flag.load(Relaxed) {
+                S::yield_now().await;
+                stall();
+            }
+        });
+    }
+    Busy(flag)
+}
+
+/// `spawn_many_remote_busy2`'s load: workers chains of tasks that stall and
+/// spawn the next.
+pub fn busy2<S: Spawner>(s: &S) -> Busy {
+    fn iter<S: Spawner>(s: S, flag: Arc<AtomicBool>) {
+        let s2 = s.clone();
+        s.spawn_detached(async move {
+            if flag.load(Relaxed) {
+                stall();
+                iter(s2, flag);
+            }
+        });
+    }
+    let flag = Arc::new(AtomicBool::new(true));
+    for _ in 0..num_workers() {
+        iter(s.clone(), flag.clone());
+    }
+    Busy(flag)
+}
+
+/// The measured part of both `busy` workloads: `n` remote spawns, awaited.
+pub fn spawn_many_remote<S: Spawner>(s: &S, n: usize) {
+    let handles: Vec<_> = (0..n).map(|_| s.spawn(async {})).collect();
+    s.block_on(async {
+        for h in handles {
+            h.await;
+        }
+    });
+}
+
+/// `yield_many`: 200 tasks yielding 1,000 times each.
+pub fn yield_many<S: Spawner>(s: &S) {
+    const NUM_YIELD: usize = 1_000;
+    const TASKS: usize = 200;
+    let (tx, rx) = mpsc::sync_channel(TASKS);
+    for _ in 0..TASKS {
+        let tx = tx.clone();
+        s.spawn_detached(async move {
+            for _ in 0..NUM_YIELD {
+                S::yield_now().await;
+            }
+            tx.send(()).unwrap();
+        });
+    }
+    for _ in 0..TASKS {
+        rx.recv().unwrap();
+    }
+}
+
+/// `ping_pong`: 1,000 pairs of tasks exchanging oneshot messages.
+pub fn ping_pong<S: Spawner>(s: &S) {
+    const NUM_PINGS: usize = 1_000;
+    let (done_tx, done_rx) = mpsc::sync_channel(1000);
+    let rem = Arc::new(AtomicUsize::new(NUM_PINGS));
+    let s2 = s.clone();
+    s.block_on(async move {
+        s2.clone().spawn_detached(async move {
+            for _ in 0..NUM_PINGS {
+                let (rem, done_tx, s3) = (rem.clone(), done_tx.clone(), s2.clone());
+                s2.spawn_detached(async move {
+                    let (tx1, rx1) = tokio::sync::oneshot::channel::<()>();
+                    let (tx2, rx2) = tokio::sync::oneshot::channel::<()>();
+                    s3.spawn_detached(async move {
+                        rx1.await.unwrap();
+                        tx2.send(()).unwrap();
+                    });
+                    tx1.send(()).unwrap();
+                    rx2.await.unwrap();
+                    if 1 == rem.fetch_sub(1, Relaxed) {
+                        done_tx.send(()).unwrap();
+                    }
+                });
+            }
+        });
+        done_rx.recv().unwrap();
+    });
+}
+
+/// `chained_spawn`: a chain of 1,000 tasks, each spawning the next.
+pub fn chained_spawn<S: Spawner>(s: &S) {
+    const ITER: usize = 1_000;
+    fn iter<S: Spawner>(s: S, done_tx: mpsc::SyncSender<()>, n: usize) {
+        if n == 0 {
+            done_tx.send(()).unwrap();
+        } else {
+            let s2 = s.clone();
+            s.spawn_detached(async move { iter(s2, done_tx, n - 1) });
+        }
+    }
+    let (done_tx, done_rx) = mpsc::sync_channel(1000);
+    let s2 = s.clone();
+    s.block_on(async move {
+        s2.clone()
+            .spawn_detached(async move { iter(s2, done_tx, ITER) });
+        done_rx.recv().unwrap();
+    });
+}

@@ -5,6 +5,7 @@ use crate::pool::{self, Config};
 use crate::runtime::Runtime;
 use crate::scheduler::{Hooks, Shared};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Configures a [`Runtime`].
 ///
@@ -24,6 +25,8 @@ pub struct Builder {
     cpus: Option<Vec<usize>>,
     thread_name: String,
     hooks: Hooks,
+    follow: bool,
+    follow_interval: Duration,
 }
 
 impl Default for Builder {
@@ -42,6 +45,8 @@ impl Builder {
             cpus: None,
             thread_name: "unplug-worker".to_owned(),
             hooks: Hooks::default(),
+            follow: false,
+            follow_interval: Duration::from_millis(100),
         }
     }
 
@@ -67,6 +72,22 @@ impl Builder {
     /// The worker threads' name prefix.
     pub fn thread_name(mut self, name: impl Into<String>) -> Self {
         self.thread_name = name.into();
+        self
+    }
+
+    /// Follow the CPUs the process may use (opt-in): a watcher thread reads
+    /// the main thread's affinity mask, the cgroup cpuset, the online CPUs
+    /// and the cgroup CPU quota every `follow_interval`, and unplugs or
+    /// plugs workers to match once a change has held for three readings
+    /// in a row (hysteresis: a flapping mask does not thrash the pool).
+    pub fn follow_cpus(mut self, follow: bool) -> Self {
+        self.follow = follow;
+        self
+    }
+
+    /// How often the follower reads the allowed CPUs (default 100 ms).
+    pub fn follow_interval(mut self, interval: Duration) -> Self {
+        self.follow_interval = interval.max(Duration::from_millis(1));
         self
     }
 
@@ -105,18 +126,26 @@ impl Builder {
             .enable_all()
             .build()
             .map_err(BuildError::Reactor)?;
-        let shared = Arc::new(Shared::new(tokio.handle().clone(), self.hooks));
         let config = Config {
             pin: self.pin,
             thread_name: self.thread_name,
         };
-        let runtime = Runtime::from_parts(shared.clone(), tokio, config.clone(), cpus.clone());
+        let shared = Arc::new(Shared::new(
+            tokio.handle().clone(),
+            self.hooks,
+            config.clone(),
+            cpus.clone(),
+        ));
+        let mut runtime = Runtime::from_parts(shared.clone(), tokio);
         for index in 0..workers {
             let home = cpus[index % cpus.len()];
             // On failure `runtime` drops and shuts down what was started.
-            let entry = pool::start_worker(&shared, &config, index, Some(home))
+            let entry = pool::start_worker(&shared, &config, Some(home), config.pin)
                 .map_err(BuildError::Worker)?;
-            runtime.add_worker(entry);
+            shared.lock_pool().entries.push(entry);
+        }
+        if self.follow {
+            runtime.start_follower(self.follow_interval);
         }
         Ok(runtime)
     }

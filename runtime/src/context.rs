@@ -166,6 +166,9 @@ impl Local {
         while let Some(task) = self.queue.pop() {
             dispose(task);
         }
+        if !closing {
+            self.slot.migrated.fetch_add(moved as u64, Relaxed);
+        }
         if closing {
             // Shutdown: cancel what other workers left in the injector too.
             loop {

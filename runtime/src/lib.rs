@@ -26,7 +26,9 @@
 mod block_on;
 mod builder;
 mod context;
+mod controller;
 mod error;
+mod follow;
 mod handle;
 mod join;
 mod pool;
@@ -38,6 +40,7 @@ mod worker_loop;
 mod yield_now;
 
 pub use builder::Builder;
+pub use controller::{ControlError, ParkReport, PlugReport, ResizeReport, RuntimeStats};
 pub use error::BuildError;
 pub use handle::Handle;
 pub use join::{JoinError, JoinHandle};

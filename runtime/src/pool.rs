@@ -14,11 +14,46 @@ pub(crate) struct Config {
     pub(crate) thread_name: String,
 }
 
+/// What the controller has decided for a worker. Decided under the pool
+/// lock; carried out (park, unpark, stop) outside it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Target {
+    Running,
+    Parked,
+    Stopped,
+}
+
 /// One worker of the pool.
 pub(crate) struct PoolEntry {
     pub(crate) index: usize,
     pub(crate) worker: Arc<Worker<()>>,
     pub(crate) slot: Arc<Slot>,
+    /// The CPU it is pinned to, or its home CPU if not pinned.
+    pub(crate) cpu: Option<usize>,
+    pub(crate) pinned: bool,
+    pub(crate) target: Target,
+}
+
+/// The workers and what the runtime was built with. Behind the pool lock,
+/// which serializes every controller call.
+pub(crate) struct Pool {
+    pub(crate) entries: Vec<PoolEntry>,
+    pub(crate) config: Config,
+    /// The CPUs the runtime was built to use.
+    pub(crate) cpus: Vec<usize>,
+}
+
+impl Pool {
+    pub(crate) fn running(&self) -> usize {
+        self.entries
+            .iter()
+            .filter(|e| e.target == Target::Running)
+            .count()
+    }
+
+    pub(crate) fn next_index(shared: &Shared) -> usize {
+        shared.slots().len()
+    }
 }
 
 /// Starts worker `index` with home CPU `home_cpu` (pinned there if the
@@ -27,16 +62,13 @@ pub(crate) struct PoolEntry {
 pub(crate) fn start_worker(
     shared: &Arc<Shared>,
     config: &Config,
-    index: usize,
     home_cpu: Option<usize>,
+    pin: bool,
 ) -> Result<PoolEntry, SpawnError> {
+    let index = Pool::next_index(shared);
     let queue: LocalQueue<Task> = LocalQueue::new_fifo();
     let protocol = Arc::new(Protocol::new());
-    let slot = Arc::new(Slot::new(
-        queue.stealer(),
-        Notifier::new(protocol.clone()),
-        home_cpu,
-    ));
+    let slot = Arc::new(Slot::new(queue.stealer(), Notifier::new(protocol.clone())));
     {
         let mut slots = shared.slots.write().unwrap_or_else(|p| p.into_inner());
         debug_assert_eq!(slots.len(), index, "worker slots are appended in order");
@@ -46,7 +78,7 @@ pub(crate) fn start_worker(
     let body_slot = slot.clone();
     let spawned = Worker::builder()
         .name(format!("{}-{index}", config.thread_name))
-        .cpu_opt(if config.pin { home_cpu } else { None })
+        .cpu_opt(if pin { home_cpu } else { None })
         .protocol(protocol)
         .spawn(move |ctx| worker_loop::run(ctx, body_shared, index, body_slot, queue));
     match spawned {
@@ -54,6 +86,9 @@ pub(crate) fn start_worker(
             index,
             worker: Arc::new(worker),
             slot,
+            cpu: home_cpu,
+            pinned: pin && home_cpu.is_some(),
+            target: Target::Running,
         }),
         Err(e) => {
             let mut slots = shared.slots.write().unwrap_or_else(|p| p.into_inner());

@@ -3,12 +3,11 @@
 use crate::builder::Builder;
 use crate::handle::Handle;
 use crate::join::JoinHandle;
-use crate::pool::{Config, PoolEntry};
 use crate::scheduler::Shared;
 use crossbeam_deque::Steal;
 use std::future::Future;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// An unplug runtime: worker threads that can be parked and re-pinned
@@ -29,11 +28,7 @@ use std::time::{Duration, Instant};
 pub struct Runtime {
     handle: Handle,
     tokio: Option<tokio::runtime::Runtime>,
-    #[allow(dead_code)] // used by the controller
-    config: Config,
-    #[allow(dead_code)] // used by the controller
-    cpus: Vec<usize>,
-    pool: Arc<Mutex<Vec<PoolEntry>>>,
+    follower: Option<crate::follow::Follower>,
 }
 
 impl Runtime {
@@ -47,31 +42,22 @@ impl Runtime {
         Builder::new()
     }
 
-    pub(crate) fn from_parts(
-        shared: Arc<Shared>,
-        tokio: tokio::runtime::Runtime,
-        config: Config,
-        cpus: Vec<usize>,
-    ) -> Self {
+    pub(crate) fn from_parts(shared: Arc<Shared>, tokio: tokio::runtime::Runtime) -> Self {
         Runtime {
             handle: Handle::from_shared(shared),
             tokio: Some(tokio),
-            config,
-            cpus,
-            pool: Arc::new(Mutex::new(Vec::new())),
+            follower: None,
         }
     }
 
-    pub(crate) fn add_worker(&self, entry: PoolEntry) {
-        self.pool().push(entry);
+    pub(crate) fn start_follower(&mut self, interval: Duration) {
+        self.follower = Some(crate::follow::Follower::start(
+            self.handle.clone(),
+            interval,
+        ));
     }
 
-    fn pool(&self) -> MutexGuard<'_, Vec<PoolEntry>> {
-        self.pool.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// A snapshot of every worker: id, home CPU, state, OS thread id, tasks
-    /// polled.
+    /// A snapshot of every worker; see [`Handle::workers`].
     ///
     /// ```
     /// let rt = unplug::Runtime::builder().workers(2).build().unwrap();
@@ -80,17 +66,50 @@ impl Runtime {
     /// assert!(workers.iter().all(|w| w.os_tid > 0));
     /// ```
     pub fn workers(&self) -> Vec<WorkerInfo> {
-        self.pool()
-            .iter()
-            .map(|e| WorkerInfo {
-                id: e.index,
-                cpu: e.worker.cpu().or(e.slot.home_cpu),
-                pinned: e.worker.cpu().is_some(),
-                state: e.worker.state(),
-                os_tid: e.worker.os_tid(),
-                tasks_polled: e.slot.polled.load(Ordering::Relaxed),
-            })
-            .collect()
+        self.handle.workers()
+    }
+
+    /// See [`Handle::unplug_cpu`].
+    pub fn unplug_cpu(&self, cpu: usize) -> Result<crate::ParkReport, crate::ControlError> {
+        self.handle.unplug_cpu(cpu)
+    }
+
+    /// See [`Handle::unplug_cpu_timeout`].
+    pub fn unplug_cpu_timeout(
+        &self,
+        cpu: usize,
+        timeout: Duration,
+    ) -> Result<crate::ParkReport, crate::ControlError> {
+        self.handle.unplug_cpu_timeout(cpu, timeout)
+    }
+
+    /// See [`Handle::plug_cpu`].
+    pub fn plug_cpu(&self, cpu: usize) -> Result<crate::PlugReport, crate::ControlError> {
+        self.handle.plug_cpu(cpu)
+    }
+
+    /// See [`Handle::park_worker`].
+    pub fn park_worker(&self, id: usize) -> Result<crate::ParkReport, crate::ControlError> {
+        self.handle.park_worker(id)
+    }
+
+    /// See [`Handle::unpark_worker`].
+    pub fn unpark_worker(
+        &self,
+        id: usize,
+        cpu: Option<usize>,
+    ) -> Result<crate::PlugReport, crate::ControlError> {
+        self.handle.unpark_worker(id, cpu)
+    }
+
+    /// See [`Handle::set_workers`].
+    pub fn set_workers(&self, n: usize) -> Result<crate::ResizeReport, crate::ControlError> {
+        self.handle.set_workers(n)
+    }
+
+    /// See [`Handle::stats`].
+    pub fn stats(&self) -> crate::RuntimeStats {
+        self.handle.stats()
     }
 
     /// The handle: clone it to spawn from other threads.
@@ -129,9 +148,12 @@ impl Runtime {
     }
 
     fn shutdown(&mut self, deadline: Option<Instant>) {
+        if let Some(follower) = self.follower.take() {
+            follower.stop();
+        }
         let shared = self.handle.shared.clone();
         shared.closing.store(true, Ordering::SeqCst);
-        let entries = std::mem::take(&mut *self.pool());
+        let entries = std::mem::take(&mut shared.lock_pool().entries);
         for entry in &entries {
             entry.worker.protocol().request_stop();
         }
@@ -194,7 +216,7 @@ impl Drop for Runtime {
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runtime")
-            .field("workers", &self.pool().len())
+            .field("workers", &self.handle.shared.lock_pool().entries.len())
             .finish()
     }
 }

@@ -12,12 +12,13 @@
 //! (`IdleSet::pop`), never all.
 
 use crate::context;
+use crate::pool::{Config, Pool};
 use crate::registry::Registry;
 use async_task::{Runnable, ScheduleInfo};
 use crossbeam_deque::{Injector, Stealer};
 use std::ptr::{null_mut, NonNull};
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use unplug_worker::{IdleSet, Notifier};
 
 /// A scheduled task.
@@ -43,20 +44,20 @@ pub(crate) struct Slot {
     lifo: AtomicPtr<()>,
     /// Wakes the worker's idle wait.
     pub(crate) notifier: Notifier,
-    /// The CPU this worker belongs to (pinned there if the builder pins).
-    pub(crate) home_cpu: Option<usize>,
     /// Tasks this worker has polled.
     pub(crate) polled: AtomicU64,
+    /// Tasks this worker handed to the others when it parked or stopped.
+    pub(crate) migrated: AtomicU64,
 }
 
 impl Slot {
-    pub(crate) fn new(stealer: Stealer<Task>, notifier: Notifier, home_cpu: Option<usize>) -> Self {
+    pub(crate) fn new(stealer: Stealer<Task>, notifier: Notifier) -> Self {
         Slot {
             stealer,
             lifo: AtomicPtr::new(null_mut()),
             notifier,
-            home_cpu,
             polled: AtomicU64::new(0),
+            migrated: AtomicU64::new(0),
         }
     }
 
@@ -121,10 +122,18 @@ pub(crate) struct Shared {
     pub(crate) closing: AtomicBool,
     pub(crate) tokio: tokio::runtime::Handle,
     pub(crate) hooks: Hooks,
+    /// The workers; its lock serializes controller calls.
+    pub(crate) pool: Mutex<Pool>,
+    pub(crate) follow_stats: Arc<crate::follow::FollowStats>,
 }
 
 impl Shared {
-    pub(crate) fn new(tokio: tokio::runtime::Handle, hooks: Hooks) -> Self {
+    pub(crate) fn new(
+        tokio: tokio::runtime::Handle,
+        hooks: Hooks,
+        config: Config,
+        cpus: Vec<usize>,
+    ) -> Self {
         Shared {
             injector: Injector::new(),
             slots: RwLock::new(Vec::new()),
@@ -133,7 +142,17 @@ impl Shared {
             closing: AtomicBool::new(false),
             tokio,
             hooks,
+            pool: Mutex::new(Pool {
+                entries: Vec::new(),
+                config,
+                cpus,
+            }),
+            follow_stats: Arc::default(),
         }
+    }
+
+    pub(crate) fn lock_pool(&self) -> MutexGuard<'_, Pool> {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn slots(&self) -> RwLockReadGuard<'_, Vec<Arc<Slot>>> {

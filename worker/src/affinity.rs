@@ -55,6 +55,46 @@ pub fn cpuset_cpus() -> Option<Vec<usize>> {
     None
 }
 
+/// The cgroup CPU quota of this process in CPUs (v2 `cpu.max`, v1
+/// `cpu.cfs_quota_us` / `cpu.cfs_period_us`), `None` if unlimited or not
+/// shown. 1.5 means "one and a half CPUs' worth of time per period".
+pub fn cpu_quota() -> Option<f64> {
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    for line in cgroups.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+        if controllers.is_empty() {
+            for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+                if let Ok(max) = std::fs::read_to_string(format!("{root}{path}/cpu.max")) {
+                    return parse_cpu_max(&max);
+                }
+            }
+        } else if controllers.split(',').any(|c| c == "cpu") {
+            for dir in ["cpu", "cpu,cpuacct", "cpuacct,cpu"] {
+                let base = format!("/sys/fs/cgroup/{dir}{path}");
+                let quota = std::fs::read_to_string(format!("{base}/cpu.cfs_quota_us"));
+                let period = std::fs::read_to_string(format!("{base}/cpu.cfs_period_us"));
+                if let (Ok(q), Ok(p)) = (quota, period) {
+                    let (q, p): (i64, i64) = (q.trim().parse().ok()?, p.trim().parse().ok()?);
+                    return (q > 0 && p > 0).then(|| q as f64 / p as f64);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Parses cgroup v2 `cpu.max` ("max 100000" or "150000 100000").
+pub fn parse_cpu_max(text: &str) -> Option<f64> {
+    let mut parts = text.split_whitespace();
+    let (quota, period) = (parts.next()?, parts.next()?);
+    if quota == "max" {
+        return None;
+    }
+    let (q, p): (f64, f64) = (quota.parse().ok()?, period.parse().ok()?);
+    (q > 0.0 && p > 0.0).then_some(q / p)
+}
+
 /// Reads a kernel CPU list file ("0-3,5").
 fn read_cpu_list(path: &str) -> Option<Vec<usize>> {
     parse_cpu_list(std::fs::read_to_string(path).ok()?.trim())
@@ -132,5 +172,13 @@ mod tests {
         assert_eq!(parse_cpu_list(""), None);
         assert_eq!(parse_cpu_list("3-1"), None);
         assert_eq!(parse_cpu_list("x"), None);
+    }
+
+    #[test]
+    fn cpu_max_gives_cpus_or_none_when_unlimited() {
+        use super::parse_cpu_max;
+        assert_eq!(parse_cpu_max("max 100000\n"), None);
+        assert_eq!(parse_cpu_max("150000 100000"), Some(1.5));
+        assert_eq!(parse_cpu_max("garbage"), None);
     }
 }

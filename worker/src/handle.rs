@@ -7,7 +7,7 @@ use crate::error::{ParkError, SpawnError, StopError, UnparkError};
 use crate::inactive::{kernel_says_sleeping, StatProbe};
 use crate::loom::{AtomicUsize, Ordering::Relaxed};
 use crate::notifier::Notifier;
-use crate::protocol::{ParkTimings, Protocol};
+use crate::protocol::{ParkTicket, ParkTimings, Protocol};
 use crate::state::WorkerState;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -199,13 +199,33 @@ impl<T> Worker<T> {
     }
 
     fn park_until(&self, deadline: Option<Instant>) -> Result<ParkTimings, ParkError> {
+        let ticket = self.request_park()?;
+        self.wait_park(ticket, deadline)
+    }
+
+    /// The first half of [`park`](Worker::park): set the request and wake
+    /// the worker, without waiting. Allowed from the worker's own thread (the
+    /// park then happens when its body next checks `keep_running`).
+    pub fn request_park(&self) -> Result<ParkTicket, ParkError> {
+        self.protocol.request_park()
+    }
+
+    /// The second half of [`park`](Worker::park): wait until the request is
+    /// completed and the worker inactive (P4), or until `deadline` (then the
+    /// request is withdrawn and [`ParkError::Timeout`] returned).
+    pub fn wait_park(
+        &self,
+        ticket: ParkTicket,
+        deadline: Option<Instant>,
+    ) -> Result<ParkTimings, ParkError> {
         if thread::current().id() == self.thread_id {
             return Err(ParkError::FromWorkerThread);
         }
         let tid = self.tid;
         let mut stat = StatProbe::default();
-        self.protocol
-            .park_with(deadline, &mut || kernel_says_sleeping(tid, &mut stat))
+        self.protocol.wait_park(ticket, deadline, &mut || {
+            kernel_says_sleeping(tid, &mut stat)
+        })
     }
 
     /// Unparks the worker. `Ok(true)` if a park request was withdrawn,

@@ -69,6 +69,18 @@ pub struct ParkTicket {
     requested_at: Instant,
 }
 
+impl ParkTicket {
+    /// The park generation of the request.
+    pub fn generation(&self) -> usize {
+        self.generation
+    }
+
+    /// When the request was made.
+    pub fn requested_at(&self) -> Instant {
+        self.requested_at
+    }
+}
+
 /// What a successful `park()` measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ParkTimings {
@@ -154,6 +166,19 @@ impl Protocol {
         probe: &mut dyn FnMut() -> bool,
     ) -> Result<ParkTimings, ParkError> {
         let ticket = self.request_park()?;
+        self.wait_park(ticket, deadline, probe)
+    }
+
+    /// Steps 2 and 3 of `park()` for a request made earlier with
+    /// [`request_park`](Protocol::request_park): wait for `parked`, then for
+    /// inactivity. Lets a controller request several parks at once and then
+    /// wait for them all.
+    pub fn wait_park(
+        &self,
+        ticket: ParkTicket,
+        deadline: Option<Instant>,
+        probe: &mut dyn FnMut() -> bool,
+    ) -> Result<ParkTimings, ParkError> {
         self.wait_parked(ticket, deadline)?;
         let to_parked = ticket.requested_at.elapsed();
         // P4: park() returns only once the worker is inactive.

@@ -1,0 +1,118 @@
+//! Following the CPUs the process may use (`Builder::follow_cpus`).
+//!
+//! A watcher thread reads, every interval: the main thread's affinity mask
+//! (what `taskset -p` changes), the cgroup cpuset and the online CPUs
+//! (`affinity::allowed_cpus`), and the cgroup CPU quota (which caps how many
+//! of those CPUs get a running worker: `ceil(quota)`). A new reading must
+//! hold for `STABLE_READINGS` readings in a row before the pool is changed,
+//! so a flapping mask does not thrash it. Then CPUs that joined are plugged
+//! first, CPUs that left are unplugged after (so the pool never drops to no
+//! running worker on the way).
+
+use crate::handle::Handle;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use unplug_worker::{affinity, WorkerState};
+
+/// Readings in a row a change must hold before the pool follows it.
+pub(crate) const STABLE_READINGS: u32 = 3;
+
+pub(crate) struct Follower {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// How many times the follower changed the pool (for tests and metrics).
+#[derive(Default)]
+pub(crate) struct FollowStats {
+    pub(crate) applied: AtomicU64,
+}
+
+impl Follower {
+    pub(crate) fn start(handle: Handle, interval: Duration) -> Self {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let stats = handle.shared.follow_stats.clone();
+        let thread = std::thread::Builder::new()
+            .name("unplug-follow".into())
+            .spawn(move || follow(handle, interval, stopped, stats))
+            .ok();
+        Follower {
+            stop: Some(stop),
+            thread,
+        }
+    }
+
+    pub(crate) fn stop(mut self) {
+        self.stop.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The CPUs the process should run workers on now.
+pub(crate) fn desired_cpus() -> Vec<usize> {
+    let base = affinity::allowed_cpus().unwrap_or_default();
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    let mask = affinity::cpus_of(pid).unwrap_or_else(|_| base.clone());
+    let mut cpus: Vec<usize> = base.iter().copied().filter(|c| mask.contains(c)).collect();
+    if cpus.is_empty() {
+        cpus = base;
+    }
+    if let Some(quota) = affinity::cpu_quota() {
+        cpus.truncate((quota.ceil() as usize).max(1));
+    }
+    cpus
+}
+
+fn follow(
+    handle: Handle,
+    interval: Duration,
+    stopped: mpsc::Receiver<()>,
+    stats: Arc<FollowStats>,
+) {
+    let mut seen: Option<Vec<usize>> = None;
+    let mut stable = 0u32;
+    let mut applied: Option<Vec<usize>> = None;
+    loop {
+        match stopped.recv_timeout(interval) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+        let now = desired_cpus();
+        if seen.as_ref() == Some(&now) {
+            stable += 1;
+        } else {
+            seen = Some(now.clone());
+            stable = 1;
+        }
+        if stable >= STABLE_READINGS && applied.as_ref() != Some(&now) {
+            apply(&handle, &now);
+            applied = Some(now);
+            stats.applied.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+fn apply(handle: &Handle, desired: &[usize]) {
+    let running_on = |cpu: usize| {
+        handle.workers().iter().any(|w| {
+            w.cpu == Some(cpu) && matches!(w.state, WorkerState::Running | WorkerState::Idle)
+        })
+    };
+    for &cpu in desired {
+        if !running_on(cpu) {
+            let _ = handle.plug_cpu(cpu);
+        }
+    }
+    let mut gone: Vec<usize> = handle.workers().iter().filter_map(|w| w.cpu).collect();
+    gone.sort_unstable();
+    gone.dedup();
+    for cpu in gone.into_iter().filter(|c| !desired.contains(c)) {
+        // The last running worker is refused by the controller; keep it.
+        let _ = handle.unplug_cpu(cpu);
+    }
+}

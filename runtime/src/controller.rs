@@ -226,7 +226,7 @@ impl Shared {
                 .collect();
             if victims.is_empty() {
                 // Already parked there: nothing to do. Never there: an error.
-                return if pool.entries.iter().any(|e| select(e)) {
+                return if pool.entries.iter().any(&select) {
                     Ok(ParkReport::default())
                 } else {
                     Err(none)

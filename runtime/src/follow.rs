@@ -68,30 +68,46 @@ pub(crate) fn desired_cpus() -> Vec<usize> {
     cpus
 }
 
+/// The hysteresis: a reading is acted on once it has been seen
+/// `STABLE_READINGS` times in a row and differs from what was last acted on.
+#[derive(Default)]
+pub(crate) struct Hysteresis {
+    seen: Option<Vec<usize>>,
+    stable: u32,
+    applied: Option<Vec<usize>>,
+}
+
+impl Hysteresis {
+    /// Feeds one reading; returns the CPU set to apply now, if any.
+    pub(crate) fn observe(&mut self, now: Vec<usize>) -> Option<Vec<usize>> {
+        if self.seen.as_ref() == Some(&now) {
+            self.stable += 1;
+        } else {
+            self.seen = Some(now.clone());
+            self.stable = 1;
+        }
+        if self.stable >= STABLE_READINGS && self.applied.as_ref() != Some(&now) {
+            self.applied = Some(now.clone());
+            return Some(now);
+        }
+        None
+    }
+}
+
 fn follow(
     handle: Handle,
     interval: Duration,
     stopped: mpsc::Receiver<()>,
     stats: Arc<FollowStats>,
 ) {
-    let mut seen: Option<Vec<usize>> = None;
-    let mut stable = 0u32;
-    let mut applied: Option<Vec<usize>> = None;
+    let mut hysteresis = Hysteresis::default();
     loop {
         match stopped.recv_timeout(interval) {
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             _ => return,
         }
-        let now = desired_cpus();
-        if seen.as_ref() == Some(&now) {
-            stable += 1;
-        } else {
-            seen = Some(now.clone());
-            stable = 1;
-        }
-        if stable >= STABLE_READINGS && applied.as_ref() != Some(&now) {
-            apply(&handle, &now);
-            applied = Some(now);
+        if let Some(cpus) = hysteresis.observe(desired_cpus()) {
+            apply(&handle, &cpus);
             stats.applied.fetch_add(1, Relaxed);
         }
     }
@@ -114,5 +130,35 @@ fn apply(handle: &Handle, desired: &[usize]) {
     for cpu in gone.into_iter().filter(|c| !desired.contains(c)) {
         // The last running worker is refused by the controller; keep it.
         let _ = handle.unplug_cpu(cpu);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Hysteresis;
+
+    #[test]
+    fn a_flapping_mask_is_never_applied() {
+        let mut h = Hysteresis::default();
+        for i in 0..100 {
+            let reading = if i % 2 == 0 { vec![0] } else { vec![0, 1] };
+            assert_eq!(h.observe(reading), None);
+        }
+        // Runs of two are still not enough.
+        for reading in [vec![0], vec![0], vec![0, 1], vec![0, 1], vec![0]] {
+            assert_eq!(h.observe(reading), None);
+        }
+    }
+
+    #[test]
+    fn a_stable_change_is_applied_once() {
+        let mut h = Hysteresis::default();
+        assert_eq!(h.observe(vec![0, 1]), None);
+        assert_eq!(h.observe(vec![0, 1]), None);
+        assert_eq!(h.observe(vec![0, 1]), Some(vec![0, 1]));
+        assert_eq!(h.observe(vec![0, 1]), None);
+        assert_eq!(h.observe(vec![0]), None);
+        assert_eq!(h.observe(vec![0]), None);
+        assert_eq!(h.observe(vec![0]), Some(vec![0]));
     }
 }

@@ -27,6 +27,9 @@ pub struct Builder {
     hooks: Hooks,
     follow: bool,
     follow_interval: Duration,
+    metrics: Option<bool>,
+    metrics_prefix: String,
+    metrics_poll_time: bool,
 }
 
 impl Default for Builder {
@@ -47,6 +50,9 @@ impl Builder {
             hooks: Hooks::default(),
             follow: false,
             follow_interval: Duration::from_millis(100),
+            metrics: None,
+            metrics_prefix: crate::metrics::DEFAULT_PREFIX.to_owned(),
+            metrics_poll_time: false,
         }
     }
 
@@ -91,6 +97,27 @@ impl Builder {
         self
     }
 
+    /// Record metrics through the `metrics` facade (default: on if
+    /// [`metrics::serve_prometheus`](crate::metrics::serve_prometheus) was
+    /// called before `build`; say `true` to use a recorder of your own).
+    pub fn metrics(mut self, on: bool) -> Self {
+        self.metrics = Some(on);
+        self
+    }
+
+    /// The metric name prefix (default `unplug`: `unplug_parks_total`, ...).
+    pub fn metrics_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.metrics_prefix = prefix.into();
+        self
+    }
+
+    /// Also record every task poll's duration (`task_poll_seconds`); costs a
+    /// clock read per poll, off by default.
+    pub fn metrics_poll_time(mut self, on: bool) -> Self {
+        self.metrics_poll_time = on;
+        self
+    }
+
     /// Runs on each worker thread when it starts.
     pub fn on_thread_start(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
         self.hooks.on_start = Some(Arc::new(f));
@@ -130,11 +157,19 @@ impl Builder {
             pin: self.pin,
             thread_name: self.thread_name,
         };
+        let metrics = self
+            .metrics
+            .unwrap_or_else(crate::metrics::installed)
+            .then(|| {
+                crate::metrics::RuntimeMetrics::new(&self.metrics_prefix, self.metrics_poll_time)
+            });
+        let with_metrics = metrics.is_some();
         let shared = Arc::new(Shared::new(
             tokio.handle().clone(),
             self.hooks,
             config.clone(),
             cpus.clone(),
+            metrics,
         ));
         let mut runtime = Runtime::from_parts(shared.clone(), tokio);
         for index in 0..workers {
@@ -143,6 +178,9 @@ impl Builder {
             let entry = pool::start_worker(&shared, &config, Some(home), config.pin)
                 .map_err(BuildError::Worker)?;
             shared.lock_pool().entries.push(entry);
+        }
+        if with_metrics {
+            crate::metrics::start_publisher(&shared);
         }
         if self.follow {
             runtime.start_follower(self.follow_interval);

@@ -122,12 +122,16 @@ impl Local {
                 }
                 loop {
                     match slot.stealer.steal_batch_and_pop(&self.queue) {
-                        Steal::Success(task) => return Some(task),
+                        Steal::Success(task) => {
+                            self.slot.steals.fetch_add(1, Relaxed);
+                            return Some(task);
+                        }
                         Steal::Retry => continue,
                         Steal::Empty => break,
                     }
                 }
                 if let Some(task) = slot.take_lifo() {
+                    self.slot.steals.fetch_add(1, Relaxed);
                     return Some(task);
                 }
             }
@@ -143,7 +147,21 @@ impl Local {
             return;
         }
         self.slot.polled.fetch_add(1, Relaxed);
-        task.run();
+        match self
+            .shared
+            .metrics
+            .as_ref()
+            .and_then(|m| m.poll_time.as_ref())
+        {
+            Some(poll_time) => {
+                let start = std::time::Instant::now();
+                task.run();
+                poll_time.record(start.elapsed());
+            }
+            None => {
+                task.run();
+            }
+        }
     }
 
     /// P7: everything queued here goes to the injector (or, at shutdown, is

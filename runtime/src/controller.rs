@@ -186,6 +186,11 @@ impl Shared {
             }
             match p.worker.wait_park(p.ticket, deadline) {
                 Ok(timings) => {
+                    if let Some(m) = &p.slot.metrics {
+                        m.park_latency.record(timings.to_parked);
+                        m.park_to_inactive.record(timings.to_inactive);
+                        m.parks.increment(1);
+                    }
                     report.parked.push(p.id);
                     report.park_latencies.push(timings);
                     report.tasks_migrated += p.slot.migrated.load(Relaxed) - p.migrated_before;
@@ -212,8 +217,16 @@ impl Shared {
         Ok(report)
     }
 
+    /// Counts a hotplug event of `kind`, if metrics are on.
+    pub(crate) fn hotplug_event(&self, kind: &'static str) {
+        if let Some(m) = &self.metrics {
+            m.hotplug_event(kind);
+        }
+    }
+
     fn park_where(
         &self,
+        kind: &'static str,
         deadline: Option<Instant>,
         select: impl Fn(&PoolEntry) -> bool,
         none: ControlError,
@@ -237,7 +250,9 @@ impl Shared {
             }
             Self::request_parks(&mut pool, &victims, Target::Parked)
         };
-        self.wait_parks(pending, deadline)
+        let report = self.wait_parks(pending, deadline)?;
+        self.hotplug_event(kind);
+        Ok(report)
     }
 }
 
@@ -269,6 +284,7 @@ impl Handle {
     pub fn unplug_cpu(&self, cpu: usize) -> Result<ParkReport, ControlError> {
         check_allowed(cpu)?;
         self.shared.park_where(
+            "unplug_cpu",
             None,
             |e| e.cpu == Some(cpu),
             ControlError::NoWorkerOnCpu(cpu),
@@ -285,6 +301,7 @@ impl Handle {
     ) -> Result<ParkReport, ControlError> {
         check_allowed(cpu)?;
         self.shared.park_where(
+            "unplug_cpu",
             Some(Instant::now() + timeout),
             |e| e.cpu == Some(cpu),
             ControlError::NoWorkerOnCpu(cpu),
@@ -317,6 +334,9 @@ impl Handle {
                 };
                 outcome.map_err(ControlError::Unpark)?;
                 e.target = Target::Running;
+                if let Some(m) = &e.slot.metrics {
+                    m.unparks.increment(1);
+                }
                 report.unparked.push(e.index);
             }
         }
@@ -331,13 +351,20 @@ impl Handle {
             report.started.push(entry.index);
             pool.entries.push(entry);
         }
+        if report != PlugReport::default() {
+            self.shared.hotplug_event("plug_cpu");
+        }
         Ok(report)
     }
 
     /// Parks worker `id` (as `unplug_cpu` does for a CPU).
     pub fn park_worker(&self, id: usize) -> Result<ParkReport, ControlError> {
-        self.shared
-            .park_where(None, |e| e.index == id, ControlError::UnknownWorker(id))
+        self.shared.park_where(
+            "park_worker",
+            None,
+            |e| e.index == id,
+            ControlError::UnknownWorker(id),
+        )
     }
 
     /// Unparks worker `id`, first re-pinning it to `cpu` if given. A running
@@ -366,6 +393,10 @@ impl Handle {
                 }
             }
             e.target = Target::Running;
+            if let Some(m) = &e.slot.metrics {
+                m.unparks.increment(1);
+            }
+            self.shared.hotplug_event("unpark_worker");
             report.unparked.push(id);
         }
         Ok(report)
@@ -446,6 +477,10 @@ impl Handle {
         }
         let mut pool = self.shared.lock_pool();
         pool.entries.retain(|e| !report.stopped.contains(&e.index));
+        drop(pool);
+        if report.before != report.after {
+            self.shared.hotplug_event("set_workers");
+        }
         Ok(report)
     }
 

@@ -108,6 +108,7 @@ fn follow(
         }
         if let Some(cpus) = hysteresis.observe(desired_cpus()) {
             apply(&handle, &cpus);
+            handle.shared.hotplug_event("follow");
             stats.applied.fetch_add(1, Relaxed);
         }
     }

@@ -31,6 +31,7 @@ mod error;
 mod follow;
 mod handle;
 mod join;
+pub mod metrics;
 mod pool;
 mod registry;
 mod runtime;

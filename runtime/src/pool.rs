@@ -68,7 +68,12 @@ pub(crate) fn start_worker(
     let index = Pool::next_index(shared);
     let queue: LocalQueue<Task> = LocalQueue::new_fifo();
     let protocol = Arc::new(Protocol::new());
-    let slot = Arc::new(Slot::new(queue.stealer(), Notifier::new(protocol.clone())));
+    let metrics = shared.metrics.as_ref().map(|m| m.worker(index));
+    let slot = Arc::new(Slot::new(
+        queue.stealer(),
+        Notifier::new(protocol.clone()),
+        metrics,
+    ));
     {
         let mut slots = shared.slots.write().unwrap_or_else(|p| p.into_inner());
         debug_assert_eq!(slots.len(), index, "worker slots are appended in order");

@@ -18,6 +18,7 @@ pub(crate) struct Registry {
     shards: Vec<Mutex<Slab<Waker>>>,
     closed: AtomicBool,
     live: AtomicUsize,
+    spawned: AtomicUsize,
 }
 
 thread_local! {
@@ -44,6 +45,7 @@ impl Registry {
             shards: (0..SHARDS).map(|_| Mutex::new(Slab::new())).collect(),
             closed: AtomicBool::new(false),
             live: AtomicUsize::new(0),
+            spawned: AtomicUsize::new(0),
         }
     }
 
@@ -66,6 +68,7 @@ impl Registry {
         let (made, waker) = make(key);
         entry.insert(waker);
         self.live.fetch_add(1, Ordering::Relaxed);
+        self.spawned.fetch_add(1, Ordering::Relaxed);
         Some(made)
     }
 
@@ -97,6 +100,11 @@ impl Registry {
                 waker.wake();
             }
         }
+    }
+
+    /// Tasks ever registered.
+    pub(crate) fn spawned(&self) -> usize {
+        self.spawned.load(Ordering::Relaxed)
     }
 
     /// Tasks spawned and not yet completed or dropped.

@@ -153,6 +153,7 @@ impl Runtime {
         }
         let shared = self.handle.shared.clone();
         shared.closing.store(true, Ordering::SeqCst);
+        shared.publisher_wait.stop();
         let entries = std::mem::take(&mut shared.lock_pool().entries);
         for entry in &entries {
             entry.worker.protocol().request_stop();

@@ -12,6 +12,7 @@
 //! (`IdleSet::pop`), never all.
 
 use crate::context;
+use crate::metrics::{PublisherWait, RuntimeMetrics, WorkerMetrics};
 use crate::pool::{Config, Pool};
 use crate::registry::Registry;
 use async_task::{Runnable, ScheduleInfo};
@@ -48,17 +49,43 @@ pub(crate) struct Slot {
     pub(crate) polled: AtomicU64,
     /// Tasks this worker handed to the others when it parked or stopped.
     pub(crate) migrated: AtomicU64,
+    /// Successful steals by this worker.
+    pub(crate) steals: AtomicU64,
+    /// Idle sleeps entered, and those ended by work.
+    pub(crate) idle_sleeps: AtomicU64,
+    pub(crate) wakeups: AtomicU64,
+    /// Registered metric handles, if metrics are on.
+    pub(crate) metrics: Option<WorkerMetrics>,
 }
 
 impl Slot {
-    pub(crate) fn new(stealer: Stealer<Task>, notifier: Notifier) -> Self {
+    pub(crate) fn new(
+        stealer: Stealer<Task>,
+        notifier: Notifier,
+        metrics: Option<WorkerMetrics>,
+    ) -> Self {
         Slot {
             stealer,
             lifo: AtomicPtr::new(null_mut()),
             notifier,
             polled: AtomicU64::new(0),
             migrated: AtomicU64::new(0),
+            steals: AtomicU64::new(0),
+            idle_sleeps: AtomicU64::new(0),
+            wakeups: AtomicU64::new(0),
+            metrics,
         }
+    }
+
+    /// Copies this worker's counts into its metric handles.
+    pub(crate) fn publish(&self, m: &WorkerMetrics) {
+        m.polled.absolute(self.polled.load(Ordering::Relaxed));
+        m.migrated.absolute(self.migrated.load(Ordering::Relaxed));
+        m.steals.absolute(self.steals.load(Ordering::Relaxed));
+        m.idle_sleeps
+            .absolute(self.idle_sleeps.load(Ordering::Relaxed));
+        m.wakeups.absolute(self.wakeups.load(Ordering::Relaxed));
+        m.local_depth.set(self.stealer.len() as f64);
     }
 
     /// Puts `task` in the LIFO slot; returns the task it displaced.
@@ -124,6 +151,9 @@ pub(crate) struct Shared {
     pub(crate) hooks: Hooks,
     /// The workers; its lock serializes controller calls.
     pub(crate) pool: Mutex<Pool>,
+    /// Metric handles, if metrics are on.
+    pub(crate) metrics: Option<RuntimeMetrics>,
+    pub(crate) publisher_wait: Arc<PublisherWait>,
     pub(crate) follow_stats: Arc<crate::follow::FollowStats>,
 }
 
@@ -133,6 +163,7 @@ impl Shared {
         hooks: Hooks,
         config: Config,
         cpus: Vec<usize>,
+        metrics: Option<RuntimeMetrics>,
     ) -> Self {
         Shared {
             injector: Injector::new(),
@@ -148,6 +179,8 @@ impl Shared {
                 cpus,
             }),
             follow_stats: Arc::default(),
+            metrics,
+            publisher_wait: Arc::default(),
         }
     }
 

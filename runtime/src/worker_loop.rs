@@ -5,8 +5,9 @@ use crate::context::{self, Local};
 use crate::scheduler::{Shared, Slot, Task};
 use crossbeam_deque::Worker as LocalQueue;
 use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use unplug_worker::WorkerContext;
+use unplug_worker::{Wake, WorkerContext};
 
 pub(crate) fn run(
     ctx: &WorkerContext<'_>,
@@ -37,7 +38,13 @@ pub(crate) fn run(
         if ctx.should_stop() {
             break;
         }
-        ctx.parkme(); // P1: unconditionally after leaving for a park
+        // P1: unconditionally after leaving for a park.
+        let unpark_latency = ctx.parkme();
+        if let (Some(latency), Some(m), false) =
+            (unpark_latency, &local.slot.metrics, ctx.should_stop())
+        {
+            m.unpark_latency.record(latency);
+        }
     }
     if let Some(hook) = &shared.hooks.on_stop {
         hook();
@@ -49,7 +56,11 @@ pub(crate) fn run(
 /// path the loom models in `worker/tests/loom_idle_set.rs` check.
 fn sleep(ctx: &WorkerContext<'_>, local: &Local) {
     let shared = &local.shared;
-    shared
+    local.slot.idle_sleeps.fetch_add(1, Relaxed);
+    let wake = shared
         .idle
         .sleep(ctx, local.index, || shared.has_work(), || shared.wake_one());
+    if wake == Wake::Work {
+        local.slot.wakeups.fetch_add(1, Relaxed);
+    }
 }

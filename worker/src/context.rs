@@ -142,8 +142,13 @@ impl<'a> WorkerContext<'a> {
     /// inactivity marker while re-checking SHOULD_PARK, sleep. Returns when
     /// SHOULD_PARK is clear (after `unpark()` or `stop()`); returns at once if
     /// no park is requested.
-    pub fn parkme(&self) {
+    ///
+    /// Returns the unpark latency — from the `unpark()` (or `stop()`) that
+    /// released it to now, this thread running again — if it slept; `None`
+    /// if it did not sleep (or under loom).
+    pub fn parkme(&self) -> Option<std::time::Duration> {
         let p = self.protocol;
+        let mut slept = false;
         loop {
             // P3: PARKED first. Only this thread sets or clears it, so no
             // stray wake-up can overwrite it (the special state of seed 002).
@@ -172,9 +177,15 @@ impl<'a> WorkerContext<'a> {
             }
             p.marker_raised();
             listener.wait();
+            slept = true;
             p.fetch_and(!SLEEPING);
         }
         p.fetch_and(!(PARKED | SLEEPING));
+        if slept {
+            p.since_unpark()
+        } else {
+            None
+        }
     }
 }
 

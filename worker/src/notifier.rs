@@ -22,7 +22,9 @@ use std::sync::Arc;
 ///             Wake::Work => done += 1,
 ///             // On stop, finish what was published: nothing is lost.
 ///             Wake::Stop => return seen.load(Ordering::Acquire),
-///             Wake::Park => ctx.parkme(),
+///             Wake::Park => {
+///                 ctx.parkme();
+///             }
 ///         }
 ///     }
 /// }).unwrap();

@@ -60,6 +60,24 @@ pub struct Protocol {
     /// `park()` callers wait here: the `parked` completion (`complete_all`
     /// notifies every listener, P8) and any withdrawal of their request.
     controllers: Event,
+    /// When the last withdrawing unpark/stop happened (nanoseconds since
+    /// `stamp_base()`), so the worker can measure unpark-to-running. A
+    /// measurement only: no synchronisation rides on it, hence Relaxed; not
+    /// modelled under loom.
+    #[cfg(not(loom))]
+    unparked_at: std::sync::atomic::AtomicU64,
+}
+
+/// The origin of `unparked_at` stamps.
+#[cfg(not(loom))]
+fn stamp_base() -> Instant {
+    static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *BASE.get_or_init(Instant::now)
+}
+
+#[cfg(not(loom))]
+fn stamp_now() -> u64 {
+    stamp_base().elapsed().as_nanos() as u64
 }
 
 /// A park request that `park()` is waiting on.
@@ -109,6 +127,8 @@ impl Protocol {
             park_wake: Event::new(),
             idle_wake: Event::new(),
             controllers: Event::new(),
+            #[cfg(not(loom))]
+            unparked_at: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -376,6 +396,11 @@ impl Protocol {
     /// (P5) and every waiting `park()` caller.
     fn try_withdraw(&self, cur: usize, extra: usize) -> Result<usize, usize> {
         let mut next = cur | extra;
+        #[cfg(not(loom))]
+        if cur & SHOULD_PARK != 0 {
+            self.unparked_at
+                .store(stamp_now(), std::sync::atomic::Ordering::Relaxed);
+        }
         if cur & SHOULD_PARK != 0 {
             // Re-arm the completion and start a new generation in the same
             // step as clearing the request, so a park() racing this one can
@@ -443,6 +468,17 @@ impl Protocol {
 
     pub(crate) fn idle_wake(&self) -> &Event {
         &self.idle_wake
+    }
+
+    /// Time since the last withdrawing unpark/stop (None under loom).
+    pub(crate) fn since_unpark(&self) -> Option<Duration> {
+        #[cfg(not(loom))]
+        {
+            let at = self.unparked_at.load(std::sync::atomic::Ordering::Relaxed);
+            Some(Duration::from_nanos(stamp_now().saturating_sub(at)))
+        }
+        #[cfg(loom)]
+        None
     }
 
     /// Tells `park()` callers waiting in `wait_inactive` that the marker is up.

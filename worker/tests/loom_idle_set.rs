@@ -79,7 +79,9 @@ impl Pool {
             match wake {
                 Wake::Work => {}
                 Wake::Stop => break,
-                Wake::Park => ctx.parkme(),
+                Wake::Park => {
+                    ctx.parkme();
+                }
             }
         }
         self.workers[index].mark_exited();

@@ -87,15 +87,22 @@ fn main() {
     let metrics_addr: Option<String> = arg("--metrics-addr");
     let cpus = unplug::worker::affinity::allowed_cpus().expect("allowed CPUs");
     let workers = 2 * cpus.len();
+    // The endpoint first: a runtime built afterwards records its metrics.
+    if let Some(addr) = &metrics_addr {
+        match unplug::metrics::serve_prometheus(addr) {
+            Ok(server) => println!("hotplug: metrics on http://{}/metrics", server.addr()),
+            Err(e) => {
+                eprintln!("hotplug: --metrics-addr {addr}: {e}");
+                std::process::exit(2);
+            }
+        }
+    }
     let rt = Runtime::builder()
         .workers(workers)
         .pin_workers(true)
         .thread_name("hotplug")
         .build()
         .expect("build the runtime");
-    if let Some(addr) = &metrics_addr {
-        eprintln!("hotplug: --metrics-addr {addr}: metrics are not served yet in this build");
-    }
     let h = rt.handle().clone();
     let ledger = Arc::new(Ledger::default());
     let running = Arc::new(AtomicBool::new(true));

@@ -135,7 +135,8 @@ fn parse_addr(addr: &str) -> Result<SocketAddr, MetricsError> {
 }
 
 /// Installs the Prometheus recorder and serves `/metrics` on `addr` (a bare
-/// port binds 127.0.0.1). Call it before building the runtime: a runtime
+/// port binds 127.0.0.1; port 0 picks a free port, see
+/// [`MetricsServer::addr`]). Call it before building the runtime: a runtime
 /// built afterwards records its metrics (see [`Builder::metrics`]).
 ///
 /// ```no_run
@@ -147,7 +148,17 @@ fn parse_addr(addr: &str) -> Result<SocketAddr, MetricsError> {
 ///
 /// [`Builder::metrics`]: crate::Builder::metrics
 pub fn serve_prometheus(addr: &str) -> Result<MetricsServer, MetricsError> {
-    let addr = parse_addr(addr)?;
+    let mut addr = parse_addr(addr)?;
+    if addr.port() == 0 {
+        // The exporter does not report the port it bound: pick a free one.
+        let probe = std::net::TcpListener::bind(addr).map_err(|e| MetricsError::Bind {
+            addr,
+            message: e.to_string(),
+        })?;
+        addr = probe
+            .local_addr()
+            .map_err(|e| MetricsError::Exporter(e.to_string()))?;
+    }
     if INSTALLED
         .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
         .is_err()
@@ -256,11 +267,111 @@ const STATES: [WorkerState; 6] = [
     WorkerState::Stopped,
 ];
 
+/// Every metric with its kind and help text.
+const DESCRIPTIONS: [(&str, Kind, &str); 17] = [
+    (
+        "park_latency_seconds",
+        Kind::Histogram,
+        "Park request to the parked completion, per worker.",
+    ),
+    (
+        "park_to_inactive_seconds",
+        Kind::Histogram,
+        "Park request to park() returning with the worker inactive, per worker.",
+    ),
+    (
+        "unpark_latency_seconds",
+        Kind::Histogram,
+        "Unpark request to the worker running again, per worker.",
+    ),
+    (
+        "task_poll_seconds",
+        Kind::Histogram,
+        "Duration of one task poll (opt-in).",
+    ),
+    ("parks_total", Kind::Counter, "Parks completed, per worker."),
+    (
+        "unparks_total",
+        Kind::Counter,
+        "Unparks of parked workers, per worker.",
+    ),
+    ("tasks_spawned_total", Kind::Counter, "Tasks spawned."),
+    (
+        "tasks_completed_total",
+        Kind::Counter,
+        "Tasks finished (completed, panicked or cancelled).",
+    ),
+    (
+        "tasks_polled_total",
+        Kind::Counter,
+        "Task polls, per worker.",
+    ),
+    (
+        "tasks_migrated_total",
+        Kind::Counter,
+        "Tasks handed to other workers when a worker parked or stopped.",
+    ),
+    (
+        "steals_total",
+        Kind::Counter,
+        "Successful steals from other workers, per worker.",
+    ),
+    (
+        "idle_sleeps_total",
+        Kind::Counter,
+        "Idle sleeps entered, per worker.",
+    ),
+    (
+        "wakeups_total",
+        Kind::Counter,
+        "Idle sleeps ended by work, per worker.",
+    ),
+    (
+        "hotplug_events_total",
+        Kind::Counter,
+        "Controller changes by kind.",
+    ),
+    (
+        "worker_state",
+        Kind::Gauge,
+        "1 for the worker's current state (with its CPU), else 0.",
+    ),
+    ("workers", Kind::Gauge, "Workers by state."),
+    (
+        "queue_depth",
+        Kind::Gauge,
+        "Tasks queued: the global injector, or a worker's local queue.",
+    ),
+];
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl Names {
+    fn describe(&self) {
+        for (name, kind, help) in DESCRIPTIONS {
+            let key = metrics::KeyName::from(format!("{}_{name}", self.prefix));
+            let unit = name.ends_with("_seconds").then_some(metrics::Unit::Seconds);
+            let help = metrics::SharedString::from(help);
+            metrics::with_recorder(|r| match kind {
+                Kind::Counter => r.describe_counter(key, unit, help),
+                Kind::Gauge => r.describe_gauge(key, unit, help),
+                Kind::Histogram => r.describe_histogram(key, unit, help),
+            });
+        }
+    }
+}
+
 impl RuntimeMetrics {
     pub(crate) fn new(prefix: &str, poll_time: bool) -> Self {
         let names = Names {
             prefix: prefix.to_owned(),
         };
+        names.describe();
         let hotplug = HOTPLUG_KINDS
             .iter()
             .map(|&k| {

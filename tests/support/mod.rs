@@ -59,10 +59,12 @@ pub fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<Strin
     Ok(body.to_owned())
 }
 
-/// A parsed Prometheus text exposition: `name{labels}` -> value, with the
-/// labels as they appear.
+/// One sample: metric name, labels as they appear, value.
+pub type Sample = (String, Vec<(String, String)>, f64);
+
+/// A parsed Prometheus text exposition.
 pub struct Exposition {
-    pub samples: Vec<(String, Vec<(String, String)>, f64)>,
+    pub samples: Vec<Sample>,
     pub types: std::collections::HashMap<String, String>,
 }
 

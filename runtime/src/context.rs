@@ -32,6 +32,8 @@ pub(crate) struct Local {
     tick: Cell<u32>,
     lifo_polls: Cell<u32>,
     rng: Cell<u64>,
+    /// Woken by a producer and not yet found work (see `IdleSet`).
+    pub(crate) searching: Cell<bool>,
 }
 
 impl Local {
@@ -49,6 +51,7 @@ impl Local {
             tick: Cell::new(0),
             lifo_polls: Cell::new(0),
             rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1)),
+            searching: Cell::new(false),
         }
     }
 
@@ -142,6 +145,15 @@ impl Local {
 
     /// Runs one task (or drops it if it was aborted).
     pub(crate) fn run(&self, task: Task) {
+        if self.searching.get() {
+            // The search that woke us is over; if it was the last one and
+            // more work waits, wake the next worker (wake-ups chain).
+            let mut searching = true;
+            if self.shared.idle.found_work(&mut searching) && self.shared.has_work() {
+                self.shared.wake_one();
+            }
+            self.searching.set(searching);
+        }
         if task.metadata().aborted.load(Relaxed) {
             drop(task); // cancelled: the JoinHandle reports it
             return;

@@ -446,9 +446,9 @@ impl RuntimeMetrics {
     /// Copies the per-worker atomics into the counters and refreshes the
     /// gauges.
     pub(crate) fn publish(&self, shared: &Shared) {
-        self.spawned.absolute(shared.registry.spawned() as u64);
-        self.completed
-            .absolute((shared.registry.spawned() - shared.registry.live()) as u64);
+        let (spawned, live) = shared.registry.counts();
+        self.spawned.absolute(spawned as u64);
+        self.completed.absolute((spawned - live) as u64);
         self.global_depth.set(shared.injector.len() as f64);
         for slot in shared.slots().iter() {
             if let Some(m) = &slot.metrics {

@@ -15,10 +15,16 @@ use std::task::Waker;
 const SHARDS: usize = 16;
 
 pub(crate) struct Registry {
-    shards: Vec<Mutex<Slab<Waker>>>,
+    shards: Vec<Mutex<Shard>>,
     closed: AtomicBool,
-    live: AtomicUsize,
-    spawned: AtomicUsize,
+}
+
+/// One shard: its live tasks, and how many it ever registered (counted
+/// under the lock already held, so no shared counter is contended).
+#[derive(Default)]
+struct Shard {
+    tasks: Slab<Waker>,
+    spawned: usize,
 }
 
 thread_local! {
@@ -42,14 +48,12 @@ fn my_shard() -> usize {
 impl Registry {
     pub(crate) fn new() -> Self {
         Registry {
-            shards: (0..SHARDS).map(|_| Mutex::new(Slab::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             closed: AtomicBool::new(false),
-            live: AtomicUsize::new(0),
-            spawned: AtomicUsize::new(0),
         }
     }
 
-    fn lock(&self, shard: usize) -> MutexGuard<'_, Slab<Waker>> {
+    fn lock(&self, shard: usize) -> MutexGuard<'_, Shard> {
         self.shards[shard].lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -57,34 +61,31 @@ impl Registry {
     /// (and `make` not called) once the registry is closed.
     pub(crate) fn insert_with<R>(&self, make: impl FnOnce(usize) -> (R, Waker)) -> Option<R> {
         let shard = my_shard();
-        let mut slab = self.lock(shard);
+        let mut guard = self.lock(shard);
         // Checked under the shard lock: `close` drains each shard under its
         // lock after setting `closed`, so no entry can slip in after.
         if self.closed.load(Ordering::Acquire) {
             return None;
         }
-        let entry = slab.vacant_entry();
+        let shard_state = &mut *guard;
+        shard_state.spawned += 1;
+        let entry = shard_state.tasks.vacant_entry();
         let key = entry.key() * SHARDS + shard;
         let (made, waker) = make(key);
         entry.insert(waker);
-        self.live.fetch_add(1, Ordering::Relaxed);
-        self.spawned.fetch_add(1, Ordering::Relaxed);
         Some(made)
     }
 
     /// The task with `key` is gone (completed or dropped).
     pub(crate) fn remove(&self, key: usize) {
-        let waker = self.lock(key % SHARDS).try_remove(key / SHARDS);
-        if waker.is_some() {
-            self.live.fetch_sub(1, Ordering::Relaxed);
-        }
+        let waker = self.lock(key % SHARDS).tasks.try_remove(key / SHARDS);
         // Dropped outside the lock: it may free the task.
         drop(waker);
     }
 
     /// Wakes the task with `key`, if it is still live.
     pub(crate) fn wake(&self, key: usize) {
-        let waker = self.lock(key % SHARDS).get(key / SHARDS).cloned();
+        let waker = self.lock(key % SHARDS).tasks.get(key / SHARDS).cloned();
         if let Some(waker) = waker {
             waker.wake();
         }
@@ -94,21 +95,24 @@ impl Registry {
     pub(crate) fn close_and_wake_all(&self) {
         self.closed.store(true, Ordering::SeqCst);
         for shard in 0..SHARDS {
-            let wakers: Vec<Waker> = self.lock(shard).drain().collect();
-            self.live.fetch_sub(wakers.len(), Ordering::Relaxed);
+            let wakers: Vec<Waker> = self.lock(shard).tasks.drain().collect();
             for waker in wakers {
                 waker.wake();
             }
         }
     }
 
-    /// Tasks ever registered.
-    pub(crate) fn spawned(&self) -> usize {
-        self.spawned.load(Ordering::Relaxed)
+    /// (ever registered, still live), each shard read under its lock once.
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        (0..SHARDS).fold((0, 0), |(spawned, live), s| {
+            let shard = self.lock(s);
+            (spawned + shard.spawned, live + shard.tasks.len())
+        })
     }
 
-    /// Tasks spawned and not yet completed or dropped.
+    /// Tasks spawned and not yet completed or dropped (locks each shard in
+    /// turn).
     pub(crate) fn live(&self) -> usize {
-        self.live.load(Ordering::Relaxed)
+        (0..SHARDS).map(|s| self.lock(s).tasks.len()).sum()
     }
 }

@@ -32,6 +32,11 @@ pub(crate) fn run(
             }
             sleep(ctx, &local);
         }
+        // A search we were woken for ends here; pass the wake-up on.
+        let mut searching = local.searching.replace(false);
+        if shared.idle.found_work(&mut searching) {
+            shared.wake_one();
+        }
         // P7: hand every queued task to the other workers before `parked`
         // completes (or cancel it, at shutdown).
         local.migrate();
@@ -57,9 +62,15 @@ pub(crate) fn run(
 fn sleep(ctx: &WorkerContext<'_>, local: &Local) {
     let shared = &local.shared;
     local.slot.idle_sleeps.fetch_add(1, Relaxed);
-    let wake = shared
-        .idle
-        .sleep(ctx, local.index, || shared.has_work(), || shared.wake_one());
+    let mut searching = local.searching.get();
+    let wake = shared.idle.sleep(
+        ctx,
+        local.index,
+        &mut searching,
+        || shared.has_work(),
+        || shared.wake_one(),
+    );
+    local.searching.set(searching);
     if wake == Wake::Work {
         local.slot.wakeups.fetch_add(1, Relaxed);
     }

@@ -19,6 +19,15 @@
 //! awake worker goes idle is never stranded. A worker handed a wake-up that
 //! it will not use (it is parking or stopping) passes it on.
 //!
+//! One wake-up at a time: a worker taken by `pop` is *searching* until it
+//! finds work ([`IdleSet::found_work`]) or sleeps again, and while any
+//! worker searches, `pop` wakes nobody (the searcher will find the work).
+//! This is safe by the same pattern: a searcher ends its search with a
+//! SeqCst RMW *before* registering and re-checking, so a producer that saw
+//! it searching published its work before that re-check. The last searcher
+//! to find work wakes the next sleeper if work remains, so wake-ups chain
+//! instead of stampeding.
+//!
 //! ```
 //! use unplug_worker::IdleSet;
 //! let idle = IdleSet::new();
@@ -36,6 +45,8 @@ use crate::loom::{fence, AtomicUsize, Mutex, Ordering::SeqCst};
 pub struct IdleSet {
     /// How many indices are in `sleeping`; read without the lock by `pop`.
     count: AtomicUsize,
+    /// Workers woken by `pop` that have not yet found work or slept again.
+    searching: AtomicUsize,
     /// The sleeping workers, most recent last (woken first: its caches are
     /// the warmest).
     sleeping: Mutex<Vec<usize>>,
@@ -82,39 +93,72 @@ impl IdleSet {
         self.lock().contains(&index)
     }
 
-    /// Takes one sleeping worker to wake, if any. Call after publishing the
-    /// work; then notify the returned worker. Cheap (a fence and a load)
-    /// when nobody sleeps.
+    /// Takes one sleeping worker to wake, if any and if no woken worker is
+    /// still searching. Call after publishing the work; then notify the
+    /// returned worker, which is now searching. Cheap (a fence and two
+    /// loads) when nobody sleeps or someone searches.
     pub fn pop(&self) -> Option<usize> {
-        // Pairs with the RMW + fence in `register`: publish, fence, look.
+        // Pairs with the RMW + fence in `register` (and the RMW in
+        // `end_search` that precedes it): publish, fence, look.
         fence(SeqCst);
-        if self.count.load(SeqCst) == 0 {
+        if self.searching.load(SeqCst) > 0 || self.count.load(SeqCst) == 0 {
             return None;
         }
         let mut sleeping = self.lock();
         let index = sleeping.pop()?;
         self.count.fetch_sub(1, SeqCst);
+        self.searching.fetch_add(1, SeqCst);
         Some(index)
     }
 
+    /// A searching worker stops searching. Returns true if it was the last
+    /// searcher.
+    fn end_search(&self) -> bool {
+        self.searching.fetch_sub(1, SeqCst) == 1
+    }
+
+    /// The worker found a task. If it was searching, its search ends; returns
+    /// true if it was the last searcher, in which case the caller should wake
+    /// another worker (`pop` + notify) if more work is queued.
+    pub fn found_work(&self, searching: &mut bool) -> bool {
+        std::mem::take(searching) && self.end_search()
+    }
+
+    /// How many woken workers are searching.
+    pub fn searching(&self) -> usize {
+        self.searching.load(SeqCst)
+    }
+
     /// The idle sleep of pool worker `index`, the whole pattern in one
-    /// place: register, then the worker's idle wait re-checks `has_work()`
-    /// and whether a producer handed it a wake-up (P2), then unregister. If
-    /// it was handed a wake-up but leaves for a park or stop, `pass_on` is
-    /// called (it should wake another sleeper: `pop` and notify), so the
-    /// work that wake-up was for is not stranded.
+    /// place: end a search the worker was on, register, then the worker's
+    /// idle wait re-checks `has_work()` and whether a producer handed it a
+    /// wake-up (P2), then unregister. A worker woken by a producer with work
+    /// to do comes back *searching* (`*searching = true`); one handed a
+    /// wake-up that leaves for a park or stop ends that search and calls
+    /// `pass_on` (which should `pop` and notify another), so the work that
+    /// wake-up was for is not stranded.
     pub fn sleep(
         &self,
         ctx: &WorkerContext<'_>,
         index: usize,
+        searching: &mut bool,
         mut has_work: impl FnMut() -> bool,
         pass_on: impl FnOnce(),
     ) -> Wake {
+        if std::mem::take(searching) {
+            // Before registering: see the module docs.
+            self.end_search();
+        }
         self.register(index);
         let wake = ctx.idle_wait(|| !self.is_registered(index) || has_work());
         let handed = !self.unregister(index);
-        if handed && wake != Wake::Work {
-            pass_on();
+        if handed {
+            if wake == Wake::Work {
+                *searching = true;
+            } else {
+                self.end_search();
+                pass_on();
+            }
         }
         wake
     }

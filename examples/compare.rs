@@ -66,6 +66,14 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(if quick { 3 } else { 31 });
+    // `--workload NAME` / `--only RUNTIME`: narrow the run (for profiling).
+    let pick = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let (only_workload, only_runtime) = (pick("--workload"), pick("--only"));
     let n = num_workers();
     let (_u_rt, unplug) = Unplug::new(n);
     let (_t_rt, tokio) = Tokio::new(n);
@@ -83,6 +91,20 @@ fn main() {
     );
     let (mut worst_tokio, mut worst_best) = (0f64, 0f64);
     for workload in WORKLOADS {
+        if only_workload.as_deref().is_some_and(|w| w != workload) {
+            continue;
+        }
+        if let Some(rt) = only_runtime.as_deref() {
+            let mut v: Vec<Duration> = (0..rounds)
+                .map(|_| match rt {
+                    "unplug" => run_one(workload, &unplug, &local),
+                    "tokio" => run_one(workload, &tokio, &local),
+                    _ => run_one(workload, &asx, &local),
+                })
+                .collect();
+            println!("{workload:<26} {rt} median {:.3} ms", median(&mut v));
+            continue;
+        }
         // Warm-up: one run each.
         run_one(workload, &unplug, &local);
         run_one(workload, &tokio, &local);

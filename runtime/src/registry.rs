@@ -1,8 +1,9 @@
 //! Every live task, so that shutdown can reach the ones no queue holds (a
 //! task waiting on a timer or a socket) and cancel them.
 //!
-//! Sharded: a spawn locks the shard of the spawning thread, a completion
-//! the shard of the task. Each entry is the task's waker; at shutdown the
+//! Sharded: each spawn takes the spawning thread's next shard in turn, so
+//! one thread's spawns spread over every shard and the workers completing
+//! them (each locking its task's shard) rarely meet on one lock. Each entry is the task's waker; at shutdown the
 //! registry is closed and every waker woken, and the schedule function,
 //! seeing the runtime closing, drops the task.
 
@@ -12,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::task::Waker;
 
-const SHARDS: usize = 16;
+const SHARDS: usize = 32;
 
 pub(crate) struct Registry {
     shards: Vec<Mutex<Shard>>,
@@ -28,19 +29,21 @@ struct Shard {
 }
 
 thread_local! {
-    /// This thread's shard, chosen round-robin the first time it spawns.
+    /// This thread's next shard; starts at a different place per thread.
     static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
-static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+static NEXT_START: AtomicUsize = AtomicUsize::new(0);
 
-fn my_shard() -> usize {
+fn next_shard() -> usize {
     SHARD
         .try_with(|s| {
-            if s.get() == usize::MAX {
-                s.set(NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS);
+            let mut shard = s.get();
+            if shard == usize::MAX {
+                shard = NEXT_START.fetch_add(7, Ordering::Relaxed);
             }
-            s.get()
+            s.set(shard.wrapping_add(1));
+            shard % SHARDS
         })
         .unwrap_or(0)
 }
@@ -60,7 +63,7 @@ impl Registry {
     /// Registers a task: `make(key)` builds it and returns its waker. `None`
     /// (and `make` not called) once the registry is closed.
     pub(crate) fn insert_with<R>(&self, make: impl FnOnce(usize) -> (R, Waker)) -> Option<R> {
-        let shard = my_shard();
+        let shard = next_shard();
         let mut guard = self.lock(shard);
         // Checked under the shard lock: `close` drains each shard under its
         // lock after setting `closed`, so no entry can slip in after.

@@ -5,7 +5,7 @@
 //! - woken on a worker thread of this runtime: that worker's LIFO slot (the
 //!   task it displaces goes to the back of its local queue); a yield goes to
 //!   the back of the local queue;
-//! - spawned on a worker thread: the back of that worker's local queue;
+//! - spawned on a worker thread: the same (the LIFO slot);
 //! - from any other thread: the injector.
 //!
 //! Each push that may have made work for a sleeper wakes at most one
@@ -212,7 +212,11 @@ impl Shared {
     /// A newly spawned task.
     pub(crate) fn schedule_spawned(self: &Arc<Self>, task: Task) {
         context::with_local(self, |local| match local {
-            Some(local) => local.push_local(task),
+            // Like a wake-up on this worker: the LIFO slot, so a task that
+            // spawns and then waits for its child runs the child next,
+            // without waking anyone; the task it displaces goes to the
+            // (stealable) queue, and that push wakes a sleeper.
+            Some(local) => local.schedule_woken(task, false),
             None => self.push_remote(task),
         })
     }

@@ -12,10 +12,13 @@
 //! p50/p99 and the ratios to the floor (park vs round trip, unpark vs one
 //! way). Run: `cargo bench --bench park_latency`.
 
+#[path = "workloads/floor.rs"]
+mod floor;
+
 use criterion::{criterion_group, Criterion};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use floor::Floor;
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
-use std::thread;
 use std::time::{Duration, Instant};
 use unplug_worker::{affinity, Worker};
 
@@ -23,71 +26,6 @@ use unplug_worker::{affinity, Worker};
 fn cpus() -> (usize, usize) {
     let cpus = affinity::allowed_cpus().unwrap();
     (cpus[0], *cpus.last().unwrap())
-}
-
-/// Two threads ping-ponging with `thread::park`/`unpark`.
-struct Floor {
-    peer: thread::Thread,
-    ping: Arc<AtomicU64>,
-    pong: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-    join: Option<thread::JoinHandle<()>>,
-    seq: u64,
-}
-
-impl Floor {
-    fn new(cpu: usize) -> Self {
-        let (ping, pong, stop) = (
-            Arc::new(AtomicU64::new(0)),
-            Arc::new(AtomicU64::new(0)),
-            Arc::new(AtomicBool::new(false)),
-        );
-        let caller = thread::current();
-        let (pi, po, st) = (ping.clone(), pong.clone(), stop.clone());
-        let join = thread::spawn(move || {
-            affinity::pin_to(0, &[cpu]).unwrap();
-            let mut seen = 0;
-            while !st.load(SeqCst) {
-                let now = pi.load(SeqCst);
-                if now == seen {
-                    thread::park();
-                    continue;
-                }
-                seen = now;
-                po.store(now, SeqCst);
-                caller.unpark();
-            }
-        });
-        let peer = join.thread().clone();
-        Floor {
-            peer,
-            ping,
-            pong,
-            stop,
-            join: Some(join),
-            seq: 0,
-        }
-    }
-
-    /// One round trip: wake the peer, sleep until it wakes us.
-    fn round_trip(&mut self) -> Duration {
-        self.seq += 1;
-        let start = Instant::now();
-        self.ping.store(self.seq, SeqCst);
-        self.peer.unpark();
-        while self.pong.load(SeqCst) != self.seq {
-            thread::park();
-        }
-        start.elapsed()
-    }
-}
-
-impl Drop for Floor {
-    fn drop(&mut self) {
-        self.stop.store(true, SeqCst);
-        self.peer.unpark();
-        let _ = self.join.take().unwrap().join();
-    }
 }
 
 /// An idle worker that records when it comes back from `parkme`.

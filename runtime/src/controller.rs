@@ -498,6 +498,8 @@ impl Handle {
                 state: e.worker.state(),
                 os_tid: e.worker.os_tid(),
                 tasks_polled: e.slot.polled.load(Relaxed),
+                resumes: e.slot.resumes.load(Relaxed),
+                last_unpark_latency: Duration::from_nanos(e.slot.last_unpark_ns.load(Relaxed)),
             })
             .collect()
     }

@@ -204,6 +204,10 @@ pub struct WorkerInfo {
     pub os_tid: i32,
     /// Tasks it has polled.
     pub tasks_polled: u64,
+    /// Times it came back from a park.
+    pub resumes: u64,
+    /// The last unpark latency: from the unpark request to it running.
+    pub last_unpark_latency: std::time::Duration,
 }
 
 impl Drop for Runtime {

@@ -54,6 +54,10 @@ pub(crate) struct Slot {
     /// Idle sleeps entered, and those ended by work.
     pub(crate) idle_sleeps: AtomicU64,
     pub(crate) wakeups: AtomicU64,
+    /// The last unpark latency (request → running), in nanoseconds.
+    pub(crate) last_unpark_ns: AtomicU64,
+    /// Times this worker came back from a park.
+    pub(crate) resumes: AtomicU64,
     /// Registered metric handles, if metrics are on.
     pub(crate) metrics: Option<WorkerMetrics>,
 }
@@ -73,6 +77,8 @@ impl Slot {
             steals: AtomicU64::new(0),
             idle_sleeps: AtomicU64::new(0),
             wakeups: AtomicU64::new(0),
+            last_unpark_ns: AtomicU64::new(0),
+            resumes: AtomicU64::new(0),
             metrics,
         }
     }

@@ -45,10 +45,15 @@ pub(crate) fn run(
         }
         // P1: unconditionally after leaving for a park.
         let unpark_latency = ctx.parkme();
-        if let (Some(latency), Some(m), false) =
-            (unpark_latency, &local.slot.metrics, ctx.should_stop())
-        {
-            m.unpark_latency.record(latency);
+        if let (Some(latency), false) = (unpark_latency, ctx.should_stop()) {
+            local
+                .slot
+                .last_unpark_ns
+                .store(latency.as_nanos() as u64, Relaxed);
+            local.slot.resumes.fetch_add(1, Relaxed);
+            if let Some(m) = &local.slot.metrics {
+                m.unpark_latency.record(latency);
+            }
         }
     }
     if let Some(hook) = &shared.hooks.on_stop {

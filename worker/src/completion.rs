@@ -45,7 +45,12 @@ pub(crate) fn wait_until<R>(
             if Instant::now() >= spin_until {
                 break;
             }
-            std::thread::yield_now();
+            // A busy spin, not `yield_now`: on a CPU shared with a busy
+            // thread, a yield can hand it the rest of its time slice
+            // (milliseconds), which is exactly the tail we spin to avoid.
+            for _ in 0..64 {
+                std::hint::spin_loop();
+            }
         }
     }
     loop {

@@ -541,6 +541,8 @@ fn backoff(spins: &mut u32) {
     #[cfg(not(loom))]
     {
         if *spins < 64 {
+            // Yield, not spin: this thread may share the worker's CPU, and
+            // the worker needs it for the last microseconds into its sleep.
             std::thread::yield_now();
         } else {
             std::thread::sleep(Duration::from_micros(20));

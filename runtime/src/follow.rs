@@ -54,7 +54,7 @@ impl Follower {
 
 /// The CPUs the process should run workers on now.
 pub(crate) fn desired_cpus() -> Vec<usize> {
-    let base = affinity::allowed_cpus().unwrap_or_default();
+    let base = affinity::allowed_cpus_now().unwrap_or_default();
     // SAFETY: getpid has no preconditions.
     let pid = unsafe { libc::getpid() };
     let mask = affinity::cpus_of(pid).unwrap_or_else(|_| base.clone());

@@ -10,13 +10,35 @@ pub fn current_tid() -> i32 {
     unsafe { libc::gettid() }
 }
 
+/// How long [`allowed_cpus`] reuses its last reading: it reads three or
+/// four small files (about 40 µs), and controllers validate every pin with
+/// it. A CPU removed within this window is still refused by the kernel when
+/// pinned to (a typed error), so the cache is never unsafe, only late.
+pub const ALLOWED_CPUS_TTL: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// The CPUs the process may use: the CPUs of its cgroup's cpuset (v2
 /// `cpuset.cpus.effective`, v1 `cpuset.effective_cpus`) that are online.
 /// This is the set `sched_setaffinity` lets any thread of the process bind
 /// to; it does not shrink when one thread (the main one, say) pins itself.
 /// Without a readable cpuset, the online CPUs; without those, the calling
-/// thread's own mask.
+/// thread's own mask. A reading is reused for [`ALLOWED_CPUS_TTL`]; see
+/// [`allowed_cpus_now`] for a fresh one.
 pub fn allowed_cpus() -> io::Result<Vec<usize>> {
+    use std::sync::Mutex;
+    use std::time::Instant;
+    static CACHE: Mutex<Option<(Instant, Vec<usize>)>> = Mutex::new(None);
+    if let Some((at, cpus)) = &*CACHE.lock().unwrap_or_else(|p| p.into_inner()) {
+        if at.elapsed() < ALLOWED_CPUS_TTL {
+            return Ok(cpus.clone());
+        }
+    }
+    let cpus = allowed_cpus_now()?;
+    *CACHE.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), cpus.clone()));
+    Ok(cpus)
+}
+
+/// [`allowed_cpus`], read fresh from the kernel.
+pub fn allowed_cpus_now() -> io::Result<Vec<usize>> {
     let online = read_cpu_list("/sys/devices/system/cpu/online");
     let cpuset = cpuset_cpus();
     match (cpuset, online) {

@@ -18,19 +18,33 @@
 use event_listener::{Event, Listener};
 use std::time::Instant;
 
-/// How long a controller re-checks (yielding in between) before it
-/// registers and sleeps: about one cross-CPU futex wake-up on a VM, so a
-/// worker that answers within that time costs no second wake-up.
+/// How long a controller re-checks before it registers and sleeps: about
+/// one cross-CPU futex wake-up on a VM, so a worker that answers within
+/// that time costs no second wake-up.
 #[cfg(not(loom))]
 const SPIN_BEFORE_SLEEP: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// How a waiter spends its spin window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Spin {
+    /// Busy-spin: on a CPU shared with some other busy thread, a yield can
+    /// hand that thread a whole time slice (milliseconds).
+    Busy,
+    /// Yield between checks: the thread being waited for runs on *this* CPU
+    /// and needs it to get anywhere.
+    Yield,
+}
 
 /// Blocks until `check` returns `Some`, or until `deadline` passes (then
 /// returns `None`). Spurious wake-ups just run `check` again.
 pub(crate) fn wait_until<R>(
     event: &Event,
     deadline: Option<Instant>,
+    spin: Spin,
     mut check: impl FnMut() -> Option<R>,
 ) -> Option<R> {
+    #[cfg(loom)]
+    let _ = spin;
     // A controller usually waits for a worker on another CPU that is a few
     // microseconds from done: look a few times before paying for a sleep
     // and a wake-up. (Not under loom: a spin adds nothing to the model.)
@@ -45,11 +59,13 @@ pub(crate) fn wait_until<R>(
             if Instant::now() >= spin_until {
                 break;
             }
-            // A busy spin, not `yield_now`: on a CPU shared with a busy
-            // thread, a yield can hand it the rest of its time slice
-            // (milliseconds), which is exactly the tail we spin to avoid.
-            for _ in 0..64 {
-                std::hint::spin_loop();
+            match spin {
+                Spin::Busy => {
+                    for _ in 0..64 {
+                        std::hint::spin_loop();
+                    }
+                }
+                Spin::Yield => std::thread::yield_now(),
             }
         }
     }

@@ -7,7 +7,7 @@
 //! so that code that owns its threads some other way (and the loom models)
 //! can run the same protocol.
 
-use crate::completion::wait_until;
+use crate::completion::{wait_until, Spin};
 use crate::context::WorkerContext;
 use crate::error::ParkError;
 use crate::loom::{AtomicUsize, Ordering::SeqCst};
@@ -199,10 +199,26 @@ impl Protocol {
         deadline: Option<Instant>,
         probe: &mut dyn FnMut() -> bool,
     ) -> Result<ParkTimings, ParkError> {
-        self.wait_parked(ticket, deadline)?;
+        self.wait_park_on(ticket, deadline, probe, false)
+    }
+
+    /// [`wait_park`](Protocol::wait_park) for a caller that knows whether it
+    /// runs on the worker's own CPU (`shares_cpu`): before sleeping, such a
+    /// caller yields between checks (the worker needs that CPU to park),
+    /// any other busy-spins (a yield could hand a busy neighbour a whole
+    /// time slice).
+    pub fn wait_park_on(
+        &self,
+        ticket: ParkTicket,
+        deadline: Option<Instant>,
+        probe: &mut dyn FnMut() -> bool,
+        shares_cpu: bool,
+    ) -> Result<ParkTimings, ParkError> {
+        let spin = if shares_cpu { Spin::Yield } else { Spin::Busy };
+        self.wait_parked_spin(ticket, deadline, spin)?;
         let to_parked = ticket.requested_at.elapsed();
         // P4: park() returns only once the worker is inactive.
-        self.wait_inactive(ticket, deadline, probe)?;
+        self.wait_inactive_spin(ticket, deadline, probe, spin)?;
         Ok(ParkTimings {
             to_parked,
             to_inactive: ticket.requested_at.elapsed(),
@@ -249,7 +265,16 @@ impl Protocol {
         ticket: ParkTicket,
         deadline: Option<Instant>,
     ) -> Result<(), ParkError> {
-        let done = wait_until(&self.controllers, deadline, || {
+        self.wait_parked_spin(ticket, deadline, Spin::Busy)
+    }
+
+    fn wait_parked_spin(
+        &self,
+        ticket: ParkTicket,
+        deadline: Option<Instant>,
+        spin: Spin,
+    ) -> Result<(), ParkError> {
+        let done = wait_until(&self.controllers, deadline, spin, || {
             let s = self.load();
             if generation(s) != ticket.generation {
                 Some(Err(withdrawn_reason(s)))
@@ -279,8 +304,18 @@ impl Protocol {
         deadline: Option<Instant>,
         probe: &mut dyn FnMut() -> bool,
     ) -> Result<(), ParkError> {
+        self.wait_inactive_spin(ticket, deadline, probe, Spin::Busy)
+    }
+
+    fn wait_inactive_spin(
+        &self,
+        ticket: ParkTicket,
+        deadline: Option<Instant>,
+        probe: &mut dyn FnMut() -> bool,
+        spin: Spin,
+    ) -> Result<(), ParkError> {
         loop {
-            let marker = wait_until(&self.controllers, deadline, || {
+            let marker = wait_until(&self.controllers, deadline, spin, || {
                 let s = self.load();
                 if generation(s) != ticket.generation {
                     Some(Err(withdrawn_reason(s)))
@@ -365,7 +400,7 @@ impl Protocol {
     /// Waits until the body has returned (EXITED), or the deadline passes
     /// (returns false).
     pub fn wait_exited(&self, deadline: Option<Instant>) -> bool {
-        wait_until(&self.controllers, deadline, || {
+        wait_until(&self.controllers, deadline, Spin::Yield, || {
             (self.load() & EXITED != 0).then_some(())
         })
         .is_some()

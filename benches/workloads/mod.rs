@@ -30,11 +30,15 @@ pub trait Spawner: Clone + Send + Sync + 'static {
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static;
-    /// Spawn without keeping a handle (dropping async-executor's `Task`
-    /// would cancel it).
+    /// Spawn without keeping a handle. Dropping the handle detaches the
+    /// task on unplug and tokio; async-executor overrides this (dropping its
+    /// `Task` would cancel it).
     fn spawn_detached<F>(&self, f: F)
     where
-        F: Future<Output = ()> + Send + 'static;
+        F: Future<Output = ()> + Send + 'static,
+    {
+        drop(self.spawn(f));
+    }
     fn block_on<F: Future>(&self, f: F) -> F::Output;
     fn yield_now() -> impl Future<Output = ()> + Send;
 }
@@ -71,12 +75,6 @@ impl Spawner for Unplug {
     {
         Unwrapped(self.0.spawn(f))
     }
-    fn spawn_detached<F>(&self, f: F)
-    where
-        F: Future<Output = ()> + Send + 'static,
-    {
-        drop(self.0.spawn(f));
-    }
     fn block_on<F: Future>(&self, f: F) -> F::Output {
         self.0.block_on(f)
     }
@@ -110,12 +108,6 @@ impl Spawner for Tokio {
         F::Output: Send + 'static,
     {
         Unwrapped(self.0.spawn(f))
-    }
-    fn spawn_detached<F>(&self, f: F)
-    where
-        F: Future<Output = ()> + Send + 'static,
-    {
-        drop(self.0.spawn(f));
     }
     fn block_on<F: Future>(&self, f: F) -> F::Output {
         self.0.block_on(f)

@@ -248,19 +248,11 @@ impl Drop for WorkerGuard {
 /// Runs `f` with this thread's worker state if it belongs to `shared`'s
 /// runtime.
 pub(crate) fn with_local<R>(shared: &Arc<Shared>, f: impl FnOnce(Option<&Local>) -> R) -> R {
-    let mut f = Some(f);
-    let result = WORKER.try_with(|w| {
-        let local = w.borrow();
-        let f = f.take().expect("called once");
-        match local.as_deref() {
-            Some(local) if Arc::ptr_eq(&local.shared, shared) => f(Some(local)),
-            _ => f(None),
-        }
-    });
-    match result {
-        Ok(r) => r,
-        // Thread-locals are being torn down: act as a foreign thread.
-        Err(_) => (f.take().expect("not yet called"))(None),
+    // While thread-locals are torn down, act as a foreign thread.
+    let local = WORKER.try_with(|w| w.borrow().clone()).ok().flatten();
+    match local.as_deref() {
+        Some(local) if Arc::ptr_eq(&local.shared, shared) => f(Some(local)),
+        _ => f(None),
     }
 }
 

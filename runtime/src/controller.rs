@@ -257,12 +257,8 @@ impl Shared {
 }
 
 fn check_allowed(cpu: usize) -> Result<(), ControlError> {
-    let allowed = unplug_worker::affinity::allowed_cpus().unwrap_or_default();
-    if allowed.contains(&cpu) {
-        Ok(())
-    } else {
-        Err(ControlError::CpuNotAllowed { cpu, allowed })
-    }
+    unplug_worker::affinity::check_allowed(cpu)
+        .map_err(|allowed| ControlError::CpuNotAllowed { cpu, allowed })
 }
 
 impl Handle {

@@ -37,11 +37,11 @@ struct MetaRef(NonNull<TaskMeta>);
 
 impl MetaRef {
     fn get(&self) -> &TaskMeta {
-        // SAFETY: the pointer was taken from `Task::metadata` of the task
-        // whose `FallibleTask` this handle holds; the metadata lives in the
-        // task's allocation, which that `FallibleTask` keeps alive, and it is
-        // only read through shared references (its flag is atomic). The
-        // handle drops `meta` no later than `task` (see `Drop`).
+        // The pointer was taken from `Task::metadata` of the task whose
+        // `FallibleTask` this handle holds; the metadata lives in the task's
+        // allocation, which that `FallibleTask` keeps alive; the handle drops
+        // `meta` no later than `task` (see `Drop`).
+        // SAFETY: valid and alive (above), and only read shared (atomics).
         unsafe { self.0.as_ref() }
     }
 }

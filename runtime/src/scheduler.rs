@@ -130,12 +130,14 @@ impl Drop for Slot {
     }
 }
 
-// SAFETY: the only field that is not Send + Sync by itself is the raw pointer
-// inside `lifo`, which always owns a `Runnable<TaskMeta>` (Send + Sync,
-// since TaskMeta is) and is only moved in and out by atomic swaps.
-unsafe impl Send for Slot {}
-// SAFETY: see `Send`: all access to the pointer is through atomic swaps.
-unsafe impl Sync for Slot {}
+// `Slot` is Send + Sync without help: the LIFO pointer lives in an
+// `AtomicPtr`, and it only ever holds a `Runnable<TaskMeta>`, which is
+// Send + Sync itself (checked below).
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Slot>();
+    send_sync::<Task>();
+};
 
 /// Hooks run on each worker thread.
 #[derive(Clone, Default)]

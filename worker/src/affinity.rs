@@ -37,6 +37,16 @@ pub fn allowed_cpus() -> io::Result<Vec<usize>> {
     Ok(cpus)
 }
 
+/// `Ok` if the process may use `cpu`; otherwise the CPUs it may use.
+pub fn check_allowed(cpu: usize) -> Result<(), Vec<usize>> {
+    let allowed = allowed_cpus().unwrap_or_default();
+    if allowed.contains(&cpu) {
+        Ok(())
+    } else {
+        Err(allowed)
+    }
+}
+
 /// [`allowed_cpus`], read fresh from the kernel.
 pub fn allowed_cpus_now() -> io::Result<Vec<usize>> {
     let online = read_cpu_list("/sys/devices/system/cpu/online");

@@ -1,7 +1,7 @@
 //! A real OS thread running the park protocol: spawn (optionally pinned),
 //! park, unpark (optionally re-pinned), stop.
 
-use crate::affinity::{allowed_cpus, current_tid, pin_to};
+use crate::affinity::{check_allowed, current_tid, pin_to};
 use crate::context::WorkerContext;
 use crate::error::{ParkError, SpawnError, StopError, UnparkError};
 use crate::inactive::{kernel_says_sleeping, StatProbe};
@@ -357,16 +357,6 @@ impl<T> std::fmt::Debug for Worker<T> {
             .field("cpu", &self.cpu())
             .field("protocol", &self.protocol)
             .finish()
-    }
-}
-
-/// Ok if the process may use `cpu`; otherwise the CPUs it may use.
-fn check_allowed(cpu: usize) -> Result<(), Vec<usize>> {
-    let allowed = allowed_cpus().unwrap_or_default();
-    if allowed.contains(&cpu) {
-        Ok(())
-    } else {
-        Err(allowed)
     }
 }
 

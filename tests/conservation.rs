@@ -1,6 +1,7 @@
 //! Conservation: many tasks spawned from many threads (inside and outside
 //! the runtime), waking each other across workers through channels; each
 //! is polled to completion exactly once, never by two workers at once.
+#![cfg(not(loom))]
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! The controller: unplug / plug CPUs, park / unpark workers, resize, bad
 //! input refused with no change, concurrent callers serialized.
+#![cfg(not(loom))]
 
 mod support;
 

@@ -3,6 +3,7 @@
 //! `taskset -p` changes) to one CPU, waits for the pool to unplug the
 //! other, then restores the mask and waits for the pool to plug it back.
 //! Alone in its binary: it changes process-wide state.
+#![cfg(not(loom))]
 
 mod support;
 

@@ -4,6 +4,7 @@
 //! operations. Afterwards every task completed exactly once, none was
 //! polled by two workers at once, and the runtime's own poll counter agrees
 //! with the tasks' own count. A watchdog fails the test instead of hanging.
+#![cfg(not(loom))]
 
 mod support;
 

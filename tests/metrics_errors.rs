@@ -1,6 +1,7 @@
 //! Bad input to the metrics endpoint: typed errors, the runtime unaffected;
 //! a scrape during shutdown neither panics nor hangs.
 //! Alone in its binary: the recorder is process-wide.
+#![cfg(not(loom))]
 
 mod support;
 

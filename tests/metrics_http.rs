@@ -2,6 +2,7 @@
 //! unplugged and plugged, parse the exposition, and check the values move
 //! as they must; `promtool check metrics` accepts a scrape.
 //! Alone in its binary: the recorder is process-wide.
+#![cfg(not(loom))]
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! Panics reach the JoinHandle and the worker lives on; shutdown cancels
 //! every pending task exactly once and joins the threads.
+#![cfg(not(loom))]
 
 mod support;
 

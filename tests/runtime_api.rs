@@ -1,5 +1,6 @@
 //! The embedding API: build, block_on, spawn from inside and outside,
 //! handles, JoinHandle, hooks, bad input.
+#![cfg(not(loom))]
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! tokio's I/O, timers and blocking pool work from unplug tasks: a real
 //! loopback TCP echo server with many clients, all unplug tasks.
+#![cfg(not(loom))]
 
 mod support;
 

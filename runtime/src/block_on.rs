@@ -1,7 +1,8 @@
 //! `block_on`: drive one future on the calling thread.
 
-use crate::context;
+use crate::current;
 use crate::handle::Handle;
+use crate::scheduler::context::in_worker;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,14 +32,14 @@ impl Wake for ThreadWaker {
 
 #[track_caller]
 pub(crate) fn block_on<F: Future>(handle: &Handle, future: F) -> F::Output {
-    if context::in_worker() {
+    if in_worker() {
         panic!(
             "Cannot block_on inside an unplug worker thread: this would block the thread \
              that drives other tasks. Use `.await` inside tasks instead."
         );
     }
-    let _tokio = handle.shared.tokio.enter();
-    let _runtime = context::enter_handle(handle.clone());
+    let _tokio = handle.inner.tokio.enter();
+    let _runtime = current::enter(handle.clone());
     let signal = Arc::new(ThreadWaker {
         thread: thread::current(),
         notified: AtomicBool::new(false),

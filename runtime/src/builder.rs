@@ -1,10 +1,13 @@
 //! `Builder`: configure and start a runtime.
 
+use crate::control::{Config, ControlEvents, Controller};
+use crate::current;
 use crate::error::BuildError;
-use crate::pool::{self, Config};
+use crate::handle::{Handle, Inner};
+use crate::metrics::RuntimeMetrics;
 use crate::runtime::Runtime;
-use crate::scheduler::{Hooks, Shared};
-use std::sync::Arc;
+use crate::scheduler::{Enter, Hooks, Scheduler, WorkerEvents};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 /// Configures a [`Runtime`].
@@ -24,7 +27,8 @@ pub struct Builder {
     pin: bool,
     cpus: Option<Vec<usize>>,
     thread_name: String,
-    hooks: Hooks,
+    on_start: Option<Arc<dyn Fn() + Send + Sync>>,
+    on_stop: Option<Arc<dyn Fn() + Send + Sync>>,
     follow: bool,
     follow_interval: Duration,
     metrics: Option<bool>,
@@ -47,7 +51,8 @@ impl Builder {
             pin: false,
             cpus: None,
             thread_name: "unplug-worker".to_owned(),
-            hooks: Hooks::default(),
+            on_start: None,
+            on_stop: None,
             follow: false,
             follow_interval: Duration::from_millis(100),
             metrics: None,
@@ -120,13 +125,13 @@ impl Builder {
 
     /// Runs on each worker thread when it starts.
     pub fn on_thread_start(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
-        self.hooks.on_start = Some(Arc::new(f));
+        self.on_start = Some(Arc::new(f));
         self
     }
 
     /// Runs on each worker thread when it stops.
     pub fn on_thread_stop(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
-        self.hooks.on_stop = Some(Arc::new(f));
+        self.on_stop = Some(Arc::new(f));
         self
     }
 
@@ -161,32 +166,68 @@ impl Builder {
             .metrics
             .unwrap_or_else(crate::metrics::installed)
             .then(|| {
-                crate::metrics::RuntimeMetrics::new(&self.metrics_prefix, self.metrics_poll_time)
+                Arc::new(RuntimeMetrics::new(
+                    &self.metrics_prefix,
+                    self.metrics_poll_time,
+                ))
             });
-        let with_metrics = metrics.is_some();
-        let shared = Arc::new(Shared::new(
-            tokio.handle().clone(),
-            self.hooks,
-            config.clone(),
-            cpus.clone(),
-            metrics,
-        ));
-        let mut runtime = Runtime::from_parts(shared.clone(), tokio);
-        for index in 0..workers {
-            let home = cpus[index % cpus.len()];
-            // On failure `runtime` drops and shuts down what was started.
-            let entry = pool::start_worker(&shared, &config, Some(home), config.pin)
-                .map_err(BuildError::Worker)?;
-            shared.lock_pool().entries.push(entry);
-        }
-        if with_metrics {
-            crate::metrics::start_publisher(&shared);
+        let inner = Arc::new_cyclic(|weak: &Weak<Inner>| {
+            let hooks = Hooks {
+                on_start: self.on_start,
+                on_stop: self.on_stop,
+                enter: Some(enter_runtime(weak.clone())),
+                time_polls: metrics.as_ref().is_some_and(|m| m.times_polls()),
+                events: metrics.clone().map(|m| m as Arc<dyn WorkerEvents>),
+            };
+            let scheduler = Arc::new(Scheduler::new(hooks));
+            let control = Arc::new(Controller::new(
+                scheduler.clone(),
+                config,
+                cpus,
+                metrics.clone().map(|m| m as Arc<dyn ControlEvents>),
+            ));
+            Inner {
+                scheduler,
+                control,
+                tokio: tokio.handle().clone(),
+                metrics: metrics.clone(),
+            }
+        });
+        // On failure `runtime` drops and shuts down what was started.
+        let mut runtime = Runtime::from_parts(
+            Handle {
+                inner: inner.clone(),
+            },
+            tokio,
+        );
+        inner
+            .control
+            .start_initial(workers)
+            .map_err(BuildError::Worker)?;
+        if let Some(metrics) = metrics {
+            crate::metrics::start_publisher(metrics, &inner.control);
         }
         if self.follow {
             runtime.start_follower(self.follow_interval);
         }
         Ok(runtime)
     }
+}
+
+/// Each worker body runs inside the runtime: tokio's reactor entered (its
+/// I/O, timers and blocking pool usable from every task) and this runtime
+/// current (`unplug::spawn`, `Handle::current`).
+fn enter_runtime(runtime: Weak<Inner>) -> Arc<Enter> {
+    Arc::new(move |body: &mut dyn FnMut()| match runtime.upgrade() {
+        Some(inner) => {
+            let _tokio = inner.tokio.enter();
+            let _current = current::enter(Handle {
+                inner: inner.clone(),
+            });
+            body();
+        }
+        None => body(),
+    })
 }
 
 impl std::fmt::Debug for Builder {

@@ -1,14 +1,27 @@
 //! `Handle`: a cheap, cloneable reference to a runtime.
 
 use crate::block_on;
-use crate::context;
-use crate::join::JoinHandle;
-use crate::scheduler::Shared;
-use crate::task;
+use crate::control::{
+    ControlError, Controller, ParkReport, PlugReport, ResizeReport, RuntimeStats, WorkerInfo,
+};
+use crate::current;
+use crate::metrics::RuntimeMetrics;
+use crate::scheduler::Scheduler;
+use crate::task::JoinHandle;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-/// A cloneable, `Send` reference to a runtime: spawn on it from any thread.
+/// What every handle of one runtime shares.
+pub(crate) struct Inner {
+    pub(crate) scheduler: Arc<Scheduler>,
+    pub(crate) control: Arc<Controller>,
+    pub(crate) tokio: tokio::runtime::Handle,
+    pub(crate) metrics: Option<Arc<RuntimeMetrics>>,
+}
+
+/// A cloneable, `Send` reference to a runtime: spawn on it, and change its
+/// workers, from any thread.
 ///
 /// ```
 /// let rt = unplug::Runtime::builder().workers(2).build().unwrap();
@@ -20,14 +33,10 @@ use std::sync::Arc;
 /// ```
 #[derive(Clone)]
 pub struct Handle {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl Handle {
-    pub(crate) fn from_shared(shared: Arc<Shared>) -> Self {
-        Handle { shared }
-    }
-
     /// The handle of the runtime this thread runs in (a worker, or inside
     /// `block_on`).
     ///
@@ -43,18 +52,18 @@ impl Handle {
 
     /// The current runtime's handle, or `None` outside any.
     pub fn try_current() -> Option<Handle> {
-        context::current_handle()
+        current::current()
     }
 
-    /// Spawns a task on this runtime. After shutdown the returned handle
-    /// yields a cancelled [`JoinError`](crate::JoinError) and the future is
-    /// dropped at once.
+    /// Spawns a task on this runtime. After shutdown began, the returned
+    /// handle yields a cancelled [`JoinError`](crate::JoinError) and the
+    /// future is dropped at once.
     pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        task::spawn(&self.shared, future)
+        Scheduler::spawn(&self.inner.scheduler, future)
     }
 
     /// Runs `future` to completion on this thread; see
@@ -66,14 +75,91 @@ impl Handle {
 
     /// Tasks spawned on this runtime and not yet completed or dropped.
     pub fn live_tasks(&self) -> usize {
-        self.shared.registry.live()
+        self.inner.scheduler.registry.live()
+    }
+
+    /// Unplugs `cpu`: parks the worker(s) on it by the fixed protocol (their
+    /// queued tasks move to the other workers before each park completes)
+    /// and returns once they are parked and inactive.
+    ///
+    /// Waits for a worker busy in a long poll to finish that poll; see
+    /// [`unplug_cpu_timeout`](Handle::unplug_cpu_timeout) for a bound.
+    /// Unplugging a CPU that is already unplugged changes nothing. Errors,
+    /// with no change: the last running worker, a CPU the process may not
+    /// use, a CPU with no worker of this runtime.
+    ///
+    /// ```
+    /// let rt = unplug::Runtime::builder().workers(2).cpus([0, 0]).build().unwrap();
+    /// // Both workers live on CPU 0 here: unplugging it would leave none.
+    /// assert!(matches!(rt.handle().unplug_cpu(0), Err(unplug::ControlError::LastWorker)));
+    /// ```
+    pub fn unplug_cpu(&self, cpu: usize) -> Result<ParkReport, ControlError> {
+        self.inner.control.unplug_cpu(cpu, None)
+    }
+
+    /// [`unplug_cpu`](Handle::unplug_cpu) with a time limit: if a worker is
+    /// still inside a poll at the deadline, every park of this call is
+    /// withdrawn and [`ControlError::Timeout`] returned.
+    pub fn unplug_cpu_timeout(
+        &self,
+        cpu: usize,
+        timeout: Duration,
+    ) -> Result<ParkReport, ControlError> {
+        self.inner
+            .control
+            .unplug_cpu(cpu, Some(Instant::now() + timeout))
+    }
+
+    /// Plugs `cpu` back: unparks the workers parked there, or, if the
+    /// runtime has none there, starts a worker pinned to it.
+    ///
+    /// ```
+    /// let rt = unplug::Runtime::builder().workers(2).build().unwrap();
+    /// let h = rt.handle();
+    /// let cpu = rt.workers()[1].cpu.unwrap();
+    /// if h.unplug_cpu(cpu).is_ok() {
+    ///     let plugged = h.plug_cpu(cpu).unwrap();
+    ///     assert!(!plugged.unparked.is_empty() || !plugged.started.is_empty());
+    /// }
+    /// ```
+    pub fn plug_cpu(&self, cpu: usize) -> Result<PlugReport, ControlError> {
+        self.inner.control.plug_cpu(cpu)
+    }
+
+    /// Parks worker `id` (as `unplug_cpu` does for a CPU).
+    pub fn park_worker(&self, id: usize) -> Result<ParkReport, ControlError> {
+        self.inner.control.park_worker(id)
+    }
+
+    /// Unparks worker `id`, first re-pinning it to `cpu` if given. A running
+    /// worker is left as it is.
+    pub fn unpark_worker(&self, id: usize, cpu: Option<usize>) -> Result<PlugReport, ControlError> {
+        self.inner.control.unpark_worker(id, cpu)
+    }
+
+    /// Resizes the pool to `n` running workers: grows by starting workers
+    /// pinned to the runtime's least-used CPUs, shrinks by parking the
+    /// newest workers (their tasks migrate) and stopping them.
+    pub fn set_workers(&self, n: usize) -> Result<ResizeReport, ControlError> {
+        self.inner.control.set_workers(n)
+    }
+
+    /// A snapshot of every worker: id, CPU, state, OS thread id, tasks
+    /// polled. Stopped (resized-away) workers are not listed.
+    pub fn workers(&self) -> Vec<WorkerInfo> {
+        self.inner.control.workers()
+    }
+
+    /// Totals since the runtime started, over every worker it ever had.
+    pub fn stats(&self) -> RuntimeStats {
+        self.inner.control.stats()
     }
 }
 
 impl std::fmt::Debug for Handle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Handle")
-            .field("workers", &self.shared.slots().len())
+            .field("workers", &self.inner.scheduler.slots().len())
             .finish()
     }
 }

@@ -22,30 +22,49 @@
 //! assert_eq!(out, "slept on tokio's timer");
 //! ```
 #![warn(missing_docs)]
+// Under loom only the task and scheduler layers are built (the models in
+// `scheduler/tests/` run them); much of their API serves the layers above.
+#![cfg_attr(loom, allow(dead_code, unused_imports))]
 
-mod block_on;
-mod builder;
-mod context;
-mod controller;
-mod error;
-mod follow;
-mod handle;
-mod join;
-pub mod metrics;
-mod pool;
-mod registry;
-mod runtime;
+// Layers, arrows pointing down only (runtime/SCHEDULER.md):
+//   API face: runtime, builder, handle, block_on, current, yield_now, error
+//   control/ (controller, pool, follow)      metrics/ (exporter, recorder)
+//   scheduler/ (queues, LIFO slot, idle, worker loop)
+//   task/ (task, state word, join handle, registry, panics)
+//   loom (std or loom)
+mod loom;
 mod scheduler;
 mod task;
-mod worker_loop;
+
+#[cfg(not(loom))]
+mod block_on;
+#[cfg(not(loom))]
+mod builder;
+#[cfg(not(loom))]
+mod control;
+#[cfg(not(loom))]
+mod current;
+#[cfg(not(loom))]
+mod error;
+#[cfg(not(loom))]
+mod handle;
+#[cfg(not(loom))]
+pub mod metrics;
+#[cfg(not(loom))]
+mod runtime;
 mod yield_now;
 
+#[cfg(not(loom))]
 pub use builder::Builder;
-pub use controller::{ControlError, ParkReport, PlugReport, ResizeReport, RuntimeStats};
+#[cfg(not(loom))]
+pub use control::{ControlError, ParkReport, PlugReport, ResizeReport, RuntimeStats, WorkerInfo};
+#[cfg(not(loom))]
 pub use error::BuildError;
+#[cfg(not(loom))]
 pub use handle::Handle;
-pub use join::{JoinError, JoinHandle};
-pub use runtime::{Runtime, WorkerInfo};
+#[cfg(not(loom))]
+pub use runtime::Runtime;
+pub use task::{unobserved_panics, JoinError, JoinHandle};
 pub use yield_now::yield_now;
 
 /// The parkable worker crate this runtime is built on.
@@ -63,6 +82,7 @@ pub use unplug_worker as worker;
 /// let v = rt.block_on(async { unplug::spawn(async { 5 }).await.unwrap() });
 /// assert_eq!(v, 5);
 /// ```
+#[cfg(not(loom))]
 #[track_caller]
 pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
 where

@@ -1,13 +1,10 @@
 //! `Runtime`: owns the workers and the tokio reactor.
 
 use crate::builder::Builder;
+use crate::control::follow::Follower;
 use crate::handle::Handle;
-use crate::join::JoinHandle;
-use crate::scheduler::Shared;
-use crossbeam_deque::Steal;
+use crate::task::JoinHandle;
 use std::future::Future;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// An unplug runtime: worker threads that can be parked and re-pinned
@@ -28,7 +25,7 @@ use std::time::{Duration, Instant};
 pub struct Runtime {
     handle: Handle,
     tokio: Option<tokio::runtime::Runtime>,
-    follower: Option<crate::follow::Follower>,
+    follower: Option<Follower>,
 }
 
 impl Runtime {
@@ -42,19 +39,16 @@ impl Runtime {
         Builder::new()
     }
 
-    pub(crate) fn from_parts(shared: Arc<Shared>, tokio: tokio::runtime::Runtime) -> Self {
+    pub(crate) fn from_parts(handle: Handle, tokio: tokio::runtime::Runtime) -> Self {
         Runtime {
-            handle: Handle::from_shared(shared),
+            handle,
             tokio: Some(tokio),
             follower: None,
         }
     }
 
     pub(crate) fn start_follower(&mut self, interval: Duration) {
-        self.follower = Some(crate::follow::Follower::start(
-            self.handle.clone(),
-            interval,
-        ));
+        self.follower = Some(Follower::start(self.handle.inner.control.clone(), interval));
     }
 
     /// A snapshot of every worker; see [`Handle::workers`].
@@ -65,7 +59,7 @@ impl Runtime {
     /// assert_eq!(workers.len(), 2);
     /// assert!(workers.iter().all(|w| w.os_tid > 0));
     /// ```
-    pub fn workers(&self) -> Vec<WorkerInfo> {
+    pub fn workers(&self) -> Vec<crate::WorkerInfo> {
         self.handle.workers()
     }
 
@@ -151,63 +145,24 @@ impl Runtime {
         if let Some(follower) = self.follower.take() {
             follower.stop();
         }
-        let shared = self.handle.shared.clone();
-        shared.closing.store(true, Ordering::SeqCst);
-        shared.publisher_wait.stop();
-        let entries = std::mem::take(&mut shared.lock_pool().entries);
-        for entry in &entries {
-            entry.worker.protocol().request_stop();
+        let inner = &self.handle.inner;
+        // From here every task scheduled is dropped instead of queued.
+        inner.scheduler.close();
+        if let Some(metrics) = &inner.metrics {
+            metrics.stop_publisher();
         }
-        let me = std::thread::current().id();
-        for entry in entries {
-            if entry.worker.thread_id() == me {
-                continue; // dropped from inside a task: cannot join ourselves
-            }
-            let _ = match deadline {
-                None => entry.worker.stop(),
-                Some(d) => entry
-                    .worker
-                    .stop_timeout(d.saturating_duration_since(Instant::now())),
-            };
-        }
-        loop {
-            match shared.injector.steal() {
-                Steal::Success(task) => drop(task),
-                Steal::Retry => continue,
-                Steal::Empty => break,
-            }
-        }
-        // Tasks no queue holds (waiting on timers, sockets, channels).
-        shared.registry.close_and_wake_all();
+        inner.control.stop_all(deadline);
+        // Tasks in the injector and tasks no queue holds (waiting on
+        // timers, sockets, channels).
+        inner.scheduler.cancel_all();
         if let Some(tokio) = self.tokio.take() {
             match deadline {
-                _ if crate::context::in_worker() => tokio.shutdown_background(),
+                _ if crate::scheduler::context::in_worker() => tokio.shutdown_background(),
                 None => tokio.shutdown_timeout(Duration::from_secs(10)),
                 Some(d) => tokio.shutdown_timeout(d.saturating_duration_since(Instant::now())),
             }
         }
     }
-}
-
-/// One worker, as [`Runtime::workers`] saw it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WorkerInfo {
-    /// The worker's id (stable for its lifetime).
-    pub id: usize,
-    /// The CPU it is pinned to, or its home CPU if the runtime does not pin.
-    pub cpu: Option<usize>,
-    /// Whether it is actually pinned to `cpu`.
-    pub pinned: bool,
-    /// What it is doing.
-    pub state: unplug_worker::WorkerState,
-    /// Its OS thread id.
-    pub os_tid: i32,
-    /// Tasks it has polled.
-    pub tasks_polled: u64,
-    /// Times it came back from a park.
-    pub resumes: u64,
-    /// The last unpark latency: from the unpark request to it running.
-    pub last_unpark_latency: std::time::Duration,
 }
 
 impl Drop for Runtime {
@@ -221,7 +176,7 @@ impl Drop for Runtime {
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runtime")
-            .field("workers", &self.handle.shared.lock_pool().entries.len())
+            .field("workers", &self.handle.inner.control.len())
             .finish()
     }
 }

@@ -9,8 +9,8 @@
 //! first, CPUs that left are unplugged after (so the pool never drops to no
 //! running worker on the way).
 
-use crate::handle::Handle;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use super::Controller;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -24,19 +24,12 @@ pub(crate) struct Follower {
     thread: Option<JoinHandle<()>>,
 }
 
-/// How many times the follower changed the pool (for tests and metrics).
-#[derive(Default)]
-pub(crate) struct FollowStats {
-    pub(crate) applied: AtomicU64,
-}
-
 impl Follower {
-    pub(crate) fn start(handle: Handle, interval: Duration) -> Self {
+    pub(crate) fn start(control: Arc<Controller>, interval: Duration) -> Self {
         let (stop, stopped) = mpsc::channel::<()>();
-        let stats = handle.shared.follow_stats.clone();
         let thread = std::thread::Builder::new()
             .name("unplug-follow".into())
-            .spawn(move || follow(handle, interval, stopped, stats))
+            .spawn(move || follow(control, interval, stopped))
             .ok();
         Follower {
             stop: Some(stop),
@@ -94,12 +87,7 @@ impl Hysteresis {
     }
 }
 
-fn follow(
-    handle: Handle,
-    interval: Duration,
-    stopped: mpsc::Receiver<()>,
-    stats: Arc<FollowStats>,
-) {
+fn follow(control: Arc<Controller>, interval: Duration, stopped: mpsc::Receiver<()>) {
     let mut hysteresis = Hysteresis::default();
     loop {
         match stopped.recv_timeout(interval) {
@@ -107,30 +95,30 @@ fn follow(
             _ => return,
         }
         if let Some(cpus) = hysteresis.observe(desired_cpus()) {
-            apply(&handle, &cpus);
-            handle.shared.hotplug_event("follow");
-            stats.applied.fetch_add(1, Relaxed);
+            apply(&control, &cpus);
+            control.hotplug_event("follow");
+            control.follow_changes.fetch_add(1, Relaxed);
         }
     }
 }
 
-fn apply(handle: &Handle, desired: &[usize]) {
+fn apply(control: &Controller, desired: &[usize]) {
     let running_on = |cpu: usize| {
-        handle.workers().iter().any(|w| {
+        control.workers().iter().any(|w| {
             w.cpu == Some(cpu) && matches!(w.state, WorkerState::Running | WorkerState::Idle)
         })
     };
     for &cpu in desired {
         if !running_on(cpu) {
-            let _ = handle.plug_cpu(cpu);
+            let _ = control.plug_cpu(cpu);
         }
     }
-    let mut gone: Vec<usize> = handle.workers().iter().filter_map(|w| w.cpu).collect();
+    let mut gone: Vec<usize> = control.workers().iter().filter_map(|w| w.cpu).collect();
     gone.sort_unstable();
     gone.dedup();
     for cpu in gone.into_iter().filter(|c| !desired.contains(c)) {
         // The last running worker is refused by the controller; keep it.
-        let _ = handle.unplug_cpu(cpu);
+        let _ = control.unplug_cpu(cpu, None);
     }
 }
 

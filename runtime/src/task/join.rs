@@ -1,21 +1,25 @@
 //! `JoinHandle` and `JoinError`.
 
-use crate::scheduler::{Shared, TaskMeta};
-use crate::task::Payload;
+use super::meta::MetaRef;
+use super::panics::unobserved_panic;
+use super::registry::Registry;
+use super::tracked::{Failure, Outcome, Payload};
+use super::TaskMeta;
+use crate::loom::Arc;
 use async_task::{FallibleTask, Task};
 use std::fmt;
 use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::ptr::NonNull;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::Mutex;
+use std::task::{Context, Poll, Wake, Waker};
 
 /// An owned permission to await a spawned task's output.
 ///
 /// Awaiting it gives `Ok(output)`, or a [`JoinError`] if the task panicked
-/// or was cancelled (aborted, or dropped at shutdown). Dropping the handle
-/// detaches the task: it keeps running.
+/// (in a poll, or in its future's `Drop`) or was cancelled (aborted, or
+/// dropped at shutdown). Dropping the handle detaches the task: it keeps
+/// running, and its output is dropped when it completes.
 ///
 /// ```
 /// let rt = unplug::Runtime::builder().workers(2).build().unwrap();
@@ -26,39 +30,41 @@ use std::task::{Context, Poll};
 /// assert_eq!(answer.unwrap(), 42);
 /// ```
 pub struct JoinHandle<T> {
-    task: Option<FallibleTask<Result<T, Payload>, TaskMeta>>,
+    task: Option<FallibleTask<Outcome<T>, TaskMeta>>,
+    // SAFETY (of `MetaRef::get`): `task` keeps the allocation holding the
+    // metadata alive; `Drop` clears `meta` before it lets `task` go.
     meta: Option<MetaRef>,
-    shared: Option<Arc<Shared>>,
+    registry: Option<Arc<Registry>>,
+    /// The awaiter's waker and the guarded waker handed to async-task in
+    /// its place, reused while the awaiter's waker stays the same.
+    awaiter: Option<(Waker, Waker)>,
 }
 
-/// The task's metadata, reached from the handle. (`FallibleTask` does not
-/// expose it, and we need it to abort.)
-struct MetaRef(NonNull<TaskMeta>);
+/// Wakes the task awaiting a join handle, catching a panic from its waker
+/// (async-task, which calls it when the task completes, would abort the
+/// process; the worker running the task must live on).
+struct GuardedWaker(Waker);
 
-impl MetaRef {
-    fn get(&self) -> &TaskMeta {
-        // The pointer was taken from `Task::metadata` of the task whose
-        // `FallibleTask` this handle holds; the metadata lives in the task's
-        // allocation, which that `FallibleTask` keeps alive; the handle drops
-        // `meta` no later than `task` (see `Drop`).
-        // SAFETY: valid and alive (above), and only read shared (atomics).
-        unsafe { self.0.as_ref() }
+impl Wake for GuardedWaker {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &std::sync::Arc<Self>) {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| self.0.wake_by_ref())) {
+            unobserved_panic("the waker of a JoinHandle's awaiter", &*payload);
+        }
     }
 }
 
-// SAFETY: `TaskMeta` is Sync (an atomic and an integer); the pointer is
-// only used for shared access while the task allocation is alive.
-unsafe impl Send for MetaRef {}
-// SAFETY: as for `Send`.
-unsafe impl Sync for MetaRef {}
-
 impl<T> JoinHandle<T> {
-    pub(crate) fn new(task: Task<Result<T, Payload>, TaskMeta>, shared: Arc<Shared>) -> Self {
-        let meta = MetaRef(NonNull::from(task.metadata()));
+    pub(crate) fn new(task: Task<Outcome<T>, TaskMeta>, registry: Arc<Registry>) -> Self {
+        let meta = MetaRef::new(task.metadata());
         JoinHandle {
             task: Some(task.fallible()),
             meta: Some(meta),
-            shared: Some(shared),
+            registry: Some(registry),
+            awaiter: None,
         }
     }
 
@@ -67,13 +73,16 @@ impl<T> JoinHandle<T> {
         JoinHandle {
             task: None,
             meta: None,
-            shared: None,
+            registry: None,
+            awaiter: None,
         }
     }
 
-    /// Cancels the task: it is dropped before its next poll (a poll under
-    /// way finishes first), and awaiting this handle gives a cancelled
-    /// [`JoinError`] unless the task had already completed.
+    /// Cancels the task: its future is dropped at its next poll boundary (a
+    /// poll under way finishes first), and awaiting this handle gives a
+    /// cancelled [`JoinError`] unless the task had already completed.
+    /// Aborting a finished task, aborting twice, or a task aborting itself
+    /// are all fine.
     ///
     /// ```
     /// let rt = unplug::Runtime::builder().workers(1).build().unwrap();
@@ -85,11 +94,11 @@ impl<T> JoinHandle<T> {
     /// assert!(result.unwrap_err().is_cancelled());
     /// ```
     pub fn abort(&self) {
-        if let (Some(meta), Some(shared)) = (&self.meta, &self.shared) {
+        if let (Some(meta), Some(registry)) = (&self.meta, &self.registry) {
             let meta = meta.get();
-            meta.aborted.store(true, Ordering::Relaxed);
-            // Get it scheduled, so a worker sees the flag and drops it.
-            shared.registry.wake(meta.key);
+            meta.abort();
+            // Get it polled, so it sees the bit (ABORT-AT-POLL).
+            registry.wake(meta.key);
         }
     }
 
@@ -97,19 +106,36 @@ impl<T> JoinHandle<T> {
     pub fn is_finished(&self) -> bool {
         self.task.as_ref().is_none_or(|t| t.is_finished())
     }
+
+    /// The guarded stand-in for the awaiter's `waker`.
+    fn guarded(&mut self, waker: &Waker) -> Waker {
+        match &self.awaiter {
+            Some((theirs, ours)) if theirs.will_wake(waker) => ours.clone(),
+            _ => {
+                let ours = Waker::from(std::sync::Arc::new(GuardedWaker(waker.clone())));
+                self.awaiter = Some((waker.clone(), ours.clone()));
+                ours
+            }
+        }
+    }
 }
 
 impl<T> Future for JoinHandle<T> {
     type Output = Result<T, JoinError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let Some(task) = self.task.as_mut() else {
+        if self.task.is_none() {
             return Poll::Ready(Err(JoinError::cancelled()));
-        };
-        match Pin::new(task).poll(cx) {
+        }
+        let waker = self.guarded(cx.waker());
+        let task = self.task.as_mut().expect("checked above");
+        match Pin::new(task).poll(&mut Context::from_waker(&waker)) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Ok(value))) => Poll::Ready(Ok(value)),
-            Poll::Ready(Some(Err(payload))) => Poll::Ready(Err(JoinError::panicked(payload))),
+            Poll::Ready(Some(outcome)) => Poll::Ready(match outcome.into_inner() {
+                Ok(value) => Ok(value),
+                Err(Failure::Panicked(payload)) => Err(JoinError::panicked(payload)),
+                Err(Failure::Cancelled) => Err(JoinError::cancelled()),
+            }),
             Poll::Ready(None) => Poll::Ready(Err(JoinError::cancelled())),
         }
     }

@@ -7,13 +7,17 @@
 //! registry is closed and every waker woken, and the schedule function,
 //! seeing the runtime closing, drops the task.
 
+use crate::loom::{AtomicBool, Mutex, MutexGuard, Ordering};
 use slab::Slab;
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::AtomicUsize;
 use std::task::Waker;
 
+#[cfg(not(loom))]
 const SHARDS: usize = 32;
+/// Two shards under loom: fewer locks to explore, the same protocol.
+#[cfg(loom)]
+const SHARDS: usize = 2;
 
 pub(crate) struct Registry {
     shards: Vec<Mutex<Shard>>,
@@ -28,8 +32,10 @@ struct Shard {
     spawned: usize,
 }
 
-thread_local! {
-    /// This thread's next shard; starts at a different place per thread.
+// This thread's next shard; starts at a different place per thread.
+// (Which shard is not part of any protocol, so std's thread-local serves
+// under loom too.)
+std::thread_local! {
     static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
@@ -40,7 +46,7 @@ fn next_shard() -> usize {
         .try_with(|s| {
             let mut shard = s.get();
             if shard == usize::MAX {
-                shard = NEXT_START.fetch_add(7, Ordering::Relaxed);
+                shard = NEXT_START.fetch_add(7, std::sync::atomic::Ordering::Relaxed);
             }
             s.set(shard.wrapping_add(1));
             shard % SHARDS
@@ -66,8 +72,9 @@ impl Registry {
         let shard = next_shard();
         let mut guard = self.lock(shard);
         // Checked under the shard lock: `close` drains each shard under its
-        // lock after setting `closed`, so no entry can slip in after.
-        if self.closed.load(Ordering::Acquire) {
+        // lock after setting `closed`, so no entry can slip in after. (The
+        // lock orders the two; Relaxed is enough.)
+        if self.closed.load(Ordering::Relaxed) {
             return None;
         }
         let shard_state = &mut *guard;
@@ -96,7 +103,8 @@ impl Registry {
 
     /// Closes the registry and wakes every live task (shutdown).
     pub(crate) fn close_and_wake_all(&self) {
-        self.closed.store(true, Ordering::SeqCst);
+        // Ordered before each shard's drain by that shard's lock.
+        self.closed.store(true, Ordering::Relaxed);
         for shard in 0..SHARDS {
             let wakers: Vec<Waker> = self.lock(shard).tasks.drain().collect();
             for waker in wakers {

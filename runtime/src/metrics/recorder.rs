@@ -1,0 +1,424 @@
+//! The runtime's metric handles: registered once, recorded from the
+//! worker and controller events, and published from the scheduler's
+//! per-worker counters every [`PUBLISH_INTERVAL`](super::PUBLISH_INTERVAL).
+
+use super::PUBLISH_INTERVAL;
+use crate::control::{ControlEvents, Controller};
+use crate::scheduler::WorkerEvents;
+use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata};
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::Duration;
+use unplug_worker::{ParkTimings, WorkerState};
+
+use std::sync::atomic::Ordering::Relaxed;
+
+fn meta() -> Metadata<'static> {
+    Metadata::new(module_path!(), Level::INFO, Some(module_path!()))
+}
+
+/// Name builder with the configured prefix.
+#[derive(Clone, Debug)]
+pub(crate) struct Names {
+    prefix: String,
+}
+
+impl Names {
+    fn key(&self, name: &str, labels: Vec<Label>) -> Key {
+        Key::from_parts(format!("{}_{name}", self.prefix), labels)
+    }
+
+    fn counter(&self, name: &str, labels: Vec<Label>) -> Counter {
+        metrics::with_recorder(|r| r.register_counter(&self.key(name, labels), &meta()))
+    }
+
+    fn gauge(&self, name: &str, labels: Vec<Label>) -> Gauge {
+        metrics::with_recorder(|r| r.register_gauge(&self.key(name, labels), &meta()))
+    }
+
+    fn histogram(&self, name: &str, labels: Vec<Label>) -> Histogram {
+        metrics::with_recorder(|r| r.register_histogram(&self.key(name, labels), &meta()))
+    }
+}
+
+/// The kinds of hotplug event counted.
+pub(crate) const HOTPLUG_KINDS: [&str; 6] = [
+    "unplug_cpu",
+    "plug_cpu",
+    "park_worker",
+    "unpark_worker",
+    "set_workers",
+    "follow",
+];
+
+/// Runtime-wide handles, and each worker's.
+pub(crate) struct RuntimeMetrics {
+    names: Names,
+    poll_time: Option<Histogram>,
+    spawned: Counter,
+    completed: Counter,
+    hotplug: HashMap<&'static str, Counter>,
+    workers_by_state: Vec<(WorkerState, Gauge)>,
+    global_depth: Gauge,
+    /// Each worker's handles, by worker index.
+    workers: Mutex<HashMap<usize, WorkerMetrics>>,
+    /// (worker, cpu) whose `worker_state` series were last set, so a
+    /// re-pinned worker's old series can be zeroed.
+    last_cpu: Mutex<HashMap<usize, Option<usize>>>,
+    /// Lets shutdown end the publisher's wait at once.
+    publisher_stop: Mutex<bool>,
+    publisher_wake: Condvar,
+}
+
+const STATES: [WorkerState; 6] = [
+    WorkerState::Running,
+    WorkerState::Idle,
+    WorkerState::Parking,
+    WorkerState::Parked,
+    WorkerState::Stopping,
+    WorkerState::Stopped,
+];
+
+/// Every metric with its kind and help text.
+const DESCRIPTIONS: [(&str, Kind, &str); 17] = [
+    (
+        "park_latency_seconds",
+        Kind::Histogram,
+        "Park request to the parked completion, per worker.",
+    ),
+    (
+        "park_to_inactive_seconds",
+        Kind::Histogram,
+        "Park request to park() returning with the worker inactive, per worker.",
+    ),
+    (
+        "unpark_latency_seconds",
+        Kind::Histogram,
+        "Unpark request to the worker running again, per worker.",
+    ),
+    (
+        "task_poll_seconds",
+        Kind::Histogram,
+        "Duration of one task poll (opt-in).",
+    ),
+    ("parks_total", Kind::Counter, "Parks completed, per worker."),
+    (
+        "unparks_total",
+        Kind::Counter,
+        "Unparks of parked workers, per worker.",
+    ),
+    ("tasks_spawned_total", Kind::Counter, "Tasks spawned."),
+    (
+        "tasks_completed_total",
+        Kind::Counter,
+        "Tasks finished (completed, panicked or cancelled).",
+    ),
+    (
+        "tasks_polled_total",
+        Kind::Counter,
+        "Task polls, per worker.",
+    ),
+    (
+        "tasks_migrated_total",
+        Kind::Counter,
+        "Tasks handed to other workers when a worker parked or stopped.",
+    ),
+    (
+        "steals_total",
+        Kind::Counter,
+        "Successful steals from other workers, per worker.",
+    ),
+    (
+        "idle_sleeps_total",
+        Kind::Counter,
+        "Idle sleeps entered, per worker.",
+    ),
+    (
+        "wakeups_total",
+        Kind::Counter,
+        "Idle sleeps ended by work, per worker.",
+    ),
+    (
+        "hotplug_events_total",
+        Kind::Counter,
+        "Controller changes by kind.",
+    ),
+    (
+        "worker_state",
+        Kind::Gauge,
+        "1 for the worker's current state (with its CPU), else 0.",
+    ),
+    ("workers", Kind::Gauge, "Workers by state."),
+    (
+        "queue_depth",
+        Kind::Gauge,
+        "Tasks queued: the global injector, or a worker's local queue.",
+    ),
+];
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl Names {
+    fn describe(&self) {
+        for (name, kind, help) in DESCRIPTIONS {
+            let key = metrics::KeyName::from(format!("{}_{name}", self.prefix));
+            let unit = name.ends_with("_seconds").then_some(metrics::Unit::Seconds);
+            let help = metrics::SharedString::from(help);
+            metrics::with_recorder(|r| match kind {
+                Kind::Counter => r.describe_counter(key, unit, help),
+                Kind::Gauge => r.describe_gauge(key, unit, help),
+                Kind::Histogram => r.describe_histogram(key, unit, help),
+            });
+        }
+    }
+}
+
+impl RuntimeMetrics {
+    pub(crate) fn new(prefix: &str, poll_time: bool) -> Self {
+        let names = Names {
+            prefix: prefix.to_owned(),
+        };
+        names.describe();
+        let hotplug = HOTPLUG_KINDS
+            .iter()
+            .map(|&k| {
+                (
+                    k,
+                    names.counter("hotplug_events_total", vec![Label::new("kind", k)]),
+                )
+            })
+            .collect();
+        RuntimeMetrics {
+            poll_time: poll_time.then(|| names.histogram("task_poll_seconds", vec![])),
+            spawned: names.counter("tasks_spawned_total", vec![]),
+            completed: names.counter("tasks_completed_total", vec![]),
+            hotplug,
+            workers_by_state: STATES
+                .iter()
+                .map(|&s| {
+                    (
+                        s,
+                        names.gauge("workers", vec![Label::new("state", s.as_str())]),
+                    )
+                })
+                .collect(),
+            global_depth: names.gauge("queue_depth", vec![Label::new("queue", "global")]),
+            workers: Mutex::new(HashMap::new()),
+            last_cpu: Mutex::new(HashMap::new()),
+            publisher_stop: Mutex::new(false),
+            publisher_wake: Condvar::new(),
+            names,
+        }
+    }
+
+    /// Whether every poll is timed.
+    pub(crate) fn times_polls(&self) -> bool {
+        self.poll_time.is_some()
+    }
+
+    fn worker_handles(&self, id: usize) -> WorkerMetrics {
+        let w = || vec![Label::new("worker", id.to_string())];
+        let n = &self.names;
+        WorkerMetrics {
+            park_latency: n.histogram("park_latency_seconds", w()),
+            park_to_inactive: n.histogram("park_to_inactive_seconds", w()),
+            unpark_latency: n.histogram("unpark_latency_seconds", w()),
+            parks: n.counter("parks_total", w()),
+            unparks: n.counter("unparks_total", w()),
+            polled: n.counter("tasks_polled_total", w()),
+            migrated: n.counter("tasks_migrated_total", w()),
+            steals: n.counter("steals_total", w()),
+            idle_sleeps: n.counter("idle_sleeps_total", w()),
+            wakeups: n.counter("wakeups_total", w()),
+            local_depth: n.gauge(
+                "queue_depth",
+                vec![
+                    Label::new("queue", "local"),
+                    Label::new("worker", id.to_string()),
+                ],
+            ),
+        }
+    }
+
+    fn with_worker(&self, id: usize, f: impl FnOnce(&WorkerMetrics)) {
+        let workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = workers.get(&id) {
+            f(m);
+        }
+    }
+
+    fn worker_state_gauge(&self, id: usize, cpu: Option<usize>, state: WorkerState) -> Gauge {
+        let cpu = cpu.map_or_else(|| "none".to_owned(), |c| c.to_string());
+        self.names.gauge(
+            "worker_state",
+            vec![
+                Label::new("worker", id.to_string()),
+                Label::new("cpu", cpu),
+                Label::new("state", state.as_str()),
+            ],
+        )
+    }
+
+    /// Copies the scheduler's per-worker counts into the counters and
+    /// refreshes the gauges.
+    pub(crate) fn publish(&self, control: &Controller) {
+        let scheduler = &control.scheduler;
+        let (spawned, live) = scheduler.registry.counts();
+        self.spawned.absolute(spawned as u64);
+        self.completed.absolute((spawned - live) as u64);
+        self.global_depth.set(scheduler.injector.len() as f64);
+        {
+            let workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+            for (index, slot) in scheduler.slots().iter().enumerate() {
+                if let Some(m) = workers.get(&index) {
+                    m.polled.absolute(slot.polled.load(Relaxed));
+                    m.migrated.absolute(slot.migrated.load(Relaxed));
+                    m.steals.absolute(slot.steals.load(Relaxed));
+                    m.idle_sleeps.absolute(slot.idle_sleeps.load(Relaxed));
+                    m.wakeups.absolute(slot.wakeups.load(Relaxed));
+                    m.local_depth.set(slot.stealer.len() as f64);
+                }
+            }
+        }
+        let workers = control.workers();
+        let mut by_state: HashMap<WorkerState, usize> = HashMap::new();
+        let mut last = self.last_cpu.lock().unwrap_or_else(|p| p.into_inner());
+        for w in &workers {
+            *by_state.entry(w.state).or_default() += 1;
+            if let Some(previous) = last.insert(w.id, w.cpu) {
+                if previous != w.cpu {
+                    for s in STATES {
+                        self.worker_state_gauge(w.id, previous, s).set(0.0);
+                    }
+                }
+            }
+            for s in STATES {
+                self.worker_state_gauge(w.id, w.cpu, s)
+                    .set(if s == w.state { 1.0 } else { 0.0 });
+            }
+        }
+        // Workers resized away: their series drop to "stopped".
+        let gone: Vec<(usize, Option<usize>)> = last
+            .iter()
+            .filter(|(id, _)| !workers.iter().any(|w| w.id == **id))
+            .map(|(&id, &cpu)| (id, cpu))
+            .collect();
+        for (id, cpu) in gone {
+            for s in STATES {
+                self.worker_state_gauge(id, cpu, s)
+                    .set(if s == WorkerState::Stopped { 1.0 } else { 0.0 });
+            }
+            last.remove(&id);
+        }
+        for (state, gauge) in &self.workers_by_state {
+            gauge.set(by_state.get(state).copied().unwrap_or(0) as f64);
+        }
+    }
+
+    fn wait_for_next_publish(&self) {
+        let stop = self
+            .publisher_stop
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if !*stop {
+            let _ = self.publisher_wake.wait_timeout(stop, PUBLISH_INTERVAL);
+        }
+    }
+
+    /// Ends the publisher (at shutdown).
+    pub(crate) fn stop_publisher(&self) {
+        *self
+            .publisher_stop
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = true;
+        self.publisher_wake.notify_all();
+    }
+
+    fn publisher_stopped(&self) -> bool {
+        *self
+            .publisher_stop
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl WorkerEvents for RuntimeMetrics {
+    fn resumed(&self, index: usize, latency: Duration) {
+        self.with_worker(index, |m| m.unpark_latency.record(latency));
+    }
+
+    fn polled(&self, took: Duration) {
+        if let Some(h) = &self.poll_time {
+            h.record(took);
+        }
+    }
+}
+
+impl ControlEvents for RuntimeMetrics {
+    fn worker_started(&self, index: usize) {
+        let handles = self.worker_handles(index);
+        self.workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(index, handles);
+    }
+
+    fn parked(&self, index: usize, timings: &ParkTimings) {
+        self.with_worker(index, |m| {
+            m.park_latency.record(timings.to_parked);
+            m.park_to_inactive.record(timings.to_inactive);
+            m.parks.increment(1);
+        });
+    }
+
+    fn unparked(&self, index: usize) {
+        self.with_worker(index, |m| m.unparks.increment(1));
+    }
+
+    fn hotplug(&self, kind: &'static str) {
+        if let Some(c) = self.hotplug.get(kind) {
+            c.increment(1);
+        }
+    }
+}
+
+/// One worker's handles.
+struct WorkerMetrics {
+    park_latency: Histogram,
+    park_to_inactive: Histogram,
+    unpark_latency: Histogram,
+    parks: Counter,
+    unparks: Counter,
+    polled: Counter,
+    migrated: Counter,
+    steals: Counter,
+    idle_sleeps: Counter,
+    wakeups: Counter,
+    local_depth: Gauge,
+}
+
+/// The publisher thread: every `PUBLISH_INTERVAL` until the runtime closes.
+pub(crate) fn start_publisher(metrics: Arc<RuntimeMetrics>, control: &Arc<Controller>) {
+    let weak: Weak<Controller> = Arc::downgrade(control);
+    let _ = std::thread::Builder::new()
+        .name("unplug-metrics".into())
+        .spawn(move || loop {
+            if metrics.publisher_stopped() {
+                return;
+            }
+            let Some(control) = weak.upgrade() else {
+                return;
+            };
+            if control.scheduler.is_closing() {
+                return;
+            }
+            metrics.publish(&control);
+            drop(control);
+            metrics.wait_for_next_publish();
+        });
+}

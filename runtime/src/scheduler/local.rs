@@ -1,0 +1,303 @@
+//! A worker thread's own side of the scheduler: where it looks for the
+//! next task, how it steals, runs, and hands its queue over when it parks.
+
+use super::search::Search;
+use super::{Scheduler, Slot};
+use crate::loom::deque::{LocalQueue, Steal};
+use crate::loom::regress::{self, Regression};
+use crate::loom::{fence, Arc, Ordering};
+use crate::task::{unobserved_panic, Task};
+use std::cell::Cell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering::Relaxed;
+
+/// Check the injector before the local queue every this many ticks, so a
+/// busy local queue cannot starve remote spawns (fairness).
+const GLOBAL_CHECK_INTERVAL: u32 = 61;
+
+/// At most this many tasks in a row from the LIFO slot; then the slot's task
+/// goes to the back of the queue, so two tasks pinging each other cannot
+/// starve the rest.
+const MAX_LIFO_POLLS: u32 = 3;
+
+/// How long an idle worker lets the owner of a LIFO slot get to its task
+/// before taking it (LIFO-GRACE): longer than a short poll, far shorter
+/// than a long one.
+#[cfg(not(loom))]
+const LIFO_GRACE: std::time::Duration = std::time::Duration::from_micros(5);
+
+/// A worker thread's own state. Lives only on that thread.
+pub(crate) struct Local {
+    pub(crate) scheduler: Arc<Scheduler>,
+    pub(crate) index: usize,
+    pub(crate) slot: Arc<Slot>,
+    pub(crate) queue: LocalQueue<Task>,
+    tick: Cell<u32>,
+    lifo_polls: Cell<u32>,
+    rng: Cell<u64>,
+    pub(crate) search: Cell<Search>,
+}
+
+impl Local {
+    pub(crate) fn new(
+        scheduler: Arc<Scheduler>,
+        index: usize,
+        slot: Arc<Slot>,
+        queue: LocalQueue<Task>,
+    ) -> Self {
+        Local {
+            scheduler,
+            index,
+            slot,
+            queue,
+            tick: Cell::new(0),
+            lifo_polls: Cell::new(0),
+            rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1)),
+            search: Cell::new(Search::Settled),
+        }
+    }
+
+    /// A task woken (or spawned) on this thread: the LIFO slot, or the back
+    /// of the queue for a task that woke itself (a yield).
+    pub(crate) fn schedule_woken(&self, task: Task, yielded: bool) {
+        let wake = !regress::on(Regression::LifoFillWakesNobody);
+        if yielded {
+            // REACHABLE (defect 5): the next task this worker polls may be
+            // long; the yielded one must not wait behind it while a sleeper
+            // could run it.
+            self.queue.push(task);
+            if wake {
+                self.scheduler.wake_one();
+            }
+            return;
+        }
+        match self.slot.put_lifo(task) {
+            Some(displaced) => self.push_local(displaced),
+            // REACHABLE (defect 5): the slot's task waits behind the poll
+            // under way, which may be long. Offer it to a sleeper: the
+            // sleeper takes it only if this worker stays in that poll past
+            // LIFO-GRACE. Cheap when nobody sleeps or someone searches.
+            None if wake => self.scheduler.wake_one(),
+            None => {}
+        }
+    }
+
+    /// The back of the local queue, and one sleeper woken to help
+    /// (REACHABLE: the worker may be inside a long poll).
+    pub(crate) fn push_local(&self, task: Task) {
+        self.queue.push(task);
+        self.scheduler.wake_one();
+    }
+
+    /// The next task to run from this worker's own sources.
+    pub(crate) fn next_task(&self) -> Option<Task> {
+        let tick = self.tick.get().wrapping_add(1);
+        self.tick.set(tick);
+        if tick % GLOBAL_CHECK_INTERVAL == 0 {
+            if let Some(task) = self.pop_injector() {
+                return Some(task);
+            }
+        }
+        if self.lifo_polls.get() < MAX_LIFO_POLLS {
+            if let Some(task) = self.slot.take_lifo() {
+                self.lifo_polls.set(self.lifo_polls.get() + 1);
+                return Some(task);
+            }
+        } else if let Some(task) = self.slot.take_lifo() {
+            self.push_local(task);
+        }
+        self.lifo_polls.set(0);
+        self.queue.pop().or_else(|| self.pop_injector())
+    }
+
+    /// A batch from the injector into the local queue, returning one.
+    fn pop_injector(&self) -> Option<Task> {
+        loop {
+            match self.scheduler.injector.steal_batch_and_pop(&self.queue) {
+                Steal::Success(task) => {
+                    if !self.queue.is_empty() {
+                        // More than we can run at once: let a sleeper help.
+                        self.scheduler.wake_one();
+                    }
+                    return Some(task);
+                }
+                Steal::Empty => return None,
+                Steal::Retry => continue,
+            }
+        }
+    }
+
+    /// Steals from the other workers (their queues, then their LIFO slots),
+    /// starting at a random one; then the injector.
+    pub(crate) fn steal(&self) -> Option<Task> {
+        let slots = self.scheduler.slots();
+        let n = slots.len();
+        if n > 1 {
+            let start = (self.next_random() % n as u64) as usize;
+            for i in 0..n {
+                let slot = &slots[(start + i) % n];
+                if Arc::ptr_eq(slot, &self.slot) {
+                    continue;
+                }
+                loop {
+                    match slot.stealer.steal_batch_and_pop(&self.queue) {
+                        Steal::Success(task) => {
+                            self.slot.steals.fetch_add(1, Relaxed);
+                            return Some(task);
+                        }
+                        Steal::Retry => continue,
+                        Steal::Empty => break,
+                    }
+                }
+                if let Some(task) = steal_lifo(slot) {
+                    self.slot.steals.fetch_add(1, Relaxed);
+                    return Some(task);
+                }
+            }
+        }
+        drop(slots);
+        self.pop_injector()
+    }
+
+    /// Runs one task. A task that was aborted drops its future in this poll
+    /// (ABORT-AT-POLL, in the task layer).
+    pub(crate) fn run(&self, task: Task) {
+        self.found_work();
+        if regress::on(Regression::AbortCheckedBeforeRun) && task.metadata().is_aborted() {
+            drop(task); // defect 1, kept only as the loom model's control
+            return;
+        }
+        self.slot.polled.fetch_add(1, Relaxed);
+        let hooks = &self.scheduler.hooks;
+        let ran = match (&hooks.events, hooks.time_polls) {
+            (Some(events), true) => {
+                let start = std::time::Instant::now();
+                let ran = catch_unwind(AssertUnwindSafe(|| task.run()));
+                events.polled(start.elapsed());
+                ran
+            }
+            _ => catch_unwind(AssertUnwindSafe(|| task.run())),
+        };
+        // The task layer catches every panic of the user's code; this is
+        // the worker's own safety net (it must live on).
+        if let Err(payload) = ran {
+            unobserved_panic("a task's run", &*payload);
+        }
+    }
+
+    /// The worker found a task: a search it was on ends; if it was the last
+    /// searcher and more work waits, the next sleeper is woken (wake-ups
+    /// chain, one at a time).
+    fn found_work(&self) {
+        if self.search.get() == Search::Searching {
+            let mut searching = true;
+            if self.scheduler.idle.found_work(&mut searching) && self.scheduler.has_work() {
+                self.scheduler.wake_one();
+            }
+            self.search.set(Search::from_flag(searching));
+        }
+    }
+
+    /// The worker leaves its run loop for a park or a stop.
+    /// SEARCH-HANDOFF (defect 4): end a search it was on, then re-check
+    /// every queue and pass a wake-up on if work is there. The search may
+    /// also have ended inside the idle sleep, just before it saw the park
+    /// request; producers that saw it searching woke nobody, so their work
+    /// is found here or nowhere.
+    pub(crate) fn leave(&self) {
+        if self.search.get() == Search::Searching {
+            let mut searching = true;
+            self.scheduler.idle.found_work(&mut searching);
+            self.search.set(Search::Settled);
+        }
+        if regress::on(Regression::LeaveWithoutHandoff) {
+            return;
+        }
+        // Pairs with the fence in `IdleSet::pop`: a producer that saw a
+        // searcher (and woke nobody) pushed before that search ended.
+        fence(Ordering::SeqCst);
+        if self.scheduler.has_work() {
+            self.scheduler.wake_one();
+        }
+    }
+
+    /// P7: everything queued here goes to the injector (or, at shutdown, is
+    /// cancelled) before the worker parks or stops, and one sleeper is woken
+    /// per batch moved.
+    pub(crate) fn migrate(&self) -> usize {
+        let closing = self.scheduler.is_closing();
+        let mut moved = 0;
+        let mut dispose = |task: Task| {
+            moved += 1;
+            if closing {
+                drop(task);
+            } else {
+                self.scheduler.injector.push(task);
+            }
+        };
+        if let Some(task) = self.slot.take_lifo() {
+            dispose(task);
+        }
+        while let Some(task) = self.queue.pop() {
+            dispose(task);
+        }
+        if closing {
+            // Shutdown: cancel what other workers left in the injector too.
+            self.scheduler.drain_injector();
+        } else {
+            self.slot.migrated.fetch_add(moved as u64, Relaxed);
+            if moved > 0 {
+                self.scheduler.wake_one();
+            }
+        }
+        moved
+    }
+
+    fn next_random(&self) -> u64 {
+        // xorshift64*
+        let mut x = self.rng.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng.set(x);
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+/// Takes another worker's LIFO task if its owner is stuck in one poll.
+/// LIFO-GRACE: the owner runs that task next as soon as its current poll
+/// returns; take it only if the owner has started no new poll and the task
+/// is still there after the grace period, so a short chain stays on its
+/// warm worker and a long poll strands nothing.
+fn steal_lifo(slot: &Slot) -> Option<Task> {
+    if !slot.has_lifo() {
+        return None;
+    }
+    let mark = slot.polled.load(Relaxed);
+    let owner_moved_on = || slot.polled.load(Relaxed) != mark || !slot.has_lifo();
+    if wait_grace(owner_moved_on) {
+        return None;
+    }
+    slot.take_lifo()
+}
+
+/// Spins for [`LIFO_GRACE`] or until `done()`; true if `done()` held.
+#[cfg(not(loom))]
+fn wait_grace(mut done: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < LIFO_GRACE {
+        if done() {
+            return true;
+        }
+        std::hint::spin_loop();
+    }
+    done()
+}
+
+/// Under loom time does not pass: the grace is one chance for the owner to
+/// run (a yield), then the check.
+#[cfg(loom)]
+fn wait_grace(mut done: impl FnMut() -> bool) -> bool {
+    loom::thread::yield_now();
+    done()
+}

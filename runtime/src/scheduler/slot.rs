@@ -1,0 +1,101 @@
+//! One worker's public face: what other threads may touch.
+
+use crate::loom::deque::Stealer;
+use crate::loom::{AtomicPtr, AtomicU64, Ordering};
+use crate::task::Task;
+use std::ptr::{null_mut, NonNull};
+use unplug_worker::Notifier;
+
+/// A worker's stealer, LIFO slot, notifier and counters.
+pub(crate) struct Slot {
+    /// Steals from the worker's local queue.
+    pub(crate) stealer: Stealer<Task>,
+    /// The LIFO slot: the task the worker runs next. Any thread may take it;
+    /// an idle worker takes it only once the owner has stayed inside one
+    /// poll for the grace period (LIFO-GRACE in `local.rs`), so a task put
+    /// here is never stranded behind a long poll and a short chain is not
+    /// pulled away from its warm cache.
+    lifo: AtomicPtr<()>,
+    /// Wakes the worker's idle wait.
+    pub(crate) notifier: Notifier,
+    /// Polls this worker has started (also the owner's progress mark for
+    /// LIFO-GRACE).
+    pub(crate) polled: AtomicU64,
+    /// Tasks this worker handed to the others when it parked or stopped.
+    pub(crate) migrated: AtomicU64,
+    /// Successful steals by this worker.
+    pub(crate) steals: AtomicU64,
+    /// Idle sleeps entered, and those ended by work.
+    pub(crate) idle_sleeps: AtomicU64,
+    pub(crate) wakeups: AtomicU64,
+    /// The last unpark latency (request → running), in nanoseconds.
+    pub(crate) last_unpark_ns: AtomicU64,
+    /// Times this worker came back from a park.
+    pub(crate) resumes: AtomicU64,
+}
+
+impl Slot {
+    pub(crate) fn new(stealer: Stealer<Task>, notifier: Notifier) -> Self {
+        Slot {
+            stealer,
+            lifo: AtomicPtr::new(null_mut()),
+            notifier,
+            polled: AtomicU64::new(0),
+            migrated: AtomicU64::new(0),
+            steals: AtomicU64::new(0),
+            idle_sleeps: AtomicU64::new(0),
+            wakeups: AtomicU64::new(0),
+            last_unpark_ns: AtomicU64::new(0),
+            resumes: AtomicU64::new(0),
+        }
+    }
+
+    /// Puts `task` in the LIFO slot; returns the task it displaced.
+    pub(crate) fn put_lifo(&self, task: Task) -> Option<Task> {
+        let new = task.into_raw().as_ptr();
+        // AcqRel: Release publishes the task to whoever takes it; Acquire
+        // takes ownership of the displaced one. Pairs with `take_lifo`.
+        let old = self.lifo.swap(new, Ordering::AcqRel);
+        // SAFETY: every non-null pointer in `lifo` came from
+        // `Runnable::<TaskMeta>::into_raw`, and the swap made us its only
+        // owner.
+        NonNull::new(old).map(|p| unsafe { Task::from_raw(p) })
+    }
+
+    /// Takes the task in the LIFO slot, if any.
+    pub(crate) fn take_lifo(&self) -> Option<Task> {
+        if !self.has_lifo() {
+            return None;
+        }
+        // Acquire: pairs with the Release half of `put_lifo`'s swap.
+        let old = self.lifo.swap(null_mut(), Ordering::AcqRel);
+        // SAFETY: as in `put_lifo`: the pointer came from `into_raw` and the
+        // swap transferred ownership to us alone.
+        NonNull::new(old).map(|p| unsafe { Task::from_raw(p) })
+    }
+
+    /// Is a task in the LIFO slot? (A hint: it may be taken at any time.)
+    pub(crate) fn has_lifo(&self) -> bool {
+        !self.lifo.load(Ordering::Relaxed).is_null()
+    }
+
+    /// Anything queued here that another worker could take?
+    pub(crate) fn has_work(&self) -> bool {
+        !self.stealer.is_empty() || self.has_lifo()
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        drop(self.take_lifo());
+    }
+}
+
+// `Slot` is Send + Sync without help: the LIFO pointer lives in an
+// `AtomicPtr`, and it only ever holds a `Runnable<TaskMeta>`, which is
+// Send + Sync itself (checked below).
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Slot>();
+    send_sync::<Task>();
+};

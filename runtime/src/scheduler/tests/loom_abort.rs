@@ -1,0 +1,43 @@
+//! Defect 1: an abort landing between the worker taking a task and the
+//! task being marked running was lost; the handle never resolved and the
+//! future was never dropped. ABORT-AT-POLL closes the window.
+
+use super::*;
+
+/// One worker; the main thread spawns a task that stays pending without
+/// waking itself and aborts it at once, racing the worker's pick-up.
+fn abort_races_the_pick_up() {
+    let pool = Pool::start(1);
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let handle = Scheduler::spawn(&pool.scheduler, pending_forever(DropCount(dropped.clone())));
+    handle.abort();
+    let result = block_on(handle);
+    assert!(
+        result.unwrap_err().is_cancelled(),
+        "an aborted task ends cancelled"
+    );
+    assert_eq!(
+        dropped.load(SeqCst),
+        1,
+        "the future is dropped exactly once"
+    );
+    pool.shutdown();
+}
+
+#[test]
+fn abort_racing_the_start_of_a_poll_is_never_lost() {
+    model(abort_races_the_pick_up);
+}
+
+#[test]
+fn control_abort_checked_before_run_is_caught() {
+    let report = model_must_fail(
+        "scheduler::tests::loom_abort::control_abort_checked_before_run_is_caught",
+        Regression::AbortCheckedBeforeRun,
+        abort_races_the_pick_up,
+    );
+    assert!(
+        report.contains("deadlock"),
+        "expected a deadlock:\n{report}"
+    );
+}

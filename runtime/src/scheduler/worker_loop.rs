@@ -1,0 +1,103 @@
+//! The body every worker thread runs: the P1 loop of the worker crate with
+//! the scheduler inside.
+
+use super::context;
+use super::local::Local;
+use super::search::Search;
+use super::{Scheduler, Slot};
+use crate::loom::deque::LocalQueue;
+use crate::loom::Arc;
+use crate::task::Task;
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use unplug_worker::{Wake, WorkerContext};
+
+/// Runs worker `index` until it is stopped: inside the context the layers
+/// above provide (`Hooks::enter`), with the start and stop hooks around it.
+pub(crate) fn run(
+    ctx: &WorkerContext<'_>,
+    scheduler: Arc<Scheduler>,
+    index: usize,
+    slot: Arc<Slot>,
+    queue: LocalQueue<Task>,
+) {
+    let enter = scheduler.hooks.enter.clone();
+    let mut queue = Some(queue);
+    let mut body = || {
+        let queue = queue.take().expect("the body runs once");
+        run_loop(ctx, &scheduler, index, &slot, queue);
+    };
+    match enter {
+        Some(enter) => enter(&mut body),
+        None => body(),
+    }
+}
+
+fn run_loop(
+    ctx: &WorkerContext<'_>,
+    scheduler: &Arc<Scheduler>,
+    index: usize,
+    slot: &Arc<Slot>,
+    queue: LocalQueue<Task>,
+) {
+    let local = Rc::new(Local::new(scheduler.clone(), index, slot.clone(), queue));
+    let worker = context::enter_worker(local.clone());
+    if let Some(hook) = &scheduler.hooks.on_start {
+        hook();
+    }
+    loop {
+        // P1: leave only for a park or a stop.
+        while ctx.keep_running() {
+            if let Some(task) = local.next_task().or_else(|| local.steal()) {
+                local.run(task);
+                continue;
+            }
+            sleep(ctx, &local);
+        }
+        // SEARCH-HANDOFF: a wake-up this worker owes the pool is passed on.
+        local.leave();
+        // P7: hand every queued task to the other workers before `parked`
+        // completes (or cancel it, at shutdown).
+        local.migrate();
+        if ctx.should_stop() {
+            break;
+        }
+        // P1: unconditionally after leaving for a park.
+        let unpark_latency = ctx.parkme();
+        if let (Some(latency), false) = (unpark_latency, ctx.should_stop()) {
+            slot.last_unpark_ns
+                .store(latency.as_nanos() as u64, Relaxed);
+            slot.resumes.fetch_add(1, Relaxed);
+            if let Some(events) = &scheduler.hooks.events {
+                events.resumed(index, latency);
+            }
+        }
+    }
+    // Out of the worker context before the stop hook: a task it wakes goes
+    // through the injector, which sees `closing` (CLOSE-DRAIN), instead of
+    // into a queue nobody will look at again.
+    drop(worker);
+    if let Some(hook) = &scheduler.hooks.on_stop {
+        hook();
+    }
+}
+
+/// The idle sleep: the worker crate's `IdleSet::sleep` (end a search,
+/// register, re-check work and a hand-delivered wake-up, sleep, pass on an
+/// unused wake-up).
+fn sleep(ctx: &WorkerContext<'_>, local: &Local) {
+    let scheduler = &local.scheduler;
+    local.slot.idle_sleeps.fetch_add(1, Relaxed);
+    let mut searching = local.search.get().as_flag();
+    let wake = scheduler.idle.sleep(
+        ctx,
+        local.index,
+        &mut searching,
+        || scheduler.has_work(),
+        || scheduler.wake_one(),
+    );
+    local.search.set(Search::from_flag(searching));
+    if wake == Wake::Work {
+        local.slot.wakeups.fetch_add(1, Relaxed);
+    }
+}

@@ -1,0 +1,84 @@
+//! What every task carries besides its future: its registry key and its
+//! state word.
+
+use crate::loom::{AtomicUsize, Ordering};
+use std::ptr::NonNull;
+
+/// The user asked to cancel the task ([`JoinHandle::abort`]). Set once,
+/// never cleared. The task's own poll checks it first (ABORT-AT-POLL), so
+/// the abort is observed at the next poll boundary whatever the task was
+/// doing when it landed.
+///
+/// [`JoinHandle::abort`]: crate::JoinHandle::abort
+pub(crate) const ABORTED: usize = 1 << 0;
+
+/// Metadata stored in the task's allocation.
+#[derive(Debug)]
+pub(crate) struct TaskMeta {
+    /// Its key in the registry.
+    pub(crate) key: usize,
+    /// The state word: [`ABORTED`] (the only bit today).
+    state: AtomicUsize,
+}
+
+impl TaskMeta {
+    pub(crate) fn new(key: usize) -> Self {
+        TaskMeta {
+            key,
+            state: AtomicUsize::new(0),
+        }
+    }
+
+    /// Marks the task aborted; the caller then wakes the task.
+    /// AcqRel RMW: pairs with the RMW in
+    /// [`is_aborted_at_poll`](Self::is_aborted_at_poll) (see there).
+    pub(crate) fn abort(&self) {
+        self.state.fetch_or(ABORTED, Ordering::AcqRel);
+    }
+
+    /// Has the task been aborted? (A plain read, for checks that race
+    /// nothing.)
+    pub(crate) fn is_aborted(&self) -> bool {
+        self.state.load(Ordering::Acquire) & ABORTED != 0
+    }
+
+    /// The check at the start of every poll (ABORT-AT-POLL). An RMW, not a
+    /// load, so the argument needs nothing of async-task's internals (and
+    /// loom, which cannot see them, can check it): the two RMWs are
+    /// ordered in this word's modification order. If the poll's comes
+    /// first, the abort's reads from it, so the abort's wake-up happens
+    /// after the task was marked RUNNING and reschedules it; if the abort's
+    /// comes first, this one sees the bit. Costs one uncontended RMW on a
+    /// cache line the worker has just written (async-task's state word
+    /// sits beside it).
+    pub(crate) fn is_aborted_at_poll(&self) -> bool {
+        self.state.fetch_or(0, Ordering::AcqRel) & ABORTED != 0
+    }
+}
+
+/// A pointer to a task's [`TaskMeta`], held by the task's own future and
+/// by its join handle. (async-task lends the metadata only by reference
+/// for the length of one call.)
+pub(crate) struct MetaRef(NonNull<TaskMeta>);
+
+impl MetaRef {
+    /// The holder must keep the task allocation alive for as long as it
+    /// keeps this pointer (see the SAFETY notes at each holder).
+    pub(crate) fn new(meta: &TaskMeta) -> Self {
+        MetaRef(NonNull::from(meta))
+    }
+
+    pub(crate) fn get(&self) -> &TaskMeta {
+        // SAFETY: the pointer came from the metadata of a task whose
+        // allocation the holder keeps alive (the join handle drops this
+        // before its `FallibleTask`; the future is dropped before async-task
+        // frees the header holding the metadata); shared access only.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+// SAFETY: `TaskMeta` is Sync (an atomic and an integer) and the pointer is
+// only used for shared access while the task allocation is alive.
+unsafe impl Send for MetaRef {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for MetaRef {}

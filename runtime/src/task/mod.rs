@@ -1,0 +1,54 @@
+//! The task layer: a spawned future, its state word, its join handle, the
+//! registry of live tasks, and what happens to a panic anywhere in a
+//! task's life. It knows nothing of schedulers: whoever builds a task
+//! hands in the schedule function.
+//!
+//! A task is an `async-task` allocation holding [`TaskMeta`] and a
+//! [`Tracked`](tracked) future; the scheduler moves its [`Task`] (the
+//! `Runnable`) between queues, and the user holds its [`JoinHandle`].
+
+mod join;
+mod meta;
+mod panics;
+mod registry;
+mod tracked;
+
+pub use join::{JoinError, JoinHandle};
+pub(crate) use meta::TaskMeta;
+pub(crate) use panics::unobserved_panic;
+pub use panics::unobserved_panics;
+pub(crate) use registry::Registry;
+
+use crate::loom::Arc;
+use async_task::{Runnable, ScheduleInfo};
+use std::future::Future;
+
+/// A scheduled task: what the queues hold.
+pub(crate) type Task = Runnable<TaskMeta>;
+
+/// Builds a task for `future` whose wake-ups call `schedule`, registered in
+/// `registry` (so shutdown can reach it wherever it waits). Returns the
+/// runnable, not yet scheduled, and its join handle; `None` once the
+/// registry is closed (the future is dropped).
+pub(crate) fn build<F, S>(
+    registry: &Arc<Registry>,
+    future: F,
+    schedule: S,
+) -> Option<(Task, JoinHandle<F::Output>)>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+    S: Fn(Task, ScheduleInfo) + Send + Sync + 'static,
+{
+    registry.insert_with(|key| {
+        let (runnable, task) = async_task::Builder::new()
+            .metadata(TaskMeta::new(key))
+            .spawn(
+                |meta| tracked::Tracked::new(future, meta, registry.clone(), key),
+                async_task::WithInfo(schedule),
+            );
+        let waker = runnable.waker();
+        let handle = JoinHandle::new(task, registry.clone());
+        ((runnable, handle), waker)
+    })
+}

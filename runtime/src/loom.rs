@@ -147,7 +147,8 @@ pub(crate) mod regress {
         /// Defect 1: check the abort bit before the task is marked running
         /// (not at the start of its poll).
         AbortCheckedBeforeRun = 1,
-        /// Defect 2: a push to the injector does not re-check `closing`.
+        /// Defect 2: a push to the injector does not re-check the
+        /// lifecycle afterwards (a push after shutdown's last drain stays).
         PushIgnoresClosing = 2,
         /// Defect 4: a worker leaving for a park or stop does not pass on
         /// the wake-up its search owed the pool.

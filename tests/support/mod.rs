@@ -124,3 +124,101 @@ impl Exposition {
         self.samples.iter().any(|(n, _, _)| n == name)
     }
 }
+
+/// [`with_watchdog`] with a deadline of its own.
+pub fn with_watchdog_for<T: Send + 'static>(
+    what: &str,
+    deadline: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(deadline) {
+        Ok(v) => v,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("watchdog: {what} did not finish within {deadline:?}")
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            panic!("watchdog: {what} panicked (see its message above)")
+        }
+    }
+}
+
+/// Multiplier for stress counts: `UNPLUG_STRESS_SCALE` (default 1.0). The
+/// tests document their full-size counts next to their defaults.
+pub fn stress_scale() -> f64 {
+    std::env::var("UNPLUG_STRESS_SCALE")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| *s > 0.0)
+        .unwrap_or(1.0)
+}
+
+/// `base` scaled by [`stress_scale`], at least 1.
+pub fn scaled(base: usize) -> usize {
+    ((base as f64 * stress_scale()).round() as usize).max(1)
+}
+
+/// Wakes a parked thread; the flag keeps a wake before the park.
+struct ThreadWake {
+    thread: std::thread::Thread,
+    woken: std::sync::atomic::AtomicBool,
+}
+
+impl std::task::Wake for ThreadWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, SeqCst);
+        self.thread.unpark();
+    }
+}
+
+/// A tiny block-on of our own (usable after the runtime is gone): polls
+/// `fut` on this thread until it is ready or `timeout` passes (`None`).
+pub fn block_on_timeout<F: std::future::Future>(fut: F, timeout: Duration) -> Option<F::Output> {
+    let deadline = Instant::now() + timeout;
+    let wake = Arc::new(ThreadWake {
+        thread: std::thread::current(),
+        woken: std::sync::atomic::AtomicBool::new(false),
+    });
+    let waker = std::task::Waker::from(wake.clone());
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return Some(v);
+        }
+        while !wake.woken.swap(false, SeqCst) {
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            std::thread::park_timeout(deadline - now);
+        }
+    }
+}
+
+/// Polls `fut` once with a waker that does nothing.
+pub fn poll_once<F: std::future::Future + Unpin>(fut: &mut F) -> std::task::Poll<F::Output> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    std::pin::Pin::new(fut).poll(&mut cx)
+}
+
+/// Waits (yielding) until `cond` holds or `timeout` passes; returns whether
+/// it held.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::yield_now();
+    }
+}

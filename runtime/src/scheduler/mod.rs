@@ -4,7 +4,7 @@
 //!
 //! - [`Scheduler`] (here): the injector, one [`Slot`] per worker (its
 //!   stealer, LIFO slot and notifier), the idle set, the task registry,
-//!   the closing flag; spawning and the schedule function.
+//!   the lifecycle word; spawning and the schedule function.
 //! - `local`: a worker thread's own side (`next_task`, `steal`, `run`,
 //!   `migrate`); `search`: the one-wake-at-a-time obligations;
 //!   `worker_loop`: the body each parkable worker runs; `context`: the
@@ -33,7 +33,7 @@ pub(crate) use slot::Slot;
 
 use crate::loom::deque::{Injector, LocalQueue, Steal};
 use crate::loom::regress::{self, Regression};
-use crate::loom::{fence, Arc, AtomicBool, Ordering, RwLock, RwLockReadGuard};
+use crate::loom::{fence, Arc, AtomicUsize, Ordering, RwLock, RwLockReadGuard};
 use crate::task::{self, JoinHandle, Registry, Task};
 use async_task::ScheduleInfo;
 use std::future::Future;
@@ -64,15 +64,26 @@ pub(crate) struct Hooks {
     pub(crate) time_polls: bool,
 }
 
+/// Lifecycle: running. Tasks are queued and run.
+const OPEN: usize = 0;
+/// Lifecycle: shutdown began ([`Scheduler::close`]). Spawns are refused;
+/// a woken task still goes to the injector (never dropped inside the
+/// waker's `wake()`: the waking thread may hold a lock the future's `Drop`
+/// needs), and shutdown drops it on its own thread.
+const CLOSING: usize = 1;
+/// Lifecycle: shutdown drained everything ([`Scheduler::cancel_all`]). A
+/// push now is a wake-up that was in flight during the whole shutdown: its
+/// pusher drops the task (CLOSE-DRAIN), since nobody else will look.
+const DRAINED: usize = 2;
+
 /// State shared by the workers, the handles and every task.
 pub(crate) struct Scheduler {
     pub(crate) injector: Injector<Task>,
     slots: RwLock<Vec<Arc<Slot>>>,
     pub(crate) idle: IdleSet,
     pub(crate) registry: Arc<Registry>,
-    /// Set once at shutdown: scheduled tasks are dropped (cancelled)
-    /// instead of queued, spawns are refused.
-    closing: AtomicBool,
+    /// [`OPEN`] → [`CLOSING`] → [`DRAINED`], never back.
+    lifecycle: AtomicUsize,
     pub(crate) hooks: Hooks,
 }
 
@@ -83,7 +94,7 @@ impl Scheduler {
             slots: RwLock::new(Vec::new()),
             idle: IdleSet::new(),
             registry: Arc::new(Registry::new()),
-            closing: AtomicBool::new(false),
+            lifecycle: AtomicUsize::new(OPEN),
             hooks,
         }
     }
@@ -130,28 +141,30 @@ impl Scheduler {
 
     /// Shutdown has begun.
     pub(crate) fn is_closing(&self) -> bool {
-        // Acquire: pairs with the SeqCst store in `close`.
-        self.closing.load(Ordering::Acquire)
+        // Acquire: pairs with the SeqCst stores in `close` / `cancel_all`.
+        self.lifecycle.load(Ordering::Acquire) != OPEN
     }
 
-    /// Starts shutdown: from here every task scheduled is dropped instead
-    /// of queued. The caller then stops the workers and calls
-    /// [`cancel_all`](Self::cancel_all).
+    /// Starts shutdown: from here spawns are refused and woken tasks wait
+    /// in the injector for [`cancel_all`](Self::cancel_all). The caller then
+    /// stops and joins the workers and calls `cancel_all`.
     pub(crate) fn close(&self) {
-        self.closing.store(true, Ordering::SeqCst);
-        // CLOSE-DRAIN: pairs with the fence in `push_remote`.
-        fence(Ordering::SeqCst);
+        self.lifecycle.store(CLOSING, Ordering::SeqCst);
     }
 
-    /// Cancels every task still queued or waiting anywhere (after
-    /// [`close`](Self::close) and after the workers stopped): the injector's
-    /// tasks are dropped, then every registered task is woken, and the
-    /// schedule function drops it.
+    /// Cancels every task still queued or waiting anywhere, on the calling
+    /// (shutdown) thread: after [`close`](Self::close) and after the workers
+    /// stopped. Every registered task is woken (its schedule function puts
+    /// it in the injector), the injector is drained, and from then on a
+    /// pusher drops what it pushes (CLOSE-DRAIN).
     pub(crate) fn cancel_all(&self) {
         self.drain_injector();
         self.registry.close_and_wake_all();
-        // A push that raced the drain above re-checks `closing` and drains
-        // itself (CLOSE-DRAIN), so nothing is left behind.
+        self.drain_injector();
+        self.lifecycle.store(DRAINED, Ordering::SeqCst);
+        // CLOSE-DRAIN: pairs with the fence in `push_remote`.
+        fence(Ordering::SeqCst);
+        self.drain_injector();
     }
 
     /// Drops every task in the injector.
@@ -168,7 +181,8 @@ impl Scheduler {
     /// async-task's schedule function: a task was woken.
     pub(crate) fn schedule(this: &Arc<Self>, task: Task, info: ScheduleInfo) {
         if this.is_closing() {
-            drop(task); // cancelled: its future is dropped here, once
+            // Never dropped here, inside somebody's `wake()`: see CLOSING.
+            this.push_remote(task);
             return;
         }
         context::with_local(this, |local| match local {
@@ -190,18 +204,19 @@ impl Scheduler {
     /// From outside the workers: the injector, then wake one sleeper.
     pub(crate) fn push_remote(&self, task: Task) {
         self.injector.push(task);
-        // CLOSE-DRAIN (defect 2): pairs with the fence in `close`. Either
-        // this load sees `closing` and the task is dropped here, or the
-        // shutdown's drain (after its fence) sees the push. A spawn that
-        // passed the closing check before shutdown began cannot leave its
-        // task in an injector nobody will empty.
-        // (SeqCst load: free on x86, and the form loom models exactly.)
+        // CLOSE-DRAIN (defect 2): pairs with the fence in `cancel_all`.
+        // Either this load sees DRAINED and the pusher drops what is queued,
+        // or shutdown's last drain (after its fence) sees the push. A spawn
+        // or wake-up that passed the closing check before shutdown began
+        // cannot leave its task in an injector nobody will empty. (SeqCst
+        // load: free on x86, and the form loom models exactly.)
         fence(Ordering::SeqCst);
-        if self.closing.load(Ordering::SeqCst) && !regress::on(Regression::PushIgnoresClosing) {
-            self.drain_injector();
-            return;
+        match self.lifecycle.load(Ordering::SeqCst) {
+            OPEN => self.wake_one(),
+            DRAINED if !regress::on(Regression::PushIgnoresClosing) => self.drain_injector(),
+            // CLOSING: shutdown drains it on its own thread.
+            _ => {}
         }
-        self.wake_one();
     }
 
     /// Wakes one sleeping worker, if any and if none is searching (P2

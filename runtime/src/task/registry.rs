@@ -9,7 +9,9 @@
 
 use crate::loom::{AtomicBool, Mutex, MutexGuard, Ordering};
 use slab::Slab;
+#[cfg(not(loom))]
 use std::cell::Cell;
+#[cfg(not(loom))]
 use std::sync::atomic::AtomicUsize;
 use std::task::Waker;
 
@@ -33,14 +35,15 @@ struct Shard {
 }
 
 // This thread's next shard; starts at a different place per thread.
-// (Which shard is not part of any protocol, so std's thread-local serves
-// under loom too.)
+#[cfg(not(loom))]
 std::thread_local! {
     static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
+#[cfg(not(loom))]
 static NEXT_START: AtomicUsize = AtomicUsize::new(0);
 
+#[cfg(not(loom))]
 fn next_shard() -> usize {
     SHARD
         .try_with(|s| {
@@ -52,6 +55,14 @@ fn next_shard() -> usize {
             shard % SHARDS
         })
         .unwrap_or(0)
+}
+
+/// Under loom every execution must replay the same way for the same
+/// schedule: no process-wide counter may leak from one execution into the
+/// next, so every task takes shard 0.
+#[cfg(loom)]
+fn next_shard() -> usize {
+    0
 }
 
 impl Registry {

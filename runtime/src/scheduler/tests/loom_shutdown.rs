@@ -1,6 +1,7 @@
 //! Defect 2: a spawn that passed the closing check landed in the injector
 //! after shutdown had emptied it: the future was never dropped and its
-//! handle never resolved. CLOSE-DRAIN closes the window.
+//! handle never resolved (the same window, reached through a foreign
+//! `wake()`, hung a `block_on` awaiting such a task). CLOSE-DRAIN closes it.
 
 use super::*;
 

@@ -225,6 +225,7 @@ fn dropping_the_runtime_while_foreign_threads_wake_its_tasks_does_not_hang() {
         let mut total_created = 0;
         let mut total_dropped = 0;
         let mut wakes = 0u64;
+        let mut late_drops = 0usize;
         let mut unresolved = 0;
         let mut panicked = 0;
         for round in 0..rounds {
@@ -307,18 +308,23 @@ fn dropping_the_runtime_while_foreign_threads_wake_its_tasks_does_not_hang() {
             unresolved += r.unresolved;
             panicked += r.panicked;
             let dropped = tally.dropped.load(SeqCst);
+            // drop(rt) drops every future it can reach; a wake-up that was
+            // in flight on a foreign thread through the whole shutdown drops
+            // its task on that thread as the wake returns (CLOSE-DRAIN in
+            // runtime/SCHEDULER.md), so the exact count is checked once the
+            // waking threads have returned.
+            late_drops += created - dropped_at_drop;
             assert_eq!(
-                dropped_at_drop, created,
-                "round {round}: futures not dropped by the time drop(rt) returned"
+                dropped, created,
+                "round {round}: futures not dropped exactly once once the wakers returned"
             );
-            assert_eq!(dropped, created, "round {round}: dropped more than once");
             total_created += created;
             total_dropped += dropped;
         }
         format!(
             "foreign-wake drops: rounds={rounds} futures created={total_created} \
-             dropped={total_dropped} foreign_wake_rounds={wakes} panicked={panicked} \
-             unresolved={unresolved}"
+             dropped={total_dropped} dropped_by_an_in_flight_wake={late_drops} \
+             foreign_wake_rounds={wakes} panicked={panicked} unresolved={unresolved}"
         )
     });
     eprintln!("{line} elapsed={:?}", started.elapsed());

@@ -1,7 +1,7 @@
 //! `block_on`: drive one future on the calling thread.
 
 use crate::current;
-use crate::handle::Handle;
+use crate::inner::Inner;
 use crate::scheduler::context::in_worker;
 use std::future::Future;
 use std::pin::pin;
@@ -31,15 +31,15 @@ impl Wake for ThreadWaker {
 }
 
 #[track_caller]
-pub(crate) fn block_on<F: Future>(handle: &Handle, future: F) -> F::Output {
+pub(crate) fn block_on<F: Future>(runtime: &Arc<Inner>, future: F) -> F::Output {
     if in_worker() {
         panic!(
             "Cannot block_on inside an unplug worker thread: this would block the thread \
              that drives other tasks. Use `.await` inside tasks instead."
         );
     }
-    let _tokio = handle.inner.tokio.enter();
-    let _runtime = current::enter(handle.clone());
+    let _tokio = runtime.tokio.enter();
+    let _runtime = current::enter(runtime.clone());
     let signal = Arc::new(ThreadWaker {
         thread: thread::current(),
         notified: AtomicBool::new(false),

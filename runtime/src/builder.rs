@@ -1,13 +1,6 @@
 //! `Builder`: configure and start a runtime.
 
-use crate::control::{Config, ControlEvents, Controller};
-use crate::current;
-use crate::error::BuildError;
-use crate::handle::{Handle, Inner};
-use crate::metrics::RuntimeMetrics;
-use crate::runtime::Runtime;
-use crate::scheduler::{Enter, Hooks, Scheduler, WorkerEvents};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Configures a [`Runtime`].
@@ -23,17 +16,17 @@ use std::time::Duration;
 /// ```
 #[derive(Clone)]
 pub struct Builder {
-    workers: Option<usize>,
-    pin: bool,
-    cpus: Option<Vec<usize>>,
-    thread_name: String,
-    on_start: Option<Arc<dyn Fn() + Send + Sync>>,
-    on_stop: Option<Arc<dyn Fn() + Send + Sync>>,
-    follow: bool,
-    follow_interval: Duration,
-    metrics: Option<bool>,
-    metrics_prefix: String,
-    metrics_poll_time: bool,
+    pub(crate) workers: Option<usize>,
+    pub(crate) pin: bool,
+    pub(crate) cpus: Option<Vec<usize>>,
+    pub(crate) thread_name: String,
+    pub(crate) on_start: Option<Arc<dyn Fn() + Send + Sync>>,
+    pub(crate) on_stop: Option<Arc<dyn Fn() + Send + Sync>>,
+    pub(crate) follow: bool,
+    pub(crate) follow_interval: Duration,
+    pub(crate) metrics: Option<bool>,
+    pub(crate) metrics_prefix: String,
+    pub(crate) metrics_poll_time: bool,
 }
 
 impl Default for Builder {
@@ -134,100 +127,6 @@ impl Builder {
         self.on_stop = Some(Arc::new(f));
         self
     }
-
-    /// Starts the tokio reactor and the workers.
-    pub fn build(self) -> Result<Runtime, BuildError> {
-        let allowed = unplug_worker::affinity::allowed_cpus().map_err(BuildError::Reactor)?;
-        let cpus = match self.cpus {
-            Some(cpus) if cpus.is_empty() => return Err(BuildError::EmptyCpuList),
-            Some(cpus) => {
-                if let Some(&cpu) = cpus.iter().find(|c| !allowed.contains(c)) {
-                    return Err(BuildError::CpuNotAllowed { cpu, allowed });
-                }
-                cpus
-            }
-            None => allowed,
-        };
-        let workers = self.workers.unwrap_or(cpus.len());
-        if workers == 0 {
-            return Err(BuildError::ZeroWorkers);
-        }
-        let tokio = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name(format!("{}-io", self.thread_name))
-            .enable_all()
-            .build()
-            .map_err(BuildError::Reactor)?;
-        let config = Config {
-            pin: self.pin,
-            thread_name: self.thread_name,
-        };
-        let metrics = self
-            .metrics
-            .unwrap_or_else(crate::metrics::installed)
-            .then(|| {
-                Arc::new(RuntimeMetrics::new(
-                    &self.metrics_prefix,
-                    self.metrics_poll_time,
-                ))
-            });
-        let inner = Arc::new_cyclic(|weak: &Weak<Inner>| {
-            let hooks = Hooks {
-                on_start: self.on_start,
-                on_stop: self.on_stop,
-                enter: Some(enter_runtime(weak.clone())),
-                time_polls: metrics.as_ref().is_some_and(|m| m.times_polls()),
-                events: metrics.clone().map(|m| m as Arc<dyn WorkerEvents>),
-            };
-            let scheduler = Arc::new(Scheduler::new(hooks));
-            let control = Arc::new(Controller::new(
-                scheduler.clone(),
-                config,
-                cpus,
-                metrics.clone().map(|m| m as Arc<dyn ControlEvents>),
-            ));
-            Inner {
-                scheduler,
-                control,
-                tokio: tokio.handle().clone(),
-                metrics: metrics.clone(),
-            }
-        });
-        // On failure `runtime` drops and shuts down what was started.
-        let mut runtime = Runtime::from_parts(
-            Handle {
-                inner: inner.clone(),
-            },
-            tokio,
-        );
-        inner
-            .control
-            .start_initial(workers)
-            .map_err(BuildError::Worker)?;
-        if let Some(metrics) = metrics {
-            crate::metrics::start_publisher(metrics, &inner.control);
-        }
-        if self.follow {
-            runtime.start_follower(self.follow_interval);
-        }
-        Ok(runtime)
-    }
-}
-
-/// Each worker body runs inside the runtime: tokio's reactor entered (its
-/// I/O, timers and blocking pool usable from every task) and this runtime
-/// current (`unplug::spawn`, `Handle::current`).
-fn enter_runtime(runtime: Weak<Inner>) -> Arc<Enter> {
-    Arc::new(move |body: &mut dyn FnMut()| match runtime.upgrade() {
-        Some(inner) => {
-            let _tokio = inner.tokio.enter();
-            let _current = current::enter(Handle {
-                inner: inner.clone(),
-            });
-            body();
-        }
-        None => body(),
-    })
 }
 
 impl std::fmt::Debug for Builder {

@@ -2,23 +2,15 @@
 
 use crate::block_on;
 use crate::control::{
-    ControlError, Controller, ParkReport, PlugReport, ResizeReport, RuntimeStats, WorkerInfo,
+    ControlError, ParkReport, PlugReport, ResizeReport, RuntimeStats, WorkerInfo,
 };
 use crate::current;
-use crate::metrics::RuntimeMetrics;
+use crate::inner::Inner;
 use crate::scheduler::Scheduler;
 use crate::task::JoinHandle;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// What every handle of one runtime shares.
-pub(crate) struct Inner {
-    pub(crate) scheduler: Arc<Scheduler>,
-    pub(crate) control: Arc<Controller>,
-    pub(crate) tokio: tokio::runtime::Handle,
-    pub(crate) metrics: Option<Arc<RuntimeMetrics>>,
-}
 
 /// A cloneable, `Send` reference to a runtime: spawn on it, and change its
 /// workers, from any thread.
@@ -52,7 +44,7 @@ impl Handle {
 
     /// The current runtime's handle, or `None` outside any.
     pub fn try_current() -> Option<Handle> {
-        current::current()
+        current::current().map(|inner| Handle { inner })
     }
 
     /// Spawns a task on this runtime. After shutdown began, the returned
@@ -70,7 +62,7 @@ impl Handle {
     /// [`Runtime::block_on`](crate::Runtime::block_on).
     #[track_caller]
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
-        block_on::block_on(self, future)
+        block_on::block_on(&self.inner, future)
     }
 
     /// Tasks spawned on this runtime and not yet completed or dropped.

@@ -27,7 +27,7 @@
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
 // Layers, arrows pointing down only (runtime/SCHEDULER.md):
-//   API face: runtime, builder, handle, block_on, current, yield_now, error
+//   API face: start, runtime, builder, handle, block_on, current, inner, yield_now, error
 //   control/ (controller, pool, follow)      metrics/ (exporter, recorder)
 //   scheduler/ (queues, LIFO slot, idle, worker loop)
 //   task/ (task, state word, join handle, registry, panics)
@@ -49,9 +49,13 @@ mod error;
 #[cfg(not(loom))]
 mod handle;
 #[cfg(not(loom))]
+mod inner;
+#[cfg(not(loom))]
 pub mod metrics;
 #[cfg(not(loom))]
 mod runtime;
+#[cfg(not(loom))]
+mod start;
 mod yield_now;
 
 #[cfg(not(loom))]

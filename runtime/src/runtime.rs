@@ -134,9 +134,12 @@ impl Runtime {
     }
 
     /// Shuts down: pending tasks are cancelled (each future dropped exactly
-    /// once), worker threads are stopped and joined, waiting at most
+    /// once, on this thread or a worker's, never inside another thread's
+    /// `Waker::wake`), worker threads are stopped and joined, waiting at most
     /// `timeout` for polls under way to return; a worker still busy then is
-    /// left to finish on its own.
+    /// left to finish on its own. (One exception to "on this thread": a
+    /// wake-up another thread began before shutdown and is still inside when
+    /// shutdown ends drops its task's future as that wake returns.)
     pub fn shutdown_timeout(mut self, timeout: Duration) {
         self.shutdown(Some(Instant::now() + timeout));
     }

@@ -1,0 +1,106 @@
+//! Starting a runtime: [`Builder::build`] wires the layers together.
+
+use crate::builder::Builder;
+use crate::control::{Config, ControlEvents, Controller};
+use crate::current;
+use crate::error::BuildError;
+use crate::handle::Handle;
+use crate::inner::Inner;
+use crate::metrics::RuntimeMetrics;
+use crate::runtime::Runtime;
+use crate::scheduler::{Enter, Hooks, Scheduler, WorkerEvents};
+use std::sync::{Arc, Weak};
+
+impl Builder {
+    /// Starts the tokio reactor and the workers.
+    pub fn build(self) -> Result<Runtime, BuildError> {
+        let allowed = unplug_worker::affinity::allowed_cpus().map_err(BuildError::Reactor)?;
+        let cpus = match self.cpus {
+            Some(cpus) if cpus.is_empty() => return Err(BuildError::EmptyCpuList),
+            Some(cpus) => {
+                if let Some(&cpu) = cpus.iter().find(|c| !allowed.contains(c)) {
+                    return Err(BuildError::CpuNotAllowed { cpu, allowed });
+                }
+                cpus
+            }
+            None => allowed,
+        };
+        let workers = self.workers.unwrap_or(cpus.len());
+        if workers == 0 {
+            return Err(BuildError::ZeroWorkers);
+        }
+        let tokio = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(format!("{}-io", self.thread_name))
+            .enable_all()
+            .build()
+            .map_err(BuildError::Reactor)?;
+        let config = Config {
+            pin: self.pin,
+            thread_name: self.thread_name,
+        };
+        let metrics = self
+            .metrics
+            .unwrap_or_else(crate::metrics::installed)
+            .then(|| {
+                Arc::new(RuntimeMetrics::new(
+                    &self.metrics_prefix,
+                    self.metrics_poll_time,
+                ))
+            });
+        let inner = Arc::new_cyclic(|weak: &Weak<Inner>| {
+            let hooks = Hooks {
+                on_start: self.on_start,
+                on_stop: self.on_stop,
+                enter: Some(enter_runtime(weak.clone())),
+                time_polls: metrics.as_ref().is_some_and(|m| m.times_polls()),
+                events: metrics.clone().map(|m| m as Arc<dyn WorkerEvents>),
+            };
+            let scheduler = Arc::new(Scheduler::new(hooks));
+            let control = Arc::new(Controller::new(
+                scheduler.clone(),
+                config,
+                cpus,
+                metrics.clone().map(|m| m as Arc<dyn ControlEvents>),
+            ));
+            Inner {
+                scheduler,
+                control,
+                tokio: tokio.handle().clone(),
+                metrics: metrics.clone(),
+            }
+        });
+        // On failure `runtime` drops and shuts down what was started.
+        let mut runtime = Runtime::from_parts(
+            Handle {
+                inner: inner.clone(),
+            },
+            tokio,
+        );
+        inner
+            .control
+            .start_initial(workers)
+            .map_err(BuildError::Worker)?;
+        if let Some(metrics) = metrics {
+            crate::metrics::start_publisher(metrics, &inner.control);
+        }
+        if self.follow {
+            runtime.start_follower(self.follow_interval);
+        }
+        Ok(runtime)
+    }
+}
+
+/// Each worker body runs inside the runtime: tokio's reactor entered (its
+/// I/O, timers and blocking pool usable from every task) and this runtime
+/// current (`unplug::spawn`, `Handle::current`).
+fn enter_runtime(runtime: Weak<Inner>) -> Arc<Enter> {
+    Arc::new(move |body: &mut dyn FnMut()| match runtime.upgrade() {
+        Some(inner) => {
+            let _tokio = inner.tokio.enter();
+            let _current = current::enter(inner.clone());
+            body();
+        }
+        None => body(),
+    })
+}

@@ -2,10 +2,8 @@
 
 use super::meta::MetaRef;
 use super::panics::unobserved_panic;
-use super::registry::Registry;
 use super::tracked::{Failure, Outcome, Payload};
 use super::TaskMeta;
-use crate::loom::Arc;
 use async_task::{FallibleTask, Task};
 use std::fmt;
 use std::future::Future;
@@ -34,7 +32,6 @@ pub struct JoinHandle<T> {
     // SAFETY (of `MetaRef::get`): `task` keeps the allocation holding the
     // metadata alive; `Drop` clears `meta` before it lets `task` go.
     meta: Option<MetaRef>,
-    registry: Option<Arc<Registry>>,
     /// The awaiter's waker and the guarded waker handed to async-task in
     /// its place, reused while the awaiter's waker stays the same.
     awaiter: Option<(Waker, Waker)>,
@@ -58,12 +55,11 @@ impl Wake for GuardedWaker {
 }
 
 impl<T> JoinHandle<T> {
-    pub(crate) fn new(task: Task<Outcome<T>, TaskMeta>, registry: Arc<Registry>) -> Self {
+    pub(crate) fn new(task: Task<Outcome<T>, TaskMeta>) -> Self {
         let meta = MetaRef::new(task.metadata());
         JoinHandle {
             task: Some(task.fallible()),
             meta: Some(meta),
-            registry: Some(registry),
             awaiter: None,
         }
     }
@@ -73,7 +69,6 @@ impl<T> JoinHandle<T> {
         JoinHandle {
             task: None,
             meta: None,
-            registry: None,
             awaiter: None,
         }
     }
@@ -94,11 +89,11 @@ impl<T> JoinHandle<T> {
     /// assert!(result.unwrap_err().is_cancelled());
     /// ```
     pub fn abort(&self) {
-        if let (Some(meta), Some(registry)) = (&self.meta, &self.registry) {
+        if let Some(meta) = &self.meta {
             let meta = meta.get();
             meta.abort();
             // Get it polled, so it sees the bit (ABORT-AT-POLL).
-            registry.wake(meta.key);
+            meta.registry.wake(meta.key);
         }
     }
 

@@ -1,7 +1,8 @@
-//! What every task carries besides its future: its registry key and its
+//! What every task carries besides its future: its registry entry and its
 //! state word.
 
-use crate::loom::{AtomicUsize, Ordering};
+use super::Registry;
+use crate::loom::{Arc, AtomicUsize, Ordering};
 use std::ptr::NonNull;
 
 /// The user asked to cancel the task ([`JoinHandle::abort`]). Set once,
@@ -12,20 +13,26 @@ use std::ptr::NonNull;
 /// [`JoinHandle::abort`]: crate::JoinHandle::abort
 pub(crate) const ABORTED: usize = 1 << 0;
 
-/// Metadata stored in the task's allocation.
-#[derive(Debug)]
+/// Metadata stored in the task's allocation (async-task's header), so the
+/// future beside it stays small: a task of 112 bytes or less is freed into
+/// glibc's lock-free fastbins by the worker that completes it, while a
+/// larger one takes the allocating thread's arena lock (measured: +16 bytes
+/// here doubled `spawn_many_local`).
 pub(crate) struct TaskMeta {
     /// Its key in the registry.
     pub(crate) key: usize,
     /// The state word: [`ABORTED`] (the only bit today).
     state: AtomicUsize,
+    /// The registry it is in (it leaves when its future is dropped).
+    pub(crate) registry: Arc<Registry>,
 }
 
 impl TaskMeta {
-    pub(crate) fn new(key: usize) -> Self {
+    pub(crate) fn new(key: usize, registry: Arc<Registry>) -> Self {
         TaskMeta {
             key,
             state: AtomicUsize::new(0),
+            registry,
         }
     }
 

@@ -42,13 +42,13 @@ where
 {
     registry.insert_with(|key| {
         let (runnable, task) = async_task::Builder::new()
-            .metadata(TaskMeta::new(key))
+            .metadata(TaskMeta::new(key, registry.clone()))
             .spawn(
-                |meta| tracked::Tracked::new(future, meta, registry.clone(), key),
+                |meta| tracked::Tracked::new(future, meta),
                 async_task::WithInfo(schedule),
             );
         let waker = runnable.waker();
-        let handle = JoinHandle::new(task, registry.clone());
+        let handle = JoinHandle::new(task);
         ((runnable, handle), waker)
     })
 }

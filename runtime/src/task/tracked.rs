@@ -1,13 +1,12 @@
 //! The future async-task runs: the user's future inside `catch_unwind`,
 //! checking the abort bit at every poll, dropping the user's future itself
 //! (so a panicking `Drop` is caught, not an abort of the process), and
-//! leaving the registry when it is dropped.
+//! leaving the registry when it is dropped. Kept small (the user's future
+//! and one pointer): see `TaskMeta` for why size matters.
 
 use super::meta::{MetaRef, TaskMeta};
 use super::panics::unobserved_panic;
-use super::registry::Registry;
 use crate::loom::regress::{self, Regression};
-use crate::loom::Arc;
 use std::any::Any;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -54,18 +53,6 @@ impl<T> Drop for SafeDrop<T> {
     }
 }
 
-/// Leaves the registry when dropped.
-struct Registration {
-    registry: Arc<Registry>,
-    key: usize,
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        self.registry.remove(self.key);
-    }
-}
-
 pin_project_lite::pin_project! {
     /// The user's future and what the runtime keeps beside it.
     pub(crate) struct Tracked<F> {
@@ -76,16 +63,19 @@ pin_project_lite::pin_project! {
         // the allocation that holds this future, and async-task drops the
         // future before it frees the header.
         meta: MetaRef,
-        registration: Registration,
     }
 
     impl<F> PinnedDrop for Tracked<F> {
         fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
             // Torn down (shutdown, or the runnable dropped): nobody is left
             // to receive a panic from the future's `Drop`.
-            if let Err(payload) = drop_future(this.project().future) {
+            if let Err(payload) = drop_future(this.future) {
                 unobserved_panic("a task future's Drop", &*payload);
             }
+            // The task is gone (completed, cancelled or torn down).
+            let meta = this.meta.get();
+            meta.registry.remove(meta.key);
         }
     }
 }
@@ -100,11 +90,10 @@ fn drop_future<F>(mut slot: Pin<&mut Option<F>>) -> Result<(), Payload> {
 }
 
 impl<F> Tracked<F> {
-    pub(crate) fn new(future: F, meta: &TaskMeta, registry: Arc<Registry>, key: usize) -> Self {
+    pub(crate) fn new(future: F, meta: &TaskMeta) -> Self {
         Tracked {
             future: Some(future),
             meta: MetaRef::new(meta),
-            registration: Registration { registry, key },
         }
     }
 }

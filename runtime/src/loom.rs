@@ -155,6 +155,9 @@ pub(crate) mod regress {
         LeaveWithoutHandoff = 4,
         /// Defect 5: filling the LIFO slot or queueing a yield wakes nobody.
         LifoFillWakesNobody = 8,
+        /// WATCH: a worker that stops watching sleeps without re-checking
+        /// for work other workers were offering meanwhile.
+        WatchExitWithoutRecheck = 16,
     }
 
     #[cfg(loom)]

@@ -159,8 +159,14 @@ impl Runtime {
         // timers, sockets, channels).
         inner.scheduler.cancel_all();
         if let Some(tokio) = self.tokio.take() {
+            // Inside a tokio context (our reactor's blocking pool, a worker
+            // of ours, or another tokio runtime's thread) a blocking
+            // shutdown would wait for this very thread, or panic.
+            let in_tokio = tokio::runtime::Handle::try_current().is_ok();
             match deadline {
-                _ if crate::scheduler::context::in_worker() => tokio.shutdown_background(),
+                _ if in_tokio || crate::scheduler::context::in_worker() => {
+                    tokio.shutdown_background()
+                }
                 None => tokio.shutdown_timeout(Duration::from_secs(10)),
                 Some(d) => tokio.shutdown_timeout(d.saturating_duration_since(Instant::now())),
             }

@@ -86,7 +86,21 @@ impl<'a> WorkerContext<'a> {
     /// notification wakes the sleep.
     ///
     /// [`Notifier`]: crate::Notifier
-    pub fn idle_wait(&self, mut has_work: impl FnMut() -> bool) -> Wake {
+    pub fn idle_wait(&self, has_work: impl FnMut() -> bool) -> Wake {
+        self.idle_wait_until(has_work, None)
+            .expect("an idle wait with no deadline returns only with a reason")
+    }
+
+    /// [`idle_wait`](WorkerContext::idle_wait) that also returns at
+    /// `deadline`: `None` if it passed with no reason to wake (P2 is
+    /// unchanged: the re-check after registering is the same). Under loom,
+    /// where time does not pass, a deadline returns `None` at once instead
+    /// of sleeping (a timeout is a spurious wake-up to the caller).
+    pub fn idle_wait_until(
+        &self,
+        mut has_work: impl FnMut() -> bool,
+        deadline: Option<std::time::Instant>,
+    ) -> Option<Wake> {
         let p = self.protocol;
         let mut why = |s: usize| {
             if s & SHOULD_STOP != 0 {
@@ -101,15 +115,17 @@ impl<'a> WorkerContext<'a> {
         };
         loop {
             if let Some(wake) = why(p.load()) {
-                return wake;
+                return Some(wake);
             }
             // P2: register first...
             let waiter = self.prepare_to_wait();
             // ...then re-check park, stop and work.
             if let Some(wake) = why(waiter.state_at_registration) {
-                return wake;
+                return Some(wake);
             }
-            waiter.sleep();
+            if waiter.sleep_until(deadline) {
+                return why(p.load());
+            }
         }
     }
 
@@ -211,9 +227,29 @@ pub struct IdleWaiter<'a> {
 impl IdleWaiter<'_> {
     /// Blocks until a notification arrives (work, park or stop). Re-check
     /// everything afterwards: the wake-up may be for something else.
-    pub fn sleep(mut self) {
-        if let Some(listener) = self.listener.take() {
-            listener.wait();
+    pub fn sleep(self) {
+        self.sleep_until(None);
+    }
+
+    /// [`sleep`](IdleWaiter::sleep), or until `deadline`; returns true if
+    /// the deadline passed first. Under loom a deadline returns true at
+    /// once (time does not pass there).
+    pub fn sleep_until(mut self, deadline: Option<std::time::Instant>) -> bool {
+        let Some(listener) = self.listener.take() else {
+            return false;
+        };
+        match deadline {
+            None => {
+                listener.wait();
+                false
+            }
+            #[cfg(not(loom))]
+            Some(deadline) => listener.wait_deadline(deadline).is_none(),
+            #[cfg(loom)]
+            Some(_) => {
+                drop(listener);
+                true
+            }
         }
     }
 }

@@ -142,22 +142,39 @@ impl IdleSet {
         ctx: &WorkerContext<'_>,
         index: usize,
         searching: &mut bool,
-        mut has_work: impl FnMut() -> bool,
+        has_work: impl FnMut() -> bool,
         pass_on: impl FnOnce(),
     ) -> Wake {
+        self.sleep_until(ctx, index, searching, has_work, pass_on, None)
+            .expect("an idle sleep with no deadline returns only with a reason")
+    }
+
+    /// [`sleep`](IdleSet::sleep) that also ends at `deadline` (`None`
+    /// returned). A worker handed a wake-up whose sleep then timed out is
+    /// awake and searching, as if woken for work.
+    pub fn sleep_until(
+        &self,
+        ctx: &WorkerContext<'_>,
+        index: usize,
+        searching: &mut bool,
+        mut has_work: impl FnMut() -> bool,
+        pass_on: impl FnOnce(),
+        deadline: Option<std::time::Instant>,
+    ) -> Option<Wake> {
         if std::mem::take(searching) {
             // Before registering: see the module docs.
             self.end_search();
         }
         self.register(index);
-        let wake = ctx.idle_wait(|| !self.is_registered(index) || has_work());
+        let wake = ctx.idle_wait_until(|| !self.is_registered(index) || has_work(), deadline);
         let handed = !self.unregister(index);
         if handed {
-            if wake == Wake::Work {
-                *searching = true;
-            } else {
-                self.end_search();
-                pass_on();
+            match wake {
+                Some(Wake::Park) | Some(Wake::Stop) => {
+                    self.end_search();
+                    pass_on();
+                }
+                Some(Wake::Work) | None => *searching = true,
             }
         }
         wake

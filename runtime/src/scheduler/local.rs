@@ -36,6 +36,8 @@ pub(crate) struct Local {
     lifo_polls: Cell<u32>,
     rng: Cell<u64>,
     pub(crate) search: Cell<Search>,
+    /// Counted in `Scheduler::watchers` (WATCH).
+    watching: Cell<bool>,
 }
 
 impl Local {
@@ -54,30 +56,32 @@ impl Local {
             lifo_polls: Cell::new(0),
             rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1)),
             search: Cell::new(Search::Settled),
+            watching: Cell::new(false),
         }
     }
 
     /// A task woken (or spawned) on this thread: the LIFO slot, or the back
     /// of the queue for a task that woke itself (a yield).
     pub(crate) fn schedule_woken(&self, task: Task, yielded: bool) {
-        let wake = !regress::on(Regression::LifoFillWakesNobody);
+        let offer = !regress::on(Regression::LifoFillWakesNobody);
         if yielded {
             // REACHABLE (defect 5): the next task this worker polls may be
             // long; the yielded one must not wait behind it while a sleeper
             // could run it.
             self.queue.push(task);
-            if wake {
-                self.scheduler.wake_one();
+            if offer {
+                self.scheduler.offer();
             }
             return;
         }
         match self.slot.put_lifo(task) {
             Some(displaced) => self.push_local(displaced),
             // REACHABLE (defect 5): the slot's task waits behind the poll
-            // under way, which may be long. Offer it to a sleeper: the
-            // sleeper takes it only if this worker stays in that poll past
-            // LIFO-GRACE. Cheap when nobody sleeps or someone searches.
-            None if wake => self.scheduler.wake_one(),
+            // under way, which may be long. Offer it to a sleeper: it takes
+            // the task only if this worker stays in that poll past
+            // LIFO-GRACE. Cheap when a watcher exists, nobody sleeps or
+            // someone searches.
+            None if offer => self.scheduler.offer(),
             None => {}
         }
     }
@@ -139,19 +143,29 @@ impl Local {
                 if Arc::ptr_eq(slot, &self.slot) {
                     continue;
                 }
-                loop {
-                    match slot.stealer.steal_batch_and_pop(&self.queue) {
-                        Steal::Success(task) => {
-                            self.slot.steals.fetch_add(1, Relaxed);
-                            return Some(task);
+                // LIFO-GRACE: a lone queued task (a yield) is its owner's
+                // next, like the LIFO slot's: both are taken only from an
+                // owner stuck in one poll. Judged once per slot.
+                let mut stuck = None;
+                let mut owner_is_stuck = || *stuck.get_or_insert_with(|| owner_stuck(slot));
+                let len = slot.stealer.len();
+                if len >= 2 || (len == 1 && owner_is_stuck()) {
+                    loop {
+                        match slot.stealer.steal_batch_and_pop(&self.queue) {
+                            Steal::Success(task) => {
+                                self.slot.steals.fetch_add(1, Relaxed);
+                                return Some(task);
+                            }
+                            Steal::Retry => continue,
+                            Steal::Empty => break,
                         }
-                        Steal::Retry => continue,
-                        Steal::Empty => break,
                     }
                 }
-                if let Some(task) = steal_lifo(slot) {
-                    self.slot.steals.fetch_add(1, Relaxed);
-                    return Some(task);
+                if slot.has_lifo() && owner_is_stuck() {
+                    if let Some(task) = slot.take_lifo() {
+                        self.slot.steals.fetch_add(1, Relaxed);
+                        return Some(task);
+                    }
                 }
             }
         }
@@ -181,7 +195,7 @@ impl Local {
         // The task layer catches every panic of the user's code; this is
         // the worker's own safety net (it must live on).
         if let Err(payload) = ran {
-            unobserved_panic("a task's run", &*payload);
+            unobserved_panic("a task's run", payload);
         }
     }
 
@@ -198,6 +212,26 @@ impl Local {
         }
     }
 
+    /// Decides how this worker sleeps next: watching (a timed sleep) while
+    /// another worker holds work only it may take for now, else for good.
+    /// Returns whether it watches.
+    pub(crate) fn update_watch(&self) -> bool {
+        let queued = self.scheduler.queued_elsewhere(&self.slot);
+        if queued != self.watching.get() {
+            // Leaving: the sleep's re-check of `queued_elsewhere` (after
+            // `IdleSet::register`'s fence) catches work offered meanwhile
+            // by a filler that still saw this watcher.
+            self.scheduler.set_watching(queued);
+            self.watching.set(queued);
+        }
+        queued
+    }
+
+    /// Whether this worker is watching (see [`update_watch`](Self::update_watch)).
+    pub(crate) fn is_watching(&self) -> bool {
+        self.watching.get()
+    }
+
     /// The worker leaves its run loop for a park or a stop.
     /// SEARCH-HANDOFF (defect 4): end a search it was on, then re-check
     /// every queue and pass a wake-up on if work is there. The search may
@@ -205,6 +239,9 @@ impl Local {
     /// request; producers that saw it searching woke nobody, so their work
     /// is found here or nowhere.
     pub(crate) fn leave(&self) {
+        if self.watching.replace(false) {
+            self.scheduler.set_watching(false);
+        }
         if self.search.get() == Search::Searching {
             let mut searching = true;
             self.scheduler.idle.found_work(&mut searching);
@@ -264,40 +301,31 @@ impl Local {
     }
 }
 
-/// Takes another worker's LIFO task if its owner is stuck in one poll.
-/// LIFO-GRACE: the owner runs that task next as soon as its current poll
-/// returns; take it only if the owner has started no new poll and the task
-/// is still there after the grace period, so a short chain stays on its
-/// warm worker and a long poll strands nothing.
-fn steal_lifo(slot: &Slot) -> Option<Task> {
-    if !slot.has_lifo() {
-        return None;
-    }
+/// LIFO-GRACE: the owner runs its LIFO task (or a lone yielded task) next
+/// as soon as its current poll returns; another worker takes it only if
+/// the owner has started no new poll over the grace period, so a short
+/// chain stays on its warm worker and a long poll strands nothing.
+///
+/// Has `slot`'s owner stayed inside one poll for the grace period? Reads
+/// the owner's poll count twice, [`LIFO_GRACE`] apart, and nothing in
+/// between (its cache line is the owner's hot one).
+fn owner_stuck(slot: &Slot) -> bool {
     let mark = slot.polled.load(Relaxed);
-    let owner_moved_on = || slot.polled.load(Relaxed) != mark || !slot.has_lifo();
-    if wait_grace(owner_moved_on) {
-        return None;
-    }
-    slot.take_lifo()
+    grace_period();
+    slot.polled.load(Relaxed) == mark
 }
 
-/// Spins for [`LIFO_GRACE`] or until `done()`; true if `done()` held.
 #[cfg(not(loom))]
-fn wait_grace(mut done: impl FnMut() -> bool) -> bool {
+fn grace_period() {
     let start = std::time::Instant::now();
     while start.elapsed() < LIFO_GRACE {
-        if done() {
-            return true;
-        }
         std::hint::spin_loop();
     }
-    done()
 }
 
 /// Under loom time does not pass: the grace is one chance for the owner to
-/// run (a yield), then the check.
+/// run (a yield).
 #[cfg(loom)]
-fn wait_grace(mut done: impl FnMut() -> bool) -> bool {
+fn grace_period() {
     loom::thread::yield_now();
-    done()
 }

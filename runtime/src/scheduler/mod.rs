@@ -84,6 +84,9 @@ pub(crate) struct Scheduler {
     pub(crate) registry: Arc<Registry>,
     /// [`OPEN`] → [`CLOSING`] → [`DRAINED`], never back.
     lifecycle: AtomicUsize,
+    /// Idle workers in a timed sleep because another worker has work queued
+    /// that only it may take for now (WATCH in SCHEDULER.md).
+    watchers: AtomicUsize,
     pub(crate) hooks: Hooks,
 }
 
@@ -95,6 +98,7 @@ impl Scheduler {
             idle: IdleSet::new(),
             registry: Arc::new(Registry::new()),
             lifecycle: AtomicUsize::new(OPEN),
+            watchers: AtomicUsize::new(0),
             hooks,
         }
     }
@@ -167,6 +171,37 @@ impl Scheduler {
         self.drain_injector();
     }
 
+    /// A push after shutdown's last drain (a wake-up in flight through the
+    /// whole shutdown): its task must be dropped, but not here, inside the
+    /// caller's `wake()` (it may hold a lock the future's `Drop` takes).
+    /// A short-lived thread drops what the injector holds.
+    fn drop_late(&self) {
+        let mut late = Vec::new();
+        loop {
+            match self.injector.steal() {
+                Steal::Success(task) => late.push(task),
+                Steal::Retry => continue,
+                Steal::Empty => break,
+            }
+        }
+        if late.is_empty() {
+            return;
+        }
+        #[cfg(not(loom))]
+        {
+            let spawned = std::thread::Builder::new()
+                .name("unplug-late-drop".into())
+                .spawn(move || drop(late));
+            // No thread to be had: dropping here is the only way left.
+            if let Err(e) = spawned {
+                log::warn!("unplug: dropping late-woken tasks inline: {e}");
+            }
+        }
+        // Under loom the model's threads are all there is.
+        #[cfg(loom)]
+        drop(late);
+    }
+
     /// Drops every task in the injector.
     pub(crate) fn drain_injector(&self) {
         loop {
@@ -213,7 +248,7 @@ impl Scheduler {
         fence(Ordering::SeqCst);
         match self.lifecycle.load(Ordering::SeqCst) {
             OPEN => self.wake_one(),
-            DRAINED if !regress::on(Regression::PushIgnoresClosing) => self.drain_injector(),
+            DRAINED if !regress::on(Regression::PushIgnoresClosing) => self.drop_late(),
             // CLOSING: shutdown drains it on its own thread.
             _ => {}
         }
@@ -229,9 +264,50 @@ impl Scheduler {
         }
     }
 
-    /// Is there work anywhere a sleeping worker could take?
+    /// Is there work anywhere, now or after a grace period?
     pub(crate) fn has_work(&self) -> bool {
         !self.injector.is_empty() || self.slots().iter().any(|s| s.has_work())
+    }
+
+    /// Is there work an idle worker may take at once (no grace period:
+    /// the injector, or a queue holding more than its owner's next task)?
+    /// The idle sleep's P2 re-check.
+    pub(crate) fn has_work_now(&self) -> bool {
+        !self.injector.is_empty() || self.slots().iter().any(|s| s.stealer.len() >= 2)
+    }
+
+    /// Does a worker other than `me` hold work that only it may take for
+    /// now (its LIFO slot, or a single queued task)? Then an idle worker
+    /// watches instead of sleeping for good (WATCH).
+    pub(crate) fn queued_elsewhere(&self, me: &Arc<Slot>) -> bool {
+        self.slots()
+            .iter()
+            .any(|s| !Arc::ptr_eq(s, me) && s.has_work())
+    }
+
+    /// Work was just placed where only its (busy) owner looks: a LIFO fill
+    /// or a yield. REACHABLE: offer it to a sleeper unless a watcher will
+    /// look within `WATCH_INTERVAL` anyway.
+    pub(crate) fn offer(&self) {
+        // WATCH: publish, then look. Pairs with the SeqCst RMW + fence in
+        // `IdleSet::register` that precedes a sleeper's re-check of
+        // `queued_elsewhere`: either that re-check sees this work, or this
+        // load sees the watcher (or the sleeper, through `wake_one`).
+        fence(Ordering::SeqCst);
+        // (Nobody asleep: every worker is awake and will look. That load
+        // after the same fence is `IdleSet::pop`'s own first check.)
+        if self.watchers.load(Ordering::SeqCst) == 0 && !self.idle.is_empty() {
+            self.wake_one();
+        }
+    }
+
+    /// A worker starts (`true`) or stops watching.
+    pub(crate) fn set_watching(&self, on: bool) {
+        if on {
+            self.watchers.fetch_add(1, Ordering::SeqCst);
+        } else {
+            self.watchers.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 
     /// A fresh local queue and its slot for a new worker.

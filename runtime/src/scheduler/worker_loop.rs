@@ -6,11 +6,18 @@ use super::local::Local;
 use super::search::Search;
 use super::{Scheduler, Slot};
 use crate::loom::deque::LocalQueue;
+use crate::loom::regress::{self, Regression};
 use crate::loom::Arc;
 use crate::task::Task;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
 use unplug_worker::{Wake, WorkerContext};
+
+/// How often a watching worker looks at the work other workers hold (the
+/// bound on how long a task can wait behind a long poll while a worker is
+/// idle).
+const WATCH_INTERVAL: Duration = Duration::from_millis(1);
 
 /// Runs worker `index` until it is stopped: inside the context the layers
 /// above provide (`Hooks::enter`), with the start and stop hooks around it.
@@ -89,15 +96,26 @@ fn sleep(ctx: &WorkerContext<'_>, local: &Local) {
     let scheduler = &local.scheduler;
     local.slot.idle_sleeps.fetch_add(1, Relaxed);
     let mut searching = local.search.get().as_flag();
-    let wake = scheduler.idle.sleep(
+    // WATCH: a timed sleep while another worker holds work only it may
+    // take for now; its re-check below is what makes leaving watch safe.
+    let deadline = local
+        .update_watch()
+        .then(|| Instant::now() + WATCH_INTERVAL);
+    let wake = scheduler.idle.sleep_until(
         ctx,
         local.index,
         &mut searching,
-        || scheduler.has_work(),
+        || {
+            scheduler.has_work_now()
+                || (!local.is_watching()
+                    && !regress::on(Regression::WatchExitWithoutRecheck)
+                    && scheduler.queued_elsewhere(&local.slot))
+        },
         || scheduler.wake_one(),
+        deadline,
     );
     local.search.set(Search::from_flag(searching));
-    if wake == Wake::Work {
+    if wake == Some(Wake::Work) {
         local.slot.wakeups.fetch_add(1, Relaxed);
     }
 }

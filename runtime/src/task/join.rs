@@ -49,9 +49,19 @@ impl Wake for GuardedWaker {
 
     fn wake_by_ref(self: &std::sync::Arc<Self>) {
         if let Err(payload) = catch_unwind(AssertUnwindSafe(|| self.0.wake_by_ref())) {
-            unobserved_panic("the waker of a JoinHandle's awaiter", &*payload);
+            unobserved_panic("the waker of a JoinHandle's awaiter", payload);
         }
     }
+}
+
+fn guard(waker: &Waker) -> Waker {
+    Waker::from(std::sync::Arc::new(GuardedWaker(waker.clone())))
+}
+
+std::thread_local! {
+    /// The last awaiter waker this thread guarded, and its guard.
+    static LAST_GUARD: std::cell::RefCell<Option<(Waker, Waker)>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 impl<T> JoinHandle<T> {
@@ -102,16 +112,30 @@ impl<T> JoinHandle<T> {
         self.task.as_ref().is_none_or(|t| t.is_finished())
     }
 
-    /// The guarded stand-in for the awaiter's `waker`.
+    /// The guarded stand-in for the awaiter's `waker`: this handle's last
+    /// one, or this thread's last one (a task or `block_on` awaiting many
+    /// handles in turn allocates one guard, not one per handle), or new.
     fn guarded(&mut self, waker: &Waker) -> Waker {
-        match &self.awaiter {
-            Some((theirs, ours)) if theirs.will_wake(waker) => ours.clone(),
-            _ => {
-                let ours = Waker::from(std::sync::Arc::new(GuardedWaker(waker.clone())));
-                self.awaiter = Some((waker.clone(), ours.clone()));
-                ours
+        if let Some((theirs, ours)) = &self.awaiter {
+            if theirs.will_wake(waker) {
+                return ours.clone();
             }
         }
+        let ours = LAST_GUARD
+            .try_with(|last| {
+                let mut last = last.borrow_mut();
+                match &*last {
+                    Some((theirs, ours)) if theirs.will_wake(waker) => ours.clone(),
+                    _ => {
+                        let ours = guard(waker);
+                        *last = Some((waker.clone(), ours.clone()));
+                        ours
+                    }
+                }
+            })
+            .unwrap_or_else(|_| guard(waker));
+        self.awaiter = Some((waker.clone(), ours.clone()));
+        ours
     }
 }
 

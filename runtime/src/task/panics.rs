@@ -21,8 +21,9 @@ pub fn unobserved_panics() -> u64 {
     UNOBSERVED.load(Relaxed)
 }
 
-/// Counts and logs a caught panic that nobody could receive.
-pub(crate) fn unobserved_panic(site: &str, payload: &(dyn std::any::Any + Send)) {
+/// Counts and logs a caught panic that nobody could receive, then drops
+/// its payload (see [`drop_payload`]).
+pub(crate) fn unobserved_panic(site: &str, payload: Box<dyn std::any::Any + Send>) {
     UNOBSERVED.fetch_add(1, Relaxed);
     let message = payload
         .downcast_ref::<&str>()
@@ -34,4 +35,17 @@ pub(crate) fn unobserved_panic(site: &str, payload: &(dyn std::any::Any + Send))
     // deadlock or causality violation inside a task): let it be seen.
     #[cfg(loom)]
     panic!("unobserved panic in {site} under loom: {message}");
+    #[cfg(not(loom))]
+    drop_payload(payload);
+}
+
+/// Drops a panic payload whose own `Drop` may panic (`panic_any` with such
+/// a value): that second panic is caught and its payload leaked, since
+/// unwinding out of here would reach async-task, which aborts the process.
+pub(crate) fn drop_payload(payload: Box<dyn std::any::Any + Send>) {
+    if let Err(second) =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(payload)))
+    {
+        std::mem::forget(second);
+    }
 }

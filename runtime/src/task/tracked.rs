@@ -47,7 +47,7 @@ impl<T> Drop for SafeDrop<T> {
     fn drop(&mut self) {
         if let Some(value) = self.0.take() {
             if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(value))) {
-                unobserved_panic("the Drop of a task's output", &*payload);
+                unobserved_panic("the Drop of a task's output", payload);
             }
         }
     }
@@ -71,7 +71,7 @@ pin_project_lite::pin_project! {
             // Torn down (shutdown, or the runnable dropped): nobody is left
             // to receive a panic from the future's `Drop`.
             if let Err(payload) = drop_future(this.future) {
-                unobserved_panic("a task future's Drop", &*payload);
+                unobserved_panic("a task future's Drop", payload);
             }
             // The task is gone (completed, cancelled or torn down).
             let meta = this.meta.get();
@@ -132,7 +132,7 @@ impl<F: Future> Future for Tracked<F> {
             },
             Err(payload) => {
                 if let Err(second) = drop_future(this.future.as_mut()) {
-                    unobserved_panic("a panicked task future's Drop", &*second);
+                    unobserved_panic("a panicked task future's Drop", second);
                 }
                 Err(Failure::Panicked(payload))
             }

@@ -41,3 +41,52 @@ fn control_lifo_fill_waking_nobody_is_caught() {
         "expected a deadlock:\n{report}"
     );
 }
+
+/// WATCH: the first child's LIFO fill may set the other worker watching;
+/// the owner then runs that child itself (nothing is queued any more, so
+/// the watcher stops watching) and the child fills the slot again and
+/// blocks its worker. The second fill races the watcher's exit: either the
+/// filler sees the watcher, or the exiting watcher's re-check sees the
+/// task.
+fn second_fill_races_a_watcher_leaving() {
+    let pool = Pool::start(2);
+    let done = Arc::new(Flag::default());
+    let flag = done.clone();
+    let scheduler = pool.scheduler.clone();
+    let parent = Scheduler::spawn(&pool.scheduler, async move {
+        let s = scheduler.clone();
+        drop(Scheduler::spawn(&scheduler, async move {
+            let f = flag.clone();
+            let grandchild = Scheduler::spawn(&s, async move { f.set() });
+            flag.wait(); // the long poll
+            drop(grandchild);
+        }));
+    });
+    done.wait();
+    drop(parent);
+    pool.shutdown();
+}
+
+/// Preemption bound 1: the watcher's loop (a timed sleep returns at once
+/// under loom) multiplies the interleavings; at bound 2 the model runs for
+/// hours. The control below is caught at this bound.
+const WATCH_BOUND: usize = 1;
+
+#[test]
+fn a_fill_racing_a_watcher_leaving_is_never_stranded() {
+    model_bounded(WATCH_BOUND, second_fill_races_a_watcher_leaving);
+}
+
+#[test]
+fn control_watch_exit_without_recheck_is_caught() {
+    let report = model_must_fail_bounded(
+        "scheduler::tests::loom_lifo::control_watch_exit_without_recheck_is_caught",
+        Regression::WatchExitWithoutRecheck,
+        WATCH_BOUND,
+        second_fill_races_a_watcher_leaving,
+    );
+    assert!(
+        report.contains("deadlock"),
+        "expected a deadlock:\n{report}"
+    );
+}

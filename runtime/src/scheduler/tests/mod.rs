@@ -35,9 +35,18 @@ fn model<F>(f: F)
 where
     F: Fn() + Sync + Send + 'static,
 {
+    model_bounded(PREEMPTION_BOUND, f);
+}
+
+/// Runs `f` under loom with preemption bound `bound` (unless
+/// `LOOM_MAX_PREEMPTIONS` says otherwise).
+fn model_bounded<F>(bound: usize, f: F)
+where
+    F: Fn() + Sync + Send + 'static,
+{
     let mut builder = loom::model::Builder::new();
     if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(PREEMPTION_BOUND);
+        builder.preemption_bound = Some(bound);
     }
     builder.check(f);
 }
@@ -51,9 +60,17 @@ fn model_must_fail<F>(test_name: &str, regression: Regression, f: F) -> String
 where
     F: Fn() + Sync + Send + 'static,
 {
+    model_must_fail_bounded(test_name, regression, PREEMPTION_BOUND, f)
+}
+
+/// [`model_must_fail`] with preemption bound `bound`.
+fn model_must_fail_bounded<F>(test_name: &str, regression: Regression, bound: usize, f: F) -> String
+where
+    F: Fn() + Sync + Send + 'static,
+{
     if std::env::var(CHILD_ENV).as_deref() == Ok(test_name) {
         regress::enable(regression);
-        model(f);
+        model_bounded(bound, f);
         return String::new(); // loom found nothing: the parent fails
     }
     let exe = std::env::current_exe().expect("test binary path");

@@ -227,19 +227,7 @@ extern "C" fn stall_handler(_: libc::c_int) {
 }
 
 fn install_stall_handler() {
-    // SAFETY: a plain sigaction for SIGUSR2 with a handler that only
-    // touches atomics and the clock; SA_RESTART so interrupted system calls
-    // resume.
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = stall_handler as extern "C" fn(libc::c_int) as usize;
-        action.sa_flags = libc::SA_RESTART;
-        libc::sigemptyset(&mut action.sa_mask);
-        assert_eq!(
-            libc::sigaction(libc::SIGUSR2, &action, std::ptr::null_mut()),
-            0
-        );
-    }
+    support::install_sigusr2(stall_handler);
 }
 
 /// Signals the worker thread `tid`: it stalls for `micros` wherever it is

@@ -29,18 +29,7 @@ extern "C" fn stall(_: libc::c_int) {
 }
 
 fn install_stall_handler() {
-    // SAFETY: a zeroed sigaction is valid; the handler only spins on the
-    // clock (async-signal-safe); SIGUSR2 is used by nothing else here.
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = stall as extern "C" fn(libc::c_int) as usize;
-        action.sa_flags = libc::SA_RESTART;
-        libc::sigemptyset(&mut action.sa_mask);
-        assert_eq!(
-            libc::sigaction(libc::SIGUSR2, &action, std::ptr::null_mut()),
-            0
-        );
-    }
+    support::install_sigusr2(stall);
 }
 
 fn gettid() -> i32 {

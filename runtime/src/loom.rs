@@ -68,14 +68,7 @@ pub(crate) mod deque {
         }
         /// Moves up to half (at least one) into `dest`, returns one.
         pub(crate) fn steal_batch_and_pop(&self, dest: &LocalQueue<T>) -> Steal<T> {
-            let mut src = self.0.lock().unwrap();
-            let Some(first) = src.pop_front() else {
-                return Steal::Empty;
-            };
-            let n = src.len() / 2;
-            let mut d = dest.0.lock().unwrap();
-            d.extend(src.drain(..n));
-            Steal::Success(first)
+            take_half(&self.0, &dest.0)
         }
         pub(crate) fn is_empty(&self) -> bool {
             self.0.lock().unwrap().is_empty()
@@ -83,6 +76,17 @@ pub(crate) mod deque {
         pub(crate) fn len(&self) -> usize {
             self.0.lock().unwrap().len()
         }
+    }
+
+    /// Pops one from `src` and moves half of the rest to `dest`.
+    fn take_half<T>(src: &Mutex<VecDeque<T>>, dest: &Mutex<VecDeque<T>>) -> Steal<T> {
+        let mut src = src.lock().unwrap();
+        let Some(first) = src.pop_front() else {
+            return Steal::Empty;
+        };
+        let n = src.len() / 2;
+        dest.lock().unwrap().extend(src.drain(..n));
+        Steal::Success(first)
     }
 
     /// Like `crossbeam_deque::Worker` (FIFO flavour).
@@ -115,14 +119,7 @@ pub(crate) mod deque {
             if Arc::ptr_eq(&self.0, &dest.0) {
                 return Steal::Empty;
             }
-            let mut src = self.0.lock().unwrap();
-            let Some(first) = src.pop_front() else {
-                return Steal::Empty;
-            };
-            let n = src.len() / 2;
-            let mut d = dest.0.lock().unwrap();
-            d.extend(src.drain(..n));
-            Steal::Success(first)
+            take_half(&self.0, &dest.0)
         }
         pub(crate) fn is_empty(&self) -> bool {
             self.0.lock().unwrap().is_empty()

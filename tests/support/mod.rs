@@ -222,3 +222,21 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
         std::thread::yield_now();
     }
 }
+
+/// Installs `handler` for SIGUSR2 (the stress tests' way to stall a chosen
+/// thread wherever it is, widening a race window). The handler must only
+/// touch atomics and the clock.
+pub fn install_sigusr2(handler: extern "C" fn(libc::c_int)) {
+    // SAFETY: a zeroed sigaction is valid; the handler is async-signal-safe
+    // by the contract above; SA_RESTART so interrupted calls resume.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = handler as usize;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        assert_eq!(
+            libc::sigaction(libc::SIGUSR2, &action, std::ptr::null_mut()),
+            0
+        );
+    }
+}

@@ -101,6 +101,13 @@ impl IdleSet {
         // Pairs with the RMW + fence in `register` (and the RMW in
         // `end_search` that precedes it): publish, fence, look.
         fence(SeqCst);
+        self.pop_after_fence()
+    }
+
+    /// [`pop`](IdleSet::pop) for a caller that has just executed
+    /// `fence(SeqCst)` after publishing its work (and has nothing published
+    /// since): the same pairing, one fence fewer on the producer's path.
+    pub fn pop_after_fence(&self) -> Option<usize> {
         if self.searching.load(SeqCst) > 0 || self.count.load(SeqCst) == 0 {
             return None;
         }

@@ -67,9 +67,13 @@ impl Local {
         if yielded {
             // REACHABLE (defect 5): the next task this worker polls may be
             // long; the yielded one must not wait behind it while a sleeper
-            // could run it.
+            // could run it. Offered when it makes the queue non-empty: a
+            // queue already holding tasks was offered by the push that
+            // started it (and a sleeper that looks takes a queue of two
+            // without grace).
+            let was_empty = self.queue.is_empty();
             self.queue.push(task);
-            if offer {
+            if offer && was_empty {
                 self.scheduler.offer();
             }
             return;

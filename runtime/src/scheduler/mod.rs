@@ -247,7 +247,8 @@ impl Scheduler {
         // load: free on x86, and the form loom models exactly.)
         fence(Ordering::SeqCst);
         match self.lifecycle.load(Ordering::SeqCst) {
-            OPEN => self.wake_one(),
+            // The fence above serves the idle set's pairing too.
+            OPEN => self.wake_one_after_fence(),
             DRAINED if !regress::on(Regression::PushIgnoresClosing) => self.drop_late(),
             // CLOSING: shutdown drains it on its own thread.
             _ => {}
@@ -258,9 +259,21 @@ impl Scheduler {
     /// pairing in `IdleSet`).
     pub(crate) fn wake_one(&self) {
         if let Some(index) = self.idle.pop() {
-            if let Some(slot) = self.slots().get(index) {
-                slot.notifier.notify();
-            }
+            self.notify(index);
+        }
+    }
+
+    /// [`wake_one`](Self::wake_one) right after the caller's own
+    /// `fence(SeqCst)` (which serves the idle set's pairing).
+    fn wake_one_after_fence(&self) {
+        if let Some(index) = self.idle.pop_after_fence() {
+            self.notify(index);
+        }
+    }
+
+    fn notify(&self, index: usize) {
+        if let Some(slot) = self.slots().get(index) {
+            slot.notifier.notify();
         }
     }
 
@@ -294,10 +307,8 @@ impl Scheduler {
         // `queued_elsewhere`: either that re-check sees this work, or this
         // load sees the watcher (or the sleeper, through `wake_one`).
         fence(Ordering::SeqCst);
-        // (Nobody asleep: every worker is awake and will look. That load
-        // after the same fence is `IdleSet::pop`'s own first check.)
-        if self.watchers.load(Ordering::SeqCst) == 0 && !self.idle.is_empty() {
-            self.wake_one();
+        if self.watchers.load(Ordering::SeqCst) == 0 {
+            self.wake_one_after_fence();
         }
     }
 

@@ -49,15 +49,27 @@ impl TaskMeta {
         self.state.load(Ordering::Acquire) & ABORTED != 0
     }
 
-    /// The check at the start of every poll (ABORT-AT-POLL). An RMW, not a
-    /// load, so the argument needs nothing of async-task's internals (and
-    /// loom, which cannot see them, can check it): the two RMWs are
-    /// ordered in this word's modification order. If the poll's comes
-    /// first, the abort's reads from it, so the abort's wake-up happens
-    /// after the task was marked RUNNING and reschedules it; if the abort's
-    /// comes first, this one sees the bit. Costs one uncontended RMW on a
-    /// cache line the worker has just written (async-task's state word
-    /// sits beside it).
+    /// The check at the start of every poll (ABORT-AT-POLL), after
+    /// async-task marked the task RUNNING with an AcqRel CAS on its header
+    /// state. An abort sets the bit and then wakes the task, and async-task's
+    /// wake is an AcqRel RMW on that same state word *even when the task is
+    /// already scheduled* ("to synchronize with the thread that will run
+    /// the task", async-task `raw.rs`). So either the wake's RMW precedes
+    /// our CAS in that word's order (we synchronize with it and this load
+    /// sees the bit), or it follows and finds the task RUNNING (it
+    /// reschedules the task, and the next poll sees the bit).
+    #[cfg(not(loom))]
+    pub(crate) fn is_aborted_at_poll(&self) -> bool {
+        self.is_aborted()
+    }
+
+    /// Under loom, which cannot see async-task's atomics, the same check as
+    /// an RMW on this word: the argument then needs nothing of async-task.
+    /// Both RMWs are ordered in this word's modification order: if the
+    /// poll's comes first, the abort's reads from it, so the abort's
+    /// wake-up happens after the task was marked RUNNING and reschedules
+    /// it; if the abort's comes first, this one sees the bit.
+    #[cfg(loom)]
     pub(crate) fn is_aborted_at_poll(&self) -> bool {
         self.state.fetch_or(0, Ordering::AcqRel) & ABORTED != 0
     }

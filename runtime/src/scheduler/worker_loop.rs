@@ -81,7 +81,7 @@ fn run_loop(
         }
     }
     // Out of the worker context before the stop hook: a task it wakes goes
-    // through the injector, which sees `closing` (CLOSE-DRAIN), instead of
+    // through the injector, which shutdown drains (CLOSE-DRAIN), instead of
     // into a queue nobody will look at again.
     drop(worker);
     if let Some(hook) = &scheduler.hooks.on_stop {

@@ -3,9 +3,11 @@
 //!
 //! Sharded: each spawn takes the spawning thread's next shard in turn, so
 //! one thread's spawns spread over every shard and the workers completing
-//! them (each locking its task's shard) rarely meet on one lock. Each entry is the task's waker; at shutdown the
-//! registry is closed and every waker woken, and the schedule function,
-//! seeing the runtime closing, drops the task.
+//! them (each locking its task's shard) rarely meet on one lock. Each entry
+//! is the task's waker; at shutdown the registry is closed and every waker
+//! woken: the schedule function, seeing the runtime closing, puts the task
+//! in the injector, and shutdown drops it there (CLOSE-DRAIN in
+//! `runtime/SCHEDULER.md`).
 
 use crate::loom::{AtomicBool, Mutex, MutexGuard, Ordering};
 use slab::Slab;

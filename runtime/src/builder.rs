@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Configures a [`Runtime`].
+/// Configures a [`Runtime`](crate::Runtime).
 ///
 /// ```
 /// let rt = unplug::Runtime::builder()

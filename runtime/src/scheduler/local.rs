@@ -93,8 +93,16 @@ impl Local {
     /// The back of the local queue, and one sleeper woken to help
     /// (REACHABLE: the worker may be inside a long poll).
     pub(crate) fn push_local(&self, task: Task) {
+        let was_empty = self.queue.is_empty();
         self.queue.push(task);
-        self.scheduler.wake_one();
+        if was_empty {
+            // A lone queued task is only offered (LIFO-GRACE applies to it,
+            // so waking a sleeper for every one of them woke it for nothing
+            // whenever two tasks hand off through the LIFO slot).
+            self.scheduler.offer();
+        } else {
+            self.scheduler.wake_one();
+        }
     }
 
     /// The next task to run from this worker's own sources.
@@ -181,6 +189,11 @@ impl Local {
     /// (ABORT-AT-POLL, in the task layer).
     pub(crate) fn run(&self, task: Task) {
         self.found_work();
+        // WATCH: a worker running tasks is no watcher (a stale count would
+        // let offers wake nobody while another worker sleeps for good).
+        if self.watching.replace(false) {
+            self.scheduler.set_watching(false);
+        }
         if regress::on(Regression::AbortCheckedBeforeRun) && task.metadata().is_aborted() {
             drop(task); // defect 1, kept only as the loom model's control
             return;

@@ -47,6 +47,9 @@ pub struct IdleSet {
     count: AtomicUsize,
     /// Workers woken by `pop` that have not yet found work or slept again.
     searching: AtomicUsize,
+    /// Workers inside a sleep with a deadline ([`IdleSet::sleep_until`]):
+    /// they will look again by themselves.
+    watchers: AtomicUsize,
     /// The sleeping workers, most recent last (woken first: its caches are
     /// the warmest).
     sleeping: Mutex<Vec<usize>>,
@@ -158,7 +161,8 @@ impl IdleSet {
 
     /// [`sleep`](IdleSet::sleep) that also ends at `deadline` (`None`
     /// returned). A worker handed a wake-up whose sleep then timed out is
-    /// awake and searching, as if woken for work.
+    /// awake and searching, as if woken for work. While it sleeps with a
+    /// deadline it is counted in [`watchers`](IdleSet::watchers).
     pub fn sleep_until(
         &self,
         ctx: &WorkerContext<'_>,
@@ -172,9 +176,18 @@ impl IdleSet {
             // Before registering: see the module docs.
             self.end_search();
         }
+        if deadline.is_some() {
+            // Counted only while it sleeps with a deadline, so the count is
+            // exact by construction. SeqCst: read by producers after their
+            // publish-and-fence, like `count` (`watchers`).
+            self.watchers.fetch_add(1, SeqCst);
+        }
         self.register(index);
         let wake = ctx.idle_wait_until(|| !self.is_registered(index) || has_work(), deadline);
         let handed = !self.unregister(index);
+        if deadline.is_some() {
+            self.watchers.fetch_sub(1, SeqCst);
+        }
         if handed {
             match wake {
                 Some(Wake::Park) | Some(Wake::Stop) => {
@@ -185,6 +198,13 @@ impl IdleSet {
             }
         }
         wake
+    }
+
+    /// How many workers sleep with a deadline (they look again on their
+    /// own by then). A producer reads it after publishing and
+    /// `fence(SeqCst)`, as for [`pop_after_fence`](IdleSet::pop_after_fence).
+    pub fn watchers(&self) -> usize {
+        self.watchers.load(SeqCst)
     }
 
     /// How many workers are registered as sleeping.

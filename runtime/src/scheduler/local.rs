@@ -36,8 +36,6 @@ pub(crate) struct Local {
     lifo_polls: Cell<u32>,
     rng: Cell<u64>,
     pub(crate) search: Cell<Search>,
-    /// Counted in `Scheduler::watchers` (WATCH).
-    watching: Cell<bool>,
 }
 
 impl Local {
@@ -56,7 +54,6 @@ impl Local {
             lifo_polls: Cell::new(0),
             rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1)),
             search: Cell::new(Search::Settled),
-            watching: Cell::new(false),
         }
     }
 
@@ -71,10 +68,10 @@ impl Local {
             // queue already holding tasks was offered by the push that
             // started it (and a sleeper that looks takes a queue of two
             // without grace).
-            let was_empty = self.queue.is_empty();
-            self.queue.push(task);
-            if offer && was_empty {
-                self.scheduler.offer();
+            if offer {
+                self.push_offering(task);
+            } else {
+                self.queue.push(task);
             }
             return;
         }
@@ -93,16 +90,22 @@ impl Local {
     /// The back of the local queue, and one sleeper woken to help
     /// (REACHABLE: the worker may be inside a long poll).
     pub(crate) fn push_local(&self, task: Task) {
+        if !self.push_offering(task) {
+            self.scheduler.wake_one();
+        }
+    }
+
+    /// Pushes to the back of the local queue; a task that makes the queue
+    /// non-empty is *offered* (it is alone there, so LIFO-GRACE applies to
+    /// it: waking a sleeper for it woke it for nothing whenever two tasks
+    /// hand off through the LIFO slot). Returns whether it was offered.
+    fn push_offering(&self, task: Task) -> bool {
         let was_empty = self.queue.is_empty();
         self.queue.push(task);
         if was_empty {
-            // A lone queued task is only offered (LIFO-GRACE applies to it,
-            // so waking a sleeper for every one of them woke it for nothing
-            // whenever two tasks hand off through the LIFO slot).
             self.scheduler.offer();
-        } else {
-            self.scheduler.wake_one();
         }
+        was_empty
     }
 
     /// The next task to run from this worker's own sources.
@@ -189,11 +192,6 @@ impl Local {
     /// (ABORT-AT-POLL, in the task layer).
     pub(crate) fn run(&self, task: Task) {
         self.found_work();
-        // WATCH: a worker running tasks is no watcher (a stale count would
-        // let offers wake nobody while another worker sleeps for good).
-        if self.watching.replace(false) {
-            self.scheduler.set_watching(false);
-        }
         if regress::on(Regression::AbortCheckedBeforeRun) && task.metadata().is_aborted() {
             drop(task); // defect 1, kept only as the loom model's control
             return;
@@ -229,26 +227,6 @@ impl Local {
         }
     }
 
-    /// Decides how this worker sleeps next: watching (a timed sleep) while
-    /// another worker holds work only it may take for now, else for good.
-    /// Returns whether it watches.
-    pub(crate) fn update_watch(&self) -> bool {
-        let queued = self.scheduler.queued_elsewhere(&self.slot);
-        if queued != self.watching.get() {
-            // Leaving: the sleep's re-check of `queued_elsewhere` (after
-            // `IdleSet::register`'s fence) catches work offered meanwhile
-            // by a filler that still saw this watcher.
-            self.scheduler.set_watching(queued);
-            self.watching.set(queued);
-        }
-        queued
-    }
-
-    /// Whether this worker is watching (see [`update_watch`](Self::update_watch)).
-    pub(crate) fn is_watching(&self) -> bool {
-        self.watching.get()
-    }
-
     /// The worker leaves its run loop for a park or a stop.
     /// SEARCH-HANDOFF (defect 4): end a search it was on, then re-check
     /// every queue and pass a wake-up on if work is there. The search may
@@ -256,9 +234,6 @@ impl Local {
     /// request; producers that saw it searching woke nobody, so their work
     /// is found here or nowhere.
     pub(crate) fn leave(&self) {
-        if self.watching.replace(false) {
-            self.scheduler.set_watching(false);
-        }
         if self.search.get() == Search::Searching {
             let mut searching = true;
             self.scheduler.idle.found_work(&mut searching);

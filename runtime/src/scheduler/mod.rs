@@ -84,9 +84,6 @@ pub(crate) struct Scheduler {
     pub(crate) registry: Arc<Registry>,
     /// [`OPEN`] → [`CLOSING`] → [`DRAINED`], never back.
     lifecycle: AtomicUsize,
-    /// Idle workers in a timed sleep because another worker has work queued
-    /// that only it may take for now (WATCH in SCHEDULER.md).
-    watchers: AtomicUsize,
     pub(crate) hooks: Hooks,
 }
 
@@ -98,7 +95,6 @@ impl Scheduler {
             idle: IdleSet::new(),
             registry: Arc::new(Registry::new()),
             lifecycle: AtomicUsize::new(OPEN),
-            watchers: AtomicUsize::new(0),
             hooks,
         }
     }
@@ -302,22 +298,14 @@ impl Scheduler {
     /// or a yield. REACHABLE: offer it to a sleeper unless a watcher will
     /// look within `WATCH_INTERVAL` anyway.
     pub(crate) fn offer(&self) {
-        // WATCH: publish, then look. Pairs with the SeqCst RMW + fence in
-        // `IdleSet::register` that precedes a sleeper's re-check of
-        // `queued_elsewhere`: either that re-check sees this work, or this
-        // load sees the watcher (or the sleeper, through `wake_one`).
+        // WATCH: publish, then look. Pairs with the SeqCst RMWs (watcher
+        // count, then register) + fence in `IdleSet::sleep_until` that
+        // precede a sleeper's re-check of `queued_elsewhere`: either that
+        // re-check sees this work, or these loads see the watcher (or the
+        // sleeper, through `pop_after_fence`).
         fence(Ordering::SeqCst);
-        if self.watchers.load(Ordering::SeqCst) == 0 {
+        if self.idle.watchers() == 0 {
             self.wake_one_after_fence();
-        }
-    }
-
-    /// A worker starts (`true`) or stops watching.
-    pub(crate) fn set_watching(&self, on: bool) {
-        if on {
-            self.watchers.fetch_add(1, Ordering::SeqCst);
-        } else {
-            self.watchers.fetch_sub(1, Ordering::SeqCst);
         }
     }
 

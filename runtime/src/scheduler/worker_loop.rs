@@ -96,18 +96,19 @@ fn sleep(ctx: &WorkerContext<'_>, local: &Local) {
     let scheduler = &local.scheduler;
     local.slot.idle_sleeps.fetch_add(1, Relaxed);
     let mut searching = local.search.get().as_flag();
-    // WATCH: a timed sleep while another worker holds work only it may
-    // take for now; its re-check below is what makes leaving watch safe.
-    let deadline = local
-        .update_watch()
-        .then(|| Instant::now() + WATCH_INTERVAL);
+    // WATCH: a timed sleep (counted by the idle set as a watcher) while
+    // another worker holds work only it may take for now. A sleep for good
+    // re-checks that condition after registering: an offer made meanwhile
+    // either saw this worker or is seen here.
+    let watch = scheduler.queued_elsewhere(&local.slot);
+    let deadline = watch.then(|| Instant::now() + WATCH_INTERVAL);
     let wake = scheduler.idle.sleep_until(
         ctx,
         local.index,
         &mut searching,
         || {
             scheduler.has_work_now()
-                || (!local.is_watching()
+                || (!watch
                     && !regress::on(Regression::WatchExitWithoutRecheck)
                     && scheduler.queued_elsewhere(&local.slot))
         },

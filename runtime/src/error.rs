@@ -23,6 +23,22 @@ pub enum BuildError {
     Reactor(io::Error),
     /// A worker thread could not be spawned.
     Worker(unplug_worker::SpawnError),
+    /// More workers than [`MAX_WORKERS`](crate::MAX_WORKERS).
+    TooManyWorkers {
+        /// The number asked for.
+        requested: usize,
+        /// The most a runtime may have.
+        max: usize,
+    },
+    /// The thread name contains a NUL byte, which no OS thread name may.
+    InvalidThreadName(String),
+    /// A worker's `on_thread_start` hook panicked.
+    StartHookPanicked {
+        /// The worker whose hook panicked.
+        worker: usize,
+        /// The panic message.
+        message: String,
+    },
 }
 
 impl fmt::Display for BuildError {
@@ -38,6 +54,15 @@ impl fmt::Display for BuildError {
             }
             BuildError::Reactor(e) => write!(f, "cannot start the tokio reactor: {e}"),
             BuildError::Worker(e) => write!(f, "cannot start a worker: {e}"),
+            BuildError::TooManyWorkers { requested, max } => {
+                write!(f, "{requested} workers asked for; the most is {max}")
+            }
+            BuildError::InvalidThreadName(name) => {
+                write!(f, "thread name {name:?} contains a NUL byte")
+            }
+            BuildError::StartHookPanicked { worker, message } => {
+                write!(f, "worker {worker}'s start hook panicked: {message}")
+            }
         }
     }
 }

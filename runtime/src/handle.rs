@@ -97,9 +97,10 @@ impl Handle {
         cpu: usize,
         timeout: Duration,
     ) -> Result<ParkReport, ControlError> {
+        // A timeout too large to add to now is no deadline at all.
         self.inner
             .control
-            .unplug_cpu(cpu, Some(Instant::now() + timeout))
+            .unplug_cpu(cpu, Instant::now().checked_add(timeout))
     }
 
     /// Plugs `cpu` back: unparks the workers parked there, or, if the
@@ -151,7 +152,7 @@ impl Handle {
 impl std::fmt::Debug for Handle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Handle")
-            .field("workers", &self.inner.scheduler.slots().len())
+            .field("workers", &self.inner.control.len())
             .finish()
     }
 }

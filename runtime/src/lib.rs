@@ -61,7 +61,9 @@ mod yield_now;
 #[cfg(not(loom))]
 pub use builder::Builder;
 #[cfg(not(loom))]
-pub use control::{ControlError, ParkReport, PlugReport, ResizeReport, RuntimeStats, WorkerInfo};
+pub use control::{
+    ControlError, ParkReport, PlugReport, ResizeReport, RuntimeStats, WorkerInfo, MAX_WORKERS,
+};
 #[cfg(not(loom))]
 pub use error::BuildError;
 #[cfg(not(loom))]

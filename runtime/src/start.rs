@@ -1,7 +1,7 @@
 //! Starting a runtime: [`Builder::build`] wires the layers together.
 
 use crate::builder::Builder;
-use crate::control::{Config, ControlEvents, Controller};
+use crate::control::{Config, ControlError, ControlEvents, Controller, MAX_WORKERS};
 use crate::current;
 use crate::error::BuildError;
 use crate::handle::Handle;
@@ -28,6 +28,15 @@ impl Builder {
         let workers = self.workers.unwrap_or(cpus.len());
         if workers == 0 {
             return Err(BuildError::ZeroWorkers);
+        }
+        if workers > MAX_WORKERS {
+            return Err(BuildError::TooManyWorkers {
+                requested: workers,
+                max: MAX_WORKERS,
+            });
+        }
+        if self.thread_name.contains('\0') {
+            return Err(BuildError::InvalidThreadName(self.thread_name));
         }
         let tokio = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -77,10 +86,15 @@ impl Builder {
             },
             tokio,
         );
-        inner
-            .control
-            .start_initial(workers)
-            .map_err(BuildError::Worker)?;
+        inner.control.start_initial(workers).map_err(|e| match e {
+            ControlError::Spawn(e) => BuildError::Worker(e),
+            ControlError::StartHookPanicked { worker, message } => {
+                BuildError::StartHookPanicked { worker, message }
+            }
+            other => BuildError::Worker(unplug_worker::SpawnError::Thread(std::io::Error::other(
+                other.to_string(),
+            ))),
+        })?;
         if let Some(metrics) = metrics {
             crate::metrics::start_publisher(metrics, &inner.control);
         }

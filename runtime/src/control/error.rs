@@ -30,6 +30,36 @@ pub enum ControlError {
     Spawn(unplug_worker::SpawnError),
     /// Re-binding a worker failed.
     Unpark(unplug_worker::UnparkError),
+    /// Called from inside a task, the call would have to wait for a worker
+    /// that is itself blocked in a controller call (or for the caller's own
+    /// worker): waiting could deadlock, so nothing was changed. Parks are
+    /// deferred instead (see [`ParkReport::deferred`](crate::ParkReport));
+    /// a shrinking `set_workers` that cannot choose other workers returns
+    /// this.
+    WouldDeadlock,
+    /// More workers than [`MAX_WORKERS`](crate::MAX_WORKERS) were asked
+    /// for; nothing was started.
+    TooManyWorkers {
+        /// The number asked for.
+        requested: usize,
+        /// The most a runtime may have.
+        max: usize,
+    },
+    /// A new worker's `on_thread_start` hook panicked; the worker was
+    /// joined and removed, and workers this call started before it were
+    /// stopped again.
+    StartHookPanicked {
+        /// The id the worker had.
+        worker: usize,
+        /// The panic message.
+        message: String,
+    },
+    /// The worker is being stopped by a resize, or its thread ended.
+    WorkerGone(usize),
+    /// CPU affinity is not supported on this platform: CPUs cannot be
+    /// unplugged or plugged, and workers cannot be re-pinned (parking and
+    /// unparking workers still works).
+    Unsupported,
 }
 
 impl fmt::Display for ControlError {
@@ -53,6 +83,21 @@ impl fmt::Display for ControlError {
             ControlError::ShuttingDown => f.write_str("the runtime is shutting down"),
             ControlError::Spawn(e) => write!(f, "cannot start a worker: {e}"),
             ControlError::Unpark(e) => write!(f, "cannot unpark: {e}"),
+            ControlError::WouldDeadlock => f.write_str(
+                "waiting here could deadlock: a worker this call needs is blocked in a controller call",
+            ),
+            ControlError::TooManyWorkers { requested, max } => {
+                write!(f, "{requested} workers asked for; the most is {max}")
+            }
+            ControlError::StartHookPanicked { worker, message } => {
+                write!(f, "worker {worker}'s start hook panicked: {message}")
+            }
+            ControlError::WorkerGone(id) => {
+                write!(f, "worker {id} is being stopped or has ended")
+            }
+            ControlError::Unsupported => {
+                f.write_str("CPU affinity is not supported on this platform")
+            }
         }
     }
 }

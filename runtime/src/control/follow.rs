@@ -1,13 +1,25 @@
 //! Following the CPUs the process may use (`Builder::follow_cpus`).
 //!
-//! A watcher thread reads, every interval: the main thread's affinity mask
-//! (what `taskset -p` changes), the cgroup cpuset and the online CPUs
-//! (`affinity::allowed_cpus`), and the cgroup CPU quota (which caps how many
-//! of those CPUs get a running worker: `ceil(quota)`). A new reading must
-//! hold for `STABLE_READINGS` readings in a row before the pool is changed,
-//! so a flapping mask does not thrash it. Then CPUs that joined are plugged
-//! first, CPUs that left are unplugged after (so the pool never drops to no
-//! running worker on the way).
+//! A watcher thread reads, every interval:
+//! - the **main thread's** affinity mask (`sched_getaffinity(getpid())`):
+//!   what `taskset -p <pid>` changes. Only that mask is followed, never a
+//!   worker's own (the runtime pins its workers itself) nor the calling
+//!   thread's. `taskset -a -p` rewrites every thread's mask, workers'
+//!   included: the main thread's change is followed like any other, and
+//!   workers are re-pinned as they are plugged;
+//! - the cgroup cpuset and the online CPUs (`affinity::allowed_cpus_now`):
+//!   what a container runtime's `--cpuset-cpus` update or a CPU hot-unplug
+//!   changes;
+//! - the cgroup CPU quota, which caps how many of those CPUs get a running
+//!   worker: `ceil(quota)`.
+//!
+//! The CPUs followed are the cgroup's online CPUs that are also in the main
+//! thread's mask. A new reading must hold for `STABLE_READINGS` readings in
+//! a row before the pool is changed, so a flapping mask does not thrash it.
+//! Then CPUs that joined are plugged first, CPUs that left are unplugged
+//! after (so the pool never drops to no running worker on the way).
+//! Tested for real: `tests/follow_cpus.rs` (the main thread's mask) and
+//! `tests/follow_cgroup_cpuset.rs` (a cpuset cgroup).
 
 use super::Controller;
 use std::sync::atomic::Ordering::Relaxed;

@@ -1,15 +1,17 @@
-//! Parks requested under the pool lock and waited for outside it.
+//! Parks: decided and requested under the pool lock, waited for outside
+//! it, settled under it again. A call withdraws on timeout only the parks
+//! it still owns (OWNED-ROLLBACK in CONTROLLER.md).
 
-use super::pool::{Pool, PoolEntry, Target};
+use super::pool::{CallId, Plan, Pool, PoolEntry};
 use super::{ControlError, Controller, ParkReport};
 use crate::scheduler::Slot;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
-use unplug_worker::{ParkError, ParkTicket, Worker};
+use unplug_worker::{ParkError, ParkTicket, Worker, WorkerState};
 
-/// A park requested under the lock, to be waited for outside it.
-pub(super) struct PendingPark {
+/// A park this call will wait for.
+pub(super) struct Wait {
     pub(super) id: usize,
     pub(super) worker: Arc<Worker<()>>,
     slot: Arc<Slot>,
@@ -17,83 +19,142 @@ pub(super) struct PendingPark {
     migrated_before: u64,
 }
 
-/// Requests parks of the `victims` (indices into `pool.entries`) and marks
-/// them with `target`.
-pub(super) fn request_parks(
-    pool: &mut Pool,
-    victims: &[usize],
-    target: Target,
-) -> Vec<PendingPark> {
-    let mut pending = Vec::new();
-    for &i in victims {
-        let e = &mut pool.entries[i];
-        let migrated_before = e.slot.migrated.load(Relaxed);
+/// What a call decided under the lock: parks to wait for, and parks it
+/// requested but will not wait for (deferred).
+#[derive(Default)]
+pub(super) struct Decided {
+    pub(super) waits: Vec<Wait>,
+    pub(super) deferred: Vec<usize>,
+    /// The calling worker's id, if the call came from a worker thread that
+    /// now waits (its `waiting` mark is cleared when the call settles).
+    pub(super) caller: Option<usize>,
+}
+
+impl Pool {
+    /// Requests the park of `entries[at]` (planned `Running`) for `call`,
+    /// or with no owner if `owned` is false. `None` if the worker is already
+    /// stopping (it will never run again either way).
+    pub(super) fn request_park(
+        &mut self,
+        at: usize,
+        call: CallId,
+        owned: bool,
+    ) -> Option<ParkTicket> {
+        let e = &mut self.entries[at];
         match e.worker.request_park() {
             Ok(ticket) => {
-                e.target = target;
-                pending.push(PendingPark {
-                    id: e.index,
-                    worker: e.worker.clone(),
-                    slot: e.slot.clone(),
+                e.plan = Plan::Parking {
                     ticket,
-                    migrated_before,
-                });
+                    owner: owned.then_some(call),
+                };
+                Some(ticket)
             }
-            // Stopping already: it will not run again either way.
-            Err(_) => e.target = target,
+            Err(_) => {
+                e.plan = Plan::Failed;
+                None
+            }
         }
     }
-    pending
+
+    /// May the caller (worker `caller`, or a plain thread if `None`) block
+    /// until `entries[at]` parks or stops? Not its own worker (busy running
+    /// the caller), and, from a worker thread, not a worker that is itself
+    /// blocked in a controller call (DEADLOCK-FREE).
+    pub(super) fn may_wait_for(&self, caller: Option<usize>, at: usize) -> bool {
+        match caller {
+            None => true,
+            Some(me) => me != at && !self.entries[at].waiting,
+        }
+    }
+}
+
+impl Wait {
+    pub(super) fn new(e: &PoolEntry, ticket: ParkTicket) -> Self {
+        Wait {
+            id: e.index,
+            worker: e.worker.clone(),
+            slot: e.slot.clone(),
+            ticket,
+            migrated_before: e.slot.migrated.load(Relaxed),
+        }
+    }
 }
 
 impl Controller {
-    /// Waits for `pending` parks (outside the pool lock). On a timeout,
-    /// withdraws every park of this call and restores the targets.
+    /// Waits for the parks of `decided` (outside the pool lock), then
+    /// settles them under it: the ones this call owns lose their owner on
+    /// success; on a timeout the ones it still owns are withdrawn and run
+    /// again, and no other call's park is touched.
     pub(super) fn wait_parks(
         &self,
-        pending: Vec<PendingPark>,
+        call: CallId,
+        decided: Decided,
         deadline: Option<Instant>,
     ) -> Result<ParkReport, ControlError> {
-        let me = std::thread::current().id();
-        let mut report = ParkReport::default();
+        let mut report = ParkReport {
+            deferred: decided.deferred,
+            ..Default::default()
+        };
         let mut timed_out = false;
-        for p in &pending {
-            if p.worker.thread_id() == me {
-                report.deferred.push(p.id);
-                continue;
-            }
-            match p.worker.wait_park(p.ticket, deadline) {
+        for w in &decided.waits {
+            match w.worker.wait_park(w.ticket, deadline) {
                 Ok(timings) => {
                     if let Some(events) = &self.events {
-                        events.parked(p.id, &timings);
+                        events.parked(w.id, &timings);
                     }
-                    report.parked.push(p.id);
+                    report.parked.push(w.id);
                     report.park_latencies.push(timings);
-                    report.tasks_migrated += p.slot.migrated.load(Relaxed) - p.migrated_before;
+                    report.tasks_migrated += w.slot.migrated.load(Relaxed) - w.migrated_before;
                 }
                 Err(ParkError::Timeout) => {
                     timed_out = true;
                     break;
                 }
-                // Another controller unparked or stopped it meanwhile: its
-                // call decides now.
+                // Withdrawn by another call (an unpark, a stop): that call
+                // decided later, and its decision stands.
                 Err(_) => {}
             }
         }
-        if timed_out {
-            let mut pool = self.lock_pool();
-            for p in &pending {
-                let _ = p.worker.unpark();
-                if let Some(e) = pool.entries.iter_mut().find(|e| e.index == p.id) {
-                    e.target = Target::Running;
-                }
-            }
-            return Err(ControlError::Timeout);
+        let mut pool = self.lock_pool();
+        if let Some(me) = decided.caller.and_then(|id| pool.position(id)) {
+            pool.entries[me].waiting = false;
         }
-        Ok(report)
+        for w in &decided.waits {
+            let Some(at) = pool.position(w.id) else {
+                continue;
+            };
+            let e = &mut pool.entries[at];
+            // OWNED-ROLLBACK: only a park this call requested, of the same
+            // generation, still owned by it.
+            let ours = matches!(e.plan, Plan::Parking { ticket, owner: Some(c) }
+                if c == call && ticket.generation() == w.ticket.generation());
+            if !ours {
+                continue;
+            }
+            if timed_out {
+                // The request is ours alone (the owner mark says no other
+                // call waits on it with a right to keep it), so this unpark
+                // withdraws nothing of anyone else's.
+                let _ = e.worker.unpark();
+                e.plan = Plan::Running;
+            } else {
+                e.plan = Plan::Parking {
+                    ticket: w.ticket,
+                    owner: None,
+                };
+            }
+        }
+        pool.mark_failed();
+        drop(pool);
+        if timed_out {
+            Err(ControlError::Timeout)
+        } else {
+            Ok(report)
+        }
     }
 
-    /// Parks every running worker `select` picks (not the last running one).
+    /// Parks every worker `select` picks, never the last running one. A
+    /// worker already parking (another call's request) is waited for too.
     pub(super) fn park_where(
         &self,
         kind: &'static str,
@@ -101,27 +162,60 @@ impl Controller {
         select: impl Fn(&PoolEntry) -> bool,
         none: ControlError,
     ) -> Result<ParkReport, ControlError> {
-        let pending = {
+        let (call, decided) = {
             let mut pool = self.lock_pool();
             self.check_open()?;
-            let victims: Vec<usize> = (0..pool.entries.len())
-                .filter(|&i| pool.entries[i].target == Target::Running && select(&pool.entries[i]))
+            pool.mark_failed();
+            let call = pool.new_call();
+            let chosen: Vec<usize> = (0..pool.entries.len())
+                .filter(|&i| select(&pool.entries[i]))
                 .collect();
-            if victims.is_empty() {
-                // Already parked there: nothing to do. Never there: an error.
-                return if pool.entries.iter().any(&select) {
-                    Ok(ParkReport::default())
-                } else {
-                    Err(none)
-                };
+            if chosen.is_empty() {
+                return Err(none);
             }
-            if pool.running() == victims.len() {
+            let fresh = chosen
+                .iter()
+                .filter(|&&i| pool.entries[i].counts_as_running())
+                .count();
+            if fresh > 0 && pool.running() == fresh {
                 return Err(ControlError::LastWorker);
             }
-            request_parks(&mut pool, &victims, Target::Parked)
+            let caller = pool.position_of_thread(std::thread::current().id());
+            let mut decided = Decided::default();
+            for &at in &chosen {
+                let wait = pool.may_wait_for(caller, at);
+                let ticket = match pool.entries[at].plan {
+                    Plan::Running if pool.entries[at].counts_as_running() => {
+                        pool.request_park(at, call, wait)
+                    }
+                    // Parked already and settled: nothing to do.
+                    Plan::Parking { owner: None, .. }
+                        if pool.entries[at].worker.state() == WorkerState::Parked =>
+                    {
+                        None
+                    }
+                    // P8: a park another call requested (or deferred) is
+                    // shared: waited for, never withdrawn by this call.
+                    Plan::Parking { ticket, .. } => Some(ticket),
+                    _ => None,
+                };
+                let Some(ticket) = ticket else { continue };
+                if wait {
+                    decided.waits.push(Wait::new(&pool.entries[at], ticket));
+                } else {
+                    decided.deferred.push(pool.entries[at].index);
+                }
+            }
+            if let Some(me) = caller.filter(|_| !decided.waits.is_empty()) {
+                pool.entries[me].waiting = true;
+                decided.caller = Some(pool.entries[me].index);
+            }
+            (call, decided)
         };
-        let report = self.wait_parks(pending, deadline)?;
-        self.hotplug_event(kind);
+        let report = self.wait_parks(call, decided, deadline)?;
+        if !report.parked.is_empty() || !report.deferred.is_empty() {
+            self.hotplug_event(kind);
+        }
         Ok(report)
     }
 }

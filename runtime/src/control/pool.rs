@@ -1,9 +1,13 @@
-//! The pool of worker threads: each a parkable `unplug_worker::Worker`
-//! running the scheduler's loop, with its slot in the scheduler.
+//! The pool of worker threads and what the controller has planned for each.
+//!
+//! Every field here is behind the pool lock; see `runtime/CONTROLLER.md`
+//! for who owns a pending park and how concurrent calls compose.
 
-use crate::scheduler::{worker_loop, Scheduler, Slot};
+use crate::scheduler::Slot;
+use std::collections::BTreeSet;
 use std::sync::Arc;
-use unplug_worker::{Notifier, Protocol, SpawnError, Worker};
+use std::thread::ThreadId;
+use unplug_worker::{ParkTicket, Worker, WorkerState};
 
 /// What the runtime was built with and every later worker start reuses.
 #[derive(Clone, Debug)]
@@ -12,13 +16,40 @@ pub(crate) struct Config {
     pub(crate) thread_name: String,
 }
 
+/// One controller call: the owner of the parks it requests.
+pub(super) type CallId = u64;
+
 /// What the controller has decided for a worker. Decided under the pool
-/// lock; carried out (park, unpark, stop) outside it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Target {
+/// lock; the waits happen outside it.
+///
+/// Transitions (all under the lock):
+/// - `Starting` → `Running` (its start hook returned) or removed (it
+///   panicked: the start is reported failed);
+/// - `Running` → `Parking` (a park call requested it) or `Stopping` (a
+///   shrinking `set_workers` chose it);
+/// - `Parking { owner: Some(c) }` → `Parking { owner: None }` (call `c`
+///   saw it park, or deferred it) or `Running` (call `c` timed out and
+///   withdrew *its own* request, or an unpark withdrew it);
+/// - `Stopping` → removed (its stopper joined it; the id is free again);
+/// - any state → `Failed` when the thread is found ended on its own.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Plan {
+    /// Started; its start hook has not returned yet. Not counted as running.
+    Starting,
+    /// Runs tasks; no park or stop requested.
     Running,
-    Parked,
-    Stopped,
+    /// A park was requested with `ticket`. `owner` is the call that will
+    /// withdraw it if that call times out; `None` once nobody will (the
+    /// park completed for its caller, or was deferred). Another park call
+    /// for the same worker waits on the same ticket and never withdraws it.
+    Parking {
+        ticket: ParkTicket,
+        owner: Option<CallId>,
+    },
+    /// Chosen by a shrinking `set_workers`, which parks, stops and joins it.
+    Stopping,
+    /// The thread ended without being stopped (a panic outside any task).
+    Failed,
 }
 
 /// One worker of the pool.
@@ -29,59 +60,118 @@ pub(super) struct PoolEntry {
     /// The CPU it is pinned to, or its home CPU if not pinned.
     pub(super) cpu: Option<usize>,
     pub(super) pinned: bool,
-    pub(super) target: Target,
+    pub(super) plan: Plan,
+    /// Its thread is blocked inside a controller call (a task on it called
+    /// the controller). No call made from a worker thread waits for such a
+    /// worker: that wait could close a cycle (DEADLOCK-FREE in
+    /// CONTROLLER.md).
+    pub(super) waiting: bool,
+}
+
+impl PoolEntry {
+    /// Has its thread ended (stopped, or its body panicked)?
+    pub(super) fn ended(&self) -> bool {
+        matches!(self.worker.state(), WorkerState::Stopped) || self.worker_failed()
+    }
+
+    fn worker_failed(&self) -> bool {
+        // `WorkerState::Failed` where the worker crate reports it.
+        !matches!(
+            self.worker.state(),
+            WorkerState::Running
+                | WorkerState::Idle
+                | WorkerState::Parking
+                | WorkerState::Parked
+                | WorkerState::Stopping
+                | WorkerState::Stopped
+        )
+    }
+
+    /// Counted by the last-running-worker rule: planned to run, and alive.
+    pub(super) fn counts_as_running(&self) -> bool {
+        matches!(self.plan, Plan::Running) && !self.ended()
+    }
 }
 
 /// The workers and what the runtime was built with. Behind the pool lock,
-/// which serializes every controller call.
+/// which serializes every controller decision.
 pub(super) struct Pool {
     pub(super) entries: Vec<PoolEntry>,
     pub(super) config: Config,
     /// The CPUs the runtime was built to use.
     pub(super) cpus: Vec<usize>,
+    /// Ids of workers that were stopped and joined, reused lowest first so
+    /// ids (and the metric series labelled with them) stay bounded.
+    pub(super) free_ids: BTreeSet<usize>,
+    /// The next never-used id.
+    pub(super) next_id: usize,
+    /// The last [`CallId`] handed out.
+    pub(super) last_call: CallId,
 }
 
 impl Pool {
+    pub(super) fn new(config: Config, cpus: Vec<usize>) -> Self {
+        Pool {
+            entries: Vec::new(),
+            config,
+            cpus,
+            free_ids: BTreeSet::new(),
+            next_id: 0,
+            last_call: 0,
+        }
+    }
+
+    /// Workers the last-running-worker rule counts.
     pub(super) fn running(&self) -> usize {
         self.entries
             .iter()
-            .filter(|e| e.target == Target::Running)
+            .filter(|e| e.counts_as_running())
             .count()
     }
-}
 
-/// Starts a worker with home CPU `home_cpu` (pinned there if `pin`). Its
-/// slot is published before the thread starts, so a producer can wake it
-/// from its first idle wait.
-pub(super) fn start_worker(
-    scheduler: &Arc<Scheduler>,
-    config: &Config,
-    home_cpu: Option<usize>,
-    pin: bool,
-) -> Result<PoolEntry, SpawnError> {
-    let queue = Scheduler::new_queue();
-    let protocol = Arc::new(Protocol::new());
-    let slot = Arc::new(Slot::new(queue.stealer(), Notifier::new(protocol.clone())));
-    let index = scheduler.add_slot(slot.clone());
-    let body_scheduler = scheduler.clone();
-    let body_slot = slot.clone();
-    let spawned = Worker::builder()
-        .name(format!("{}-{index}", config.thread_name))
-        .cpu_opt(if pin { home_cpu } else { None })
-        .protocol(protocol)
-        .spawn(move |ctx| worker_loop::run(ctx, body_scheduler, index, body_slot, queue));
-    match spawned {
-        Ok(worker) => Ok(PoolEntry {
-            index,
-            worker: Arc::new(worker),
-            slot,
-            cpu: home_cpu,
-            pinned: pin && home_cpu.is_some(),
-            target: Target::Running,
-        }),
-        Err(e) => {
-            scheduler.remove_last_slot();
-            Err(e)
+    /// A fresh id for one controller call.
+    pub(super) fn new_call(&mut self) -> CallId {
+        self.last_call += 1;
+        self.last_call
+    }
+
+    /// The id a new worker gets: the lowest free one.
+    pub(super) fn take_id(&mut self) -> usize {
+        match self.free_ids.pop_first() {
+            Some(id) => id,
+            None => {
+                self.next_id += 1;
+                self.next_id - 1
+            }
+        }
+    }
+
+    /// Position of worker `id` in `entries`.
+    pub(super) fn position(&self, id: usize) -> Option<usize> {
+        self.entries.iter().position(|e| e.index == id)
+    }
+
+    /// Position of the entry whose thread is `thread`: the calling worker.
+    pub(super) fn position_of_thread(&self, thread: ThreadId) -> Option<usize> {
+        self.entries
+            .iter()
+            .position(|e| e.worker.thread_id() == thread)
+    }
+
+    /// Removes worker `id` (joined, or never started) and frees its id.
+    pub(super) fn remove(&mut self, id: usize) -> Option<PoolEntry> {
+        let at = self.position(id)?;
+        let entry = self.entries.remove(at);
+        self.free_ids.insert(id);
+        Some(entry)
+    }
+
+    /// Marks workers whose thread ended on its own as [`Plan::Failed`].
+    pub(super) fn mark_failed(&mut self) {
+        for e in &mut self.entries {
+            if matches!(e.plan, Plan::Running | Plan::Parking { .. }) && e.ended() {
+                e.plan = Plan::Failed;
+            }
         }
     }
 }

@@ -104,17 +104,30 @@ impl Scheduler {
         self.slots.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds a worker's slot; returns its index. Published before the worker
-    /// thread starts, so a producer can wake it from its first idle wait.
-    pub(crate) fn add_slot(&self, slot: Arc<Slot>) -> usize {
+    /// Installs worker `index`'s slot: appended for a new index, or in
+    /// place of the slot of a stopped worker whose index is reused (its
+    /// counters carry over, so totals and per-worker series stay
+    /// monotonic). Published before the worker thread starts, so a producer
+    /// can wake it from its first idle wait.
+    pub(crate) fn install_slot(&self, index: usize, slot: Arc<Slot>) {
         let mut slots = self.slots.write().unwrap_or_else(|p| p.into_inner());
-        slots.push(slot);
-        slots.len() - 1
+        match slots.get_mut(index) {
+            Some(old) => {
+                slot.carry_counters_from(old);
+                *old = slot;
+            }
+            None => {
+                debug_assert_eq!(index, slots.len(), "worker ids are handed out in order");
+                slots.push(slot);
+            }
+        }
     }
 
-    /// Removes the slot added last (its worker failed to start).
-    pub(crate) fn remove_last_slot(&self) {
-        self.slots.write().unwrap_or_else(|p| p.into_inner()).pop();
+    /// How many slots there are (live workers and stopped ones whose ids
+    /// wait to be reused).
+    #[cfg(all(test, loom))]
+    pub(crate) fn slot_count(&self) -> usize {
+        self.slots().len()
     }
 
     /// Spawns `future`; after shutdown began, the handle reports cancelled.

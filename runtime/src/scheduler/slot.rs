@@ -50,6 +50,21 @@ impl Slot {
         }
     }
 
+    /// Starts this (new) slot's counters where `old`'s, the slot of the
+    /// stopped worker whose index it reuses, ended.
+    pub(crate) fn carry_counters_from(&self, old: &Slot) {
+        for (new, old) in [
+            (&self.polled, &old.polled),
+            (&self.migrated, &old.migrated),
+            (&self.steals, &old.steals),
+            (&self.idle_sleeps, &old.idle_sleeps),
+            (&self.wakeups, &old.wakeups),
+            (&self.resumes, &old.resumes),
+        ] {
+            new.store(old.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+
     /// Puts `task` in the LIFO slot; returns the task it displaced.
     pub(crate) fn put_lifo(&self, task: Task) -> Option<Task> {
         let new = task.into_raw().as_ptr();

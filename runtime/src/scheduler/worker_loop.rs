@@ -9,6 +9,7 @@ use crate::loom::deque::LocalQueue;
 use crate::loom::regress::{self, Regression};
 use crate::loom::Arc;
 use crate::task::Task;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -19,20 +20,28 @@ use unplug_worker::{Wake, WorkerContext};
 /// idle).
 const WATCH_INTERVAL: Duration = Duration::from_millis(1);
 
+/// What a worker tells its starter once its start hook has run: `Ok`, or
+/// the hook's panic message (the worker then ends, re-raising the panic).
+pub(crate) type StartResult = Result<(), String>;
+
 /// Runs worker `index` until it is stopped: inside the context the layers
 /// above provide (`Hooks::enter`), with the start and stop hooks around it.
+/// `started` hears how the start hook went before any task runs.
 pub(crate) fn run(
     ctx: &WorkerContext<'_>,
     scheduler: Arc<Scheduler>,
     index: usize,
     slot: Arc<Slot>,
     queue: LocalQueue<Task>,
+    started: impl FnOnce(StartResult),
 ) {
     let enter = scheduler.hooks.enter.clone();
     let mut queue = Some(queue);
+    let mut started = Some(started);
     let mut body = || {
         let queue = queue.take().expect("the body runs once");
-        run_loop(ctx, &scheduler, index, &slot, queue);
+        let started = started.take().expect("the body runs once");
+        run_loop(ctx, &scheduler, index, &slot, queue, started);
     };
     match enter {
         Some(enter) => enter(&mut body),
@@ -46,12 +55,19 @@ fn run_loop(
     index: usize,
     slot: &Arc<Slot>,
     queue: LocalQueue<Task>,
+    started: impl FnOnce(StartResult),
 ) {
     let local = Rc::new(Local::new(scheduler.clone(), index, slot.clone(), queue));
     let worker = context::enter_worker(local.clone());
     if let Some(hook) = &scheduler.hooks.on_start {
-        hook();
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| hook())) {
+            started(Err(crate::task::panic_message(&*payload)));
+            drop(worker);
+            // The worker crate records the thread as ended by a panic.
+            resume_unwind(payload);
+        }
     }
+    started(Ok(()));
     loop {
         // P1: leave only for a park or a stop.
         while ctx.keep_running() {

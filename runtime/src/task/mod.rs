@@ -15,8 +15,8 @@ mod tracked;
 
 pub use join::{JoinError, JoinHandle};
 pub(crate) use meta::TaskMeta;
-pub(crate) use panics::unobserved_panic;
 pub use panics::unobserved_panics;
+pub(crate) use panics::{panic_message, unobserved_panic};
 pub(crate) use registry::Registry;
 
 use crate::loom::Arc;

@@ -25,11 +25,7 @@ pub fn unobserved_panics() -> u64 {
 /// its payload (see [`drop_payload`]).
 pub(crate) fn unobserved_panic(site: &str, payload: Box<dyn std::any::Any + Send>) {
     UNOBSERVED.fetch_add(1, Relaxed);
-    let message = payload
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("<non-string payload>");
+    let message = panic_message(&*payload);
     log::error!("unplug: panic in {site} caught (nobody could receive it): {message}");
     // Under loom a caught panic is most likely loom's own report (a
     // deadlock or causality violation inside a task): let it be seen.
@@ -37,6 +33,16 @@ pub(crate) fn unobserved_panic(site: &str, payload: Box<dyn std::any::Any + Send
     panic!("unobserved panic in {site} under loom: {message}");
     #[cfg(not(loom))]
     drop_payload(payload);
+}
+
+/// A panic payload's message, if it is a string.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("<non-string payload>")
+        .to_owned()
 }
 
 /// Drops a panic payload whose own `Drop` may panic (`panic_any` with such

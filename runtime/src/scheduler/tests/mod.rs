@@ -108,10 +108,11 @@ impl Pool {
             let protocol = std::sync::Arc::new(Protocol::new());
             let queue = Scheduler::new_queue();
             let slot = Arc::new(Slot::new(queue.stealer(), Notifier::new(protocol.clone())));
-            let index = scheduler.add_slot(slot.clone());
+            let index = scheduler.slot_count();
+            scheduler.install_slot(index, slot.clone());
             let (s, p) = (scheduler.clone(), protocol.clone());
             threads.push(loom::thread::spawn(move || {
-                worker_loop::run(&p.context(), s, index, slot, queue);
+                worker_loop::run(&p.context(), s, index, slot, queue, |_| {});
                 p.mark_exited();
             }));
             protocols.push(protocol);

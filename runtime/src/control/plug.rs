@@ -1,0 +1,93 @@
+//! Bringing workers back: `plug_cpu` and `unpark_worker`.
+
+use super::pool::Plan;
+use super::{check_allowed, ControlError, Controller, PlugReport};
+
+impl Controller {
+    /// See [`Handle::plug_cpu`](crate::Handle::plug_cpu).
+    pub(crate) fn plug_cpu(&self, cpu: usize) -> Result<PlugReport, ControlError> {
+        check_allowed(cpu)?;
+        let mut report = PlugReport::default();
+        let spawned = {
+            let mut pool = self.lock_pool();
+            self.check_open()?;
+            pool.mark_failed();
+            for e in pool.entries.iter_mut() {
+                if e.cpu == Some(cpu) && matches!(e.plan, Plan::Parking { .. }) {
+                    let outcome = if e.pinned {
+                        e.worker.unpark_on(cpu)
+                    } else {
+                        e.worker.unpark()
+                    };
+                    outcome.map_err(ControlError::Unpark)?;
+                    // Withdrawn: a call waiting on this park learns it was
+                    // superseded, and its rollback leaves it alone.
+                    e.plan = Plan::Running;
+                    if let Some(events) = &self.events {
+                        events.unparked(e.index);
+                    }
+                    report.unparked.push(e.index);
+                }
+            }
+            let running_here = pool.entries.iter().any(|e| {
+                e.cpu == Some(cpu) && (e.counts_as_running() || matches!(e.plan, Plan::Starting))
+            });
+            if running_here {
+                None
+            } else {
+                Some(self.spawn_worker(&mut pool, Some(cpu), true)?)
+            }
+        };
+        if let Some(spawned) = spawned {
+            let (started, failure) = self.confirm(vec![spawned]);
+            report.started = started;
+            if let Some(e) = failure {
+                return Err(e);
+            }
+        }
+        if report != PlugReport::default() {
+            self.hotplug_event("plug_cpu");
+        }
+        Ok(report)
+    }
+
+    /// See [`Handle::unpark_worker`](crate::Handle::unpark_worker).
+    pub(crate) fn unpark_worker(
+        &self,
+        id: usize,
+        cpu: Option<usize>,
+    ) -> Result<PlugReport, ControlError> {
+        if let Some(cpu) = cpu {
+            check_allowed(cpu)?;
+        }
+        let mut pool = self.lock_pool();
+        self.check_open()?;
+        pool.mark_failed();
+        let at = pool.position(id).ok_or(ControlError::UnknownWorker(id))?;
+        let e = &mut pool.entries[at];
+        let mut report = PlugReport::default();
+        match e.plan {
+            Plan::Stopping | Plan::Failed => return Err(ControlError::WorkerGone(id)),
+            Plan::Starting | Plan::Running => {}
+            Plan::Parking { .. } => {
+                match cpu {
+                    Some(cpu) => {
+                        e.worker.unpark_on(cpu).map_err(ControlError::Unpark)?;
+                        e.cpu = Some(cpu);
+                        e.pinned = true;
+                    }
+                    None => {
+                        e.worker.unpark().map_err(ControlError::Unpark)?;
+                    }
+                }
+                e.plan = Plan::Running;
+                if let Some(events) = &self.events {
+                    events.unparked(id);
+                }
+                self.hotplug_event("unpark_worker");
+                report.unparked.push(id);
+            }
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,133 @@
+//! `set_workers`: growing starts workers (each confirmed running once its
+//! start hook returned), shrinking stops the newest running ones.
+
+use super::pool::Plan;
+use super::{ControlError, Controller, ResizeReport, MAX_WORKERS};
+use std::sync::atomic::Ordering::Relaxed;
+
+impl Controller {
+    /// See [`Handle::set_workers`](crate::Handle::set_workers).
+    pub(crate) fn set_workers(&self, n: usize) -> Result<ResizeReport, ControlError> {
+        if n == 0 {
+            return Err(ControlError::ZeroWorkers);
+        }
+        if n > MAX_WORKERS {
+            return Err(ControlError::TooManyWorkers {
+                requested: n,
+                max: MAX_WORKERS,
+            });
+        }
+        let mut pool = self.lock_pool();
+        self.check_open()?;
+        pool.mark_failed();
+        let starting = pool
+            .entries
+            .iter()
+            .filter(|e| matches!(e.plan, Plan::Starting))
+            .count();
+        let before = pool.running();
+        let mut report = ResizeReport {
+            before,
+            after: n,
+            ..Default::default()
+        };
+        let planned = before + starting;
+        if n > planned {
+            let mut spawned = Vec::new();
+            let mut failure = None;
+            for _ in planned..n {
+                let cpu = self.least_used_cpu(&pool);
+                let pin = pool.config.pin;
+                match self.spawn_worker(&mut pool, cpu, pin) {
+                    Ok(s) => spawned.push(s),
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+            drop(pool);
+            let (started, confirm_failure) = self.confirm(spawned);
+            if let Some(e) = failure.or(confirm_failure) {
+                // Nothing half-applied: the workers this call started go.
+                self.undo_starts(&started);
+                return Err(e);
+            }
+            report.started = started;
+        } else if n < before {
+            let caller = pool.position_of_thread(std::thread::current().id());
+            // Newest first, never the caller's own worker and, from a
+            // worker thread, never one blocked in a controller call itself.
+            let victims: Vec<usize> = (0..pool.entries.len())
+                .rev()
+                .filter(|&i| pool.entries[i].counts_as_running() && pool.may_wait_for(caller, i))
+                .take(before - n)
+                .collect();
+            if victims.len() < before - n {
+                return Err(ControlError::WouldDeadlock);
+            }
+            let mut workers = Vec::new();
+            let mut migrated_before = 0;
+            for &at in &victims {
+                let e = &mut pool.entries[at];
+                e.plan = Plan::Stopping;
+                e.worker.protocol().request_stop();
+                migrated_before += e.slot.migrated.load(Relaxed);
+                workers.push((e.index, e.worker.clone(), e.slot.clone()));
+            }
+            if let Some(me) = caller {
+                pool.entries[me].waiting = true;
+            }
+            drop(pool);
+            for (_, worker, _) in &workers {
+                // P6: stop works from any state; the worker hands its
+                // queued tasks to the others on the way out (P7).
+                let _ = worker.stop();
+            }
+            let migrated_after: u64 = workers
+                .iter()
+                .map(|(_, _, s)| s.migrated.load(Relaxed))
+                .sum();
+            report.tasks_migrated = migrated_after - migrated_before;
+            let mut pool = self.lock_pool();
+            if let Some(me) =
+                caller.and_then(|_| pool.position_of_thread(std::thread::current().id()))
+            {
+                pool.entries[me].waiting = false;
+            }
+            for (id, _, _) in &workers {
+                pool.remove(*id);
+                report.stopped.push(*id);
+            }
+        } else {
+            drop(pool);
+        }
+        if !report.started.is_empty() || !report.stopped.is_empty() {
+            self.hotplug_event("set_workers");
+        }
+        Ok(report)
+    }
+
+    /// The runtime's CPU (one the process may still use) with the fewest
+    /// running or starting workers.
+    fn least_used_cpu(&self, pool: &super::pool::Pool) -> Option<usize> {
+        let allowed = unplug_worker::affinity::allowed_cpus().unwrap_or_default();
+        let mut cpus: Vec<usize> = pool
+            .cpus
+            .iter()
+            .copied()
+            .filter(|c| allowed.contains(c))
+            .collect();
+        if cpus.is_empty() {
+            cpus = allowed;
+        }
+        cpus.into_iter().min_by_key(|&c| {
+            pool.entries
+                .iter()
+                .filter(|e| {
+                    e.cpu == Some(c) && (e.counts_as_running() || matches!(e.plan, Plan::Starting))
+                })
+                .count()
+        })
+    }
+}

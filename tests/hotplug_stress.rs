@@ -142,7 +142,6 @@ fn controller(
             Ok(())
             | Err(ControlError::LastWorker)
             | Err(ControlError::UnknownWorker(_))
-            | Err(ControlError::WorkerGone(_))
             | Err(ControlError::NoWorkerOnCpu(_)) => {}
             Err(e) => panic!("unexpected controller error: {e}"),
         }

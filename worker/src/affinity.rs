@@ -1,13 +1,40 @@
 //! CPU affinity: which CPUs the process may use, pinning a thread (the
 //! caller, or another thread by its OS id, as `kthread_bind` does for a
 //! parked thread).
+//!
+//! On Linux this is `sched_setaffinity` and the cgroup cpuset. In the
+//! portable build (any other target, or Linux with `--cfg unplug_portable`)
+//! pinning is not available: [`AFFINITY_SUPPORTED`] is false, [`pin_to`]
+//! fails with [`io::ErrorKind::Unsupported`], and the allowed CPUs are
+//! `0..available_parallelism()`. Check [`AFFINITY_SUPPORTED`] before
+//! offering a pin; [`Builder::cpu`](crate::Builder::cpu),
+//! [`Worker::unpark_on`](crate::Worker::unpark_on) and
+//! [`Worker::repin`](crate::Worker::repin) return a typed `Unsupported`
+//! error without it.
 
+use crate::platform;
 use std::io;
 
-/// The OS id of the calling thread (`gettid`).
+/// Whether this build can pin threads to CPUs ([`pin_to`], a worker's
+/// `cpu`, `unpark_on`, `repin`). True on Linux; false in the portable build.
+///
+/// ```
+/// use unplug_worker::{affinity, SpawnError, Worker};
+///
+/// let spawned = Worker::builder().cpu(0).spawn(|_ctx| ());
+/// if affinity::AFFINITY_SUPPORTED {
+///     spawned.unwrap().stop().unwrap();
+/// } else {
+///     assert!(matches!(spawned, Err(SpawnError::Unsupported)));
+/// }
+/// ```
+pub const AFFINITY_SUPPORTED: bool = platform::AFFINITY_SUPPORTED;
+
+/// The OS id of the calling thread: Linux `gettid`. In the portable build,
+/// a process-unique id from a counter (stable for the thread's life, but
+/// not an OS id and not usable with [`pin_to`]).
 pub fn current_tid() -> i32 {
-    // SAFETY: gettid has no preconditions and cannot fail.
-    unsafe { libc::gettid() }
+    platform::current_tid()
 }
 
 /// How long [`allowed_cpus`] reuses its last reading: it reads three or
@@ -21,8 +48,9 @@ pub const ALLOWED_CPUS_TTL: std::time::Duration = std::time::Duration::from_mill
 /// This is the set `sched_setaffinity` lets any thread of the process bind
 /// to; it does not shrink when one thread (the main one, say) pins itself.
 /// Without a readable cpuset, the online CPUs; without those, the calling
-/// thread's own mask. A reading is reused for [`ALLOWED_CPUS_TTL`]; see
-/// [`allowed_cpus_now`] for a fresh one.
+/// thread's own mask. In the portable build, `0..available_parallelism()`.
+/// A reading is reused for [`ALLOWED_CPUS_TTL`]; see [`allowed_cpus_now`]
+/// for a fresh one.
 pub fn allowed_cpus() -> io::Result<Vec<usize>> {
     use std::sync::Mutex;
     use std::time::Instant;
@@ -47,73 +75,24 @@ pub fn check_allowed(cpu: usize) -> Result<(), Vec<usize>> {
     }
 }
 
-/// [`allowed_cpus`], read fresh from the kernel.
+/// [`allowed_cpus`], read fresh from the kernel (portable build:
+/// `0..available_parallelism()`).
 pub fn allowed_cpus_now() -> io::Result<Vec<usize>> {
-    let online = read_cpu_list("/sys/devices/system/cpu/online");
-    let cpuset = cpuset_cpus();
-    match (cpuset, online) {
-        (Some(set), Some(online)) => Ok(set.into_iter().filter(|c| online.contains(c)).collect()),
-        (Some(set), None) => Ok(set),
-        (None, Some(online)) => Ok(online),
-        (None, None) => cpus_of(0),
-    }
+    platform::allowed_cpus_now()
 }
 
 /// The effective CPUs of this process's cpuset cgroup, if the cgroup file
-/// system shows them.
+/// system shows them (portable build: `None`).
 pub fn cpuset_cpus() -> Option<Vec<usize>> {
-    let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    for line in cgroups.lines() {
-        let mut fields = line.splitn(3, ':');
-        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
-        let candidates: Vec<String> = if controllers.is_empty() {
-            // cgroup v2 (pure, or the unified half of a hybrid mount).
-            ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
-                .iter()
-                .map(|root| format!("{root}{path}/cpuset.cpus.effective"))
-                .collect()
-        } else if controllers.split(',').any(|c| c == "cpuset") {
-            vec![
-                format!("/sys/fs/cgroup/cpuset{path}/cpuset.effective_cpus"),
-                format!("/sys/fs/cgroup/cpuset{path}/cpuset.cpus"),
-            ]
-        } else {
-            continue;
-        };
-        if let Some(cpus) = candidates.iter().find_map(|f| read_cpu_list(f)) {
-            return Some(cpus);
-        }
-    }
-    None
+    platform::cpuset_cpus()
 }
 
 /// The cgroup CPU quota of this process in CPUs (v2 `cpu.max`, v1
 /// `cpu.cfs_quota_us` / `cpu.cfs_period_us`), `None` if unlimited or not
-/// shown. 1.5 means "one and a half CPUs' worth of time per period".
+/// shown (portable build: `None`). 1.5 means "one and a half CPUs' worth of
+/// time per period".
 pub fn cpu_quota() -> Option<f64> {
-    let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    for line in cgroups.lines() {
-        let mut fields = line.splitn(3, ':');
-        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
-        if controllers.is_empty() {
-            for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
-                if let Ok(max) = std::fs::read_to_string(format!("{root}{path}/cpu.max")) {
-                    return parse_cpu_max(&max);
-                }
-            }
-        } else if controllers.split(',').any(|c| c == "cpu") {
-            for dir in ["cpu", "cpu,cpuacct", "cpuacct,cpu"] {
-                let base = format!("/sys/fs/cgroup/{dir}{path}");
-                let quota = std::fs::read_to_string(format!("{base}/cpu.cfs_quota_us"));
-                let period = std::fs::read_to_string(format!("{base}/cpu.cfs_period_us"));
-                if let (Ok(q), Ok(p)) = (quota, period) {
-                    let (q, p): (i64, i64) = (q.trim().parse().ok()?, p.trim().parse().ok()?);
-                    return (q > 0 && p > 0).then(|| q as f64 / p as f64);
-                }
-            }
-        }
-    }
-    None
+    platform::cpu_quota()
 }
 
 /// Parses cgroup v2 `cpu.max` ("max 100000" or "150000 100000").
@@ -125,11 +104,6 @@ pub fn parse_cpu_max(text: &str) -> Option<f64> {
     }
     let (q, p): (f64, f64) = (quota.parse().ok()?, period.parse().ok()?);
     (q > 0.0 && p > 0.0).then_some(q / p)
-}
-
-/// Reads a kernel CPU list file ("0-3,5").
-fn read_cpu_list(path: &str) -> Option<Vec<usize>> {
-    parse_cpu_list(std::fs::read_to_string(path).ok()?.trim())
 }
 
 /// Parses a kernel CPU list ("0-3,5,7-8"); `None` if malformed or empty.
@@ -152,45 +126,21 @@ pub fn parse_cpu_list(list: &str) -> Option<Vec<usize>> {
     (!cpus.is_empty()).then_some(cpus)
 }
 
-/// The affinity mask of thread `tid` (0: the caller) as a sorted list.
+/// The affinity mask of thread `tid` (0: the caller) as a sorted list
+/// (portable build: every allowed CPU).
 pub fn cpus_of(tid: i32) -> io::Result<Vec<usize>> {
-    // SAFETY: cpu_set_t is plain data; all-zero is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid, writable cpu_set_t of the size we pass.
-    let rc =
-        unsafe { libc::sched_getaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok((0..max_cpus())
-        // SAFETY: `cpu` is below CPU_SETSIZE, the bound CPU_ISSET requires.
-        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
-        .collect())
+    platform::cpus_of(tid)
 }
 
-/// Pins thread `tid` (0: the caller) to the CPUs in `cpus`.
+/// Pins thread `tid` (0: the caller) to the CPUs in `cpus`. In the portable
+/// build this always fails with [`io::ErrorKind::Unsupported`].
 pub fn pin_to(tid: i32, cpus: &[usize]) -> io::Result<()> {
-    // SAFETY: cpu_set_t is plain data; all-zero is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    for &cpu in cpus {
-        if cpu >= max_cpus() {
-            return Err(io::Error::from_raw_os_error(libc::EINVAL));
-        }
-        // SAFETY: `cpu` was checked to be below CPU_SETSIZE.
-        unsafe { libc::CPU_SET(cpu, &mut set) };
-    }
-    // SAFETY: `set` is a valid cpu_set_t of the size we pass; the kernel
-    // validates `tid` and the mask.
-    let rc = unsafe { libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    platform::pin_to(tid, cpus)
 }
 
-/// The number of CPUs a `cpu_set_t` can name.
+/// The number of CPUs a CPU list may name (Linux: `CPU_SETSIZE`).
 fn max_cpus() -> usize {
-    libc::CPU_SETSIZE as usize
+    platform::MAX_CPUS
 }
 
 #[cfg(test)]

@@ -25,6 +25,10 @@ pub enum SpawnError {
     },
     /// The OS could not create the thread.
     Thread(io::Error),
+    /// A CPU was asked for, but this build cannot pin threads
+    /// ([`AFFINITY_SUPPORTED`](crate::affinity::AFFINITY_SUPPORTED) is
+    /// false). Checked before any thread starts.
+    Unsupported,
 }
 
 /// Why `park()` returned without the worker being parked and inactive.
@@ -66,6 +70,10 @@ pub enum UnparkError {
         /// What `sched_setaffinity` said.
         source: io::Error,
     },
+    /// A re-bind was asked for (`unpark_on`, `repin`), but this build cannot
+    /// pin threads ([`AFFINITY_SUPPORTED`](crate::affinity::AFFINITY_SUPPORTED)
+    /// is false); nothing changed.
+    Unsupported,
 }
 
 /// Why `stop()` did not return the body's value.
@@ -110,6 +118,9 @@ impl fmt::Debug for StopError {
     }
 }
 
+/// What the `Unsupported` variants say.
+const UNSUPPORTED: &str = "CPU pinning is not supported on this platform";
+
 impl fmt::Display for SpawnError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -121,6 +132,7 @@ impl fmt::Display for SpawnError {
             }
             SpawnError::Affinity { cpu, source } => write!(f, "cannot pin to CPU {cpu}: {source}"),
             SpawnError::Thread(e) => write!(f, "cannot spawn worker thread: {e}"),
+            SpawnError::Unsupported => f.write_str(UNSUPPORTED),
         }
     }
 }
@@ -149,6 +161,7 @@ impl fmt::Display for UnparkError {
             UnparkError::Affinity { cpu, source } => {
                 write!(f, "cannot re-pin to CPU {cpu}: {source}")
             }
+            UnparkError::Unsupported => f.write_str(UNSUPPORTED),
         }
     }
 }
@@ -174,7 +187,7 @@ impl std::error::Error for SpawnError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             SpawnError::Affinity { source, .. } | SpawnError::Thread(source) => Some(source),
-            SpawnError::CpuNotAllowed { .. } => None,
+            SpawnError::CpuNotAllowed { .. } | SpawnError::Unsupported => None,
         }
     }
 }

@@ -1,12 +1,12 @@
 //! A real OS thread running the park protocol: spawn (optionally pinned),
 //! park, unpark (optionally re-pinned), stop.
 
-use crate::affinity::{check_allowed, current_tid, pin_to};
+use crate::affinity::{check_allowed, current_tid, pin_to, AFFINITY_SUPPORTED};
 use crate::context::WorkerContext;
 use crate::error::{ParkError, SpawnError, StopError, UnparkError};
-use crate::inactive::{kernel_says_sleeping, StatProbe};
 use crate::loom::{AtomicUsize, Ordering::Relaxed};
 use crate::notifier::Notifier;
+use crate::platform::InactivityProbe;
 use crate::protocol::{ParkTicket, ParkTimings, Protocol};
 use crate::state::WorkerState;
 use std::io;
@@ -21,11 +21,14 @@ const NO_CPU: usize = usize::MAX;
 /// Configures and spawns a [`Worker`].
 ///
 /// ```
-/// use unplug_worker::Worker;
+/// use unplug_worker::{affinity, Worker};
 ///
+/// // Pin to CPU 0 where pinning exists (Linux); unpinned in the portable
+/// // build, where asking for a CPU is refused with `SpawnError::Unsupported`.
+/// let cpu = affinity::AFFINITY_SUPPORTED.then_some(0);
 /// let worker = Worker::builder()
 ///     .name("pinned-0")
-///     .cpu(0)
+///     .cpu_opt(cpu)
 ///     .spawn(|ctx| {
 ///         loop {
 ///             while ctx.keep_running() {
@@ -38,7 +41,7 @@ const NO_CPU: usize = usize::MAX;
 ///         }
 ///     })
 ///     .unwrap();
-/// assert_eq!(worker.cpu(), Some(0));
+/// assert_eq!(worker.cpu(), cpu);
 /// worker.stop().unwrap();
 /// ```
 #[derive(Debug, Default, Clone)]
@@ -56,7 +59,9 @@ impl Builder {
         self
     }
 
-    /// Pin the thread to `cpu` before its body runs.
+    /// Pin the thread to `cpu` before its body runs. Without pinning
+    /// support ([`AFFINITY_SUPPORTED`](crate::affinity::AFFINITY_SUPPORTED)
+    /// false) the spawn is refused with [`SpawnError::Unsupported`].
     pub fn cpu(mut self, cpu: usize) -> Self {
         self.cpu = Some(cpu);
         self
@@ -88,13 +93,17 @@ impl Builder {
     /// The body receives the worker-side [`WorkerContext`]; its return value
     /// (or panic) is what [`Worker::stop`] returns. If the CPU is not one the
     /// process may use, or the kernel refuses the pin, no thread is left
-    /// behind.
+    /// behind. If a CPU is asked for and this build cannot pin, the spawn is
+    /// refused with [`SpawnError::Unsupported`] before any thread starts.
     pub fn spawn<F, T>(self, body: F) -> Result<Worker<T>, SpawnError>
     where
         F: FnOnce(&WorkerContext<'_>) -> T + Send + 'static,
         T: Send + 'static,
     {
         if let Some(cpu) = self.cpu {
+            if !AFFINITY_SUPPORTED {
+                return Err(SpawnError::Unsupported);
+            }
             check_allowed(cpu).map_err(|allowed| SpawnError::CpuNotAllowed { cpu, allowed })?;
         }
         let protocol = self.protocol.unwrap_or_default();
@@ -221,11 +230,9 @@ impl<T> Worker<T> {
         if thread::current().id() == self.thread_id {
             return Err(ParkError::FromWorkerThread);
         }
-        let tid = self.tid;
-        let mut stat = StatProbe::default();
-        self.protocol.wait_park(ticket, deadline, &mut || {
-            kernel_says_sleeping(tid, &mut stat)
-        })
+        let mut probe = InactivityProbe::new(self.tid);
+        self.protocol
+            .wait_park(ticket, deadline, &mut || probe.poll())
     }
 
     /// Unparks the worker. `Ok(true)` if a park request was withdrawn,
@@ -238,8 +245,13 @@ impl<T> Worker<T> {
     /// Unparks the worker after re-binding it to `cpu`, so that it runs there
     /// from its first instruction after the wake-up. If the worker has no
     /// park pending (it is running) nothing changes and `Ok(false)` is
-    /// returned. A CPU the process may not use is refused with no change.
+    /// returned. A CPU the process may not use is refused with no change;
+    /// so is any CPU in a build that cannot pin
+    /// ([`UnparkError::Unsupported`], checked first).
     pub fn unpark_on(&self, cpu: usize) -> Result<bool, UnparkError> {
+        if !AFFINITY_SUPPORTED {
+            return Err(UnparkError::Unsupported);
+        }
         let _serial = self.control();
         check_allowed(cpu).map_err(|allowed| UnparkError::CpuNotAllowed { cpu, allowed })?;
         match self.protocol.state() {
@@ -254,8 +266,12 @@ impl<T> Worker<T> {
 
     /// Re-binds the worker to `cpu` in whatever state it is; a running
     /// worker migrates at the kernel's next opportunity. Prefer
-    /// [`unpark_on`](Worker::unpark_on) for a parked worker.
+    /// [`unpark_on`](Worker::unpark_on) for a parked worker. In a build that
+    /// cannot pin, [`UnparkError::Unsupported`] with no change.
     pub fn repin(&self, cpu: usize) -> Result<(), UnparkError> {
+        if !AFFINITY_SUPPORTED {
+            return Err(UnparkError::Unsupported);
+        }
         let _serial = self.control();
         check_allowed(cpu).map_err(|allowed| UnparkError::CpuNotAllowed { cpu, allowed })?;
         if self.protocol.state() == WorkerState::Stopped {
@@ -312,6 +328,8 @@ impl<T> Worker<T> {
     }
 
     /// The thread's OS id (Linux `gettid`), as in `/proc/self/task/<tid>`.
+    /// In the portable build, a process-unique id from a counter
+    /// ([`affinity::current_tid`](crate::affinity::current_tid)).
     pub fn os_tid(&self) -> i32 {
         self.tid
     }

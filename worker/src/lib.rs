@@ -51,7 +51,7 @@ pub mod affinity;
 #[cfg(not(loom))]
 mod handle;
 #[cfg(not(loom))]
-mod inactive;
+mod platform;
 
 pub use context::{IdleWaiter, Wake, WorkerContext};
 pub use error::{ParkError, SpawnError, StopError, UnparkError};

@@ -6,18 +6,56 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 use support::{idle_body, spawn_busy, wait_for};
+use unplug_worker::affinity::AFFINITY_SUPPORTED;
 use unplug_worker::{ParkError, SpawnError, StopError, UnparkError, Worker, WorkerState};
 
 #[test]
 fn pinning_to_a_cpu_the_process_may_not_use_is_refused_at_spawn() {
     let err = Worker::builder().cpu(4000).spawn(idle_body).unwrap_err();
     match err {
-        SpawnError::CpuNotAllowed { cpu, allowed } => {
+        SpawnError::CpuNotAllowed { cpu, allowed } if AFFINITY_SUPPORTED => {
             assert_eq!(cpu, 4000);
             assert_eq!(allowed, support::allowed());
         }
-        other => panic!("expected CpuNotAllowed, got {other:?}"),
+        SpawnError::Unsupported if !AFFINITY_SUPPORTED => {}
+        other => panic!("expected CpuNotAllowed (or Unsupported if portable), got {other:?}"),
     }
+}
+
+/// The portable build (`--cfg unplug_portable`, or any target but Linux):
+/// every pin is refused up front with a typed error, nothing changes, and
+/// park / unpark / stop work as everywhere.
+#[test]
+fn without_pinning_support_every_pin_is_unsupported_and_changes_nothing() {
+    // `.ci/portable` must really build the fallback.
+    #[cfg(any(unplug_portable, not(target_os = "linux")))]
+    const {
+        assert!(!AFFINITY_SUPPORTED)
+    };
+    if AFFINITY_SUPPORTED {
+        return;
+    }
+    assert!(matches!(
+        Worker::builder().cpu(0).spawn(idle_body),
+        Err(SpawnError::Unsupported)
+    ));
+    let err = unplug_worker::affinity::pin_to(0, &[0]).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::Unsupported);
+    let (worker, _busy) = spawn_busy(None).unwrap();
+    assert!(matches!(worker.repin(0), Err(UnparkError::Unsupported)));
+    worker.park().unwrap();
+    assert!(matches!(worker.unpark_on(0), Err(UnparkError::Unsupported)));
+    assert_eq!(worker.state(), WorkerState::Parked);
+    assert_eq!(worker.cpu(), None);
+    assert!(worker.unpark().unwrap());
+    worker.stop().unwrap();
+    // Thread ids are still unique and positive.
+    let other = Worker::builder().spawn(idle_body).unwrap();
+    assert!(worker.os_tid() > 0 && other.os_tid() > 0);
+    assert_ne!(worker.os_tid(), other.os_tid());
+    other.stop().unwrap();
+    let n = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(support::allowed(), (0..n).collect::<Vec<_>>());
 }
 
 #[test]
@@ -26,7 +64,11 @@ fn park_and_unpark_of_a_stopped_worker_are_typed_errors() {
     worker.stop().unwrap();
     assert_eq!(worker.park().map(|_| ()), Err(ParkError::Stopped));
     assert!(matches!(worker.unpark(), Err(UnparkError::Stopped)));
-    assert!(matches!(worker.unpark_on(0), Err(UnparkError::Stopped)));
+    if AFFINITY_SUPPORTED {
+        assert!(matches!(worker.unpark_on(0), Err(UnparkError::Stopped)));
+    } else {
+        assert!(matches!(worker.unpark_on(0), Err(UnparkError::Unsupported)));
+    }
     assert!(matches!(worker.stop(), Err(StopError::AlreadyJoined)));
 }
 
@@ -66,7 +108,11 @@ fn unpark_of_a_running_worker_is_a_noop() {
     let (worker, _busy) = spawn_busy(None).unwrap();
     let generation = worker.protocol().generation();
     assert!(!worker.unpark().unwrap());
-    assert!(!worker.unpark_on(0).unwrap());
+    match worker.unpark_on(0) {
+        Ok(false) if AFFINITY_SUPPORTED => {}
+        Err(UnparkError::Unsupported) if !AFFINITY_SUPPORTED => {}
+        other => panic!("{other:?}"),
+    }
     assert_eq!(worker.protocol().generation(), generation);
     assert_eq!(worker.state(), WorkerState::Running);
     worker.stop().unwrap();
@@ -76,10 +122,11 @@ fn unpark_of_a_running_worker_is_a_noop() {
 fn unpark_on_a_disallowed_cpu_changes_nothing() {
     let (worker, _busy) = spawn_busy(None).unwrap();
     worker.park().unwrap();
-    assert!(matches!(
-        worker.unpark_on(4000),
-        Err(UnparkError::CpuNotAllowed { cpu: 4000, .. })
-    ));
+    match worker.unpark_on(4000) {
+        Err(UnparkError::CpuNotAllowed { cpu: 4000, .. }) if AFFINITY_SUPPORTED => {}
+        Err(UnparkError::Unsupported) if !AFFINITY_SUPPORTED => {}
+        other => panic!("{other:?}"),
+    }
     assert_eq!(worker.state(), WorkerState::Parked);
     assert!(worker.unpark().unwrap());
     worker.stop().unwrap();

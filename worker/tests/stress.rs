@@ -58,6 +58,11 @@ fn spawn(kind: Kind, work: &Arc<AtomicU64>) -> (Worker<u64>, Arc<Busy>) {
     let builder = Worker::builder().name(format!("stress-{kind:?}"));
     match kind {
         Kind::Busy => builder.spawn(move |ctx| busy_body(ctx, &b)),
+        // The portable build cannot pin: a "pinned" worker is a busy one
+        // whose re-pins are refused (`unpark_on` errors are counted out).
+        Kind::Pinned(_) if !unplug_worker::affinity::AFFINITY_SUPPORTED => {
+            builder.spawn(move |ctx| busy_body(ctx, &b))
+        }
         Kind::Pinned(cpu) => builder.cpu(cpu).spawn(move |ctx| busy_body(ctx, &b)),
         Kind::Idle => {
             let work = work.clone();

@@ -1,0 +1,209 @@
+//! The Linux implementation of the platform seam: `libc` system calls,
+//! cgroup and sysfs files, and the procfs inactivity probe.
+
+use crate::affinity::parse_cpu_list;
+use std::io;
+
+/// Pinning works: `sched_setaffinity` on any thread of the process.
+pub(crate) const AFFINITY_SUPPORTED: bool = true;
+
+/// The number of CPUs a `cpu_set_t` can name.
+pub(crate) const MAX_CPUS: usize = libc::CPU_SETSIZE as usize;
+
+/// The OS id of the calling thread (`gettid`).
+pub(crate) fn current_tid() -> i32 {
+    // SAFETY: gettid has no preconditions and cannot fail.
+    unsafe { libc::gettid() }
+}
+
+/// The affinity mask of thread `tid` (0: the caller) as a sorted list.
+pub(crate) fn cpus_of(tid: i32) -> io::Result<Vec<usize>> {
+    // SAFETY: cpu_set_t is plain data; all-zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, writable cpu_set_t of the size we pass.
+    let rc =
+        unsafe { libc::sched_getaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((0..MAX_CPUS)
+        // SAFETY: `cpu` is below CPU_SETSIZE, the bound CPU_ISSET requires.
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect())
+}
+
+/// Pins thread `tid` (0: the caller) to the CPUs in `cpus`.
+pub(crate) fn pin_to(tid: i32, cpus: &[usize]) -> io::Result<()> {
+    // SAFETY: cpu_set_t is plain data; all-zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &cpu in cpus {
+        if cpu >= MAX_CPUS {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        // SAFETY: `cpu` was checked to be below CPU_SETSIZE.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    // SAFETY: `set` is a valid cpu_set_t of the size we pass; the kernel
+    // validates `tid` and the mask.
+    let rc = unsafe { libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The cpuset CPUs that are online; without a readable cpuset, the online
+/// CPUs; without those, the calling thread's own mask.
+pub(crate) fn allowed_cpus_now() -> io::Result<Vec<usize>> {
+    let online = read_cpu_list("/sys/devices/system/cpu/online");
+    let cpuset = cpuset_cpus();
+    match (cpuset, online) {
+        (Some(set), Some(online)) => Ok(set.into_iter().filter(|c| online.contains(c)).collect()),
+        (Some(set), None) => Ok(set),
+        (None, Some(online)) => Ok(online),
+        (None, None) => cpus_of(0),
+    }
+}
+
+/// The effective CPUs of this process's cpuset cgroup, if the cgroup file
+/// system shows them.
+pub(crate) fn cpuset_cpus() -> Option<Vec<usize>> {
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    for line in cgroups.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+        let candidates: Vec<String> = if controllers.is_empty() {
+            // cgroup v2 (pure, or the unified half of a hybrid mount).
+            ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+                .iter()
+                .map(|root| format!("{root}{path}/cpuset.cpus.effective"))
+                .collect()
+        } else if controllers.split(',').any(|c| c == "cpuset") {
+            vec![
+                format!("/sys/fs/cgroup/cpuset{path}/cpuset.effective_cpus"),
+                format!("/sys/fs/cgroup/cpuset{path}/cpuset.cpus"),
+            ]
+        } else {
+            continue;
+        };
+        if let Some(cpus) = candidates.iter().find_map(|f| read_cpu_list(f)) {
+            return Some(cpus);
+        }
+    }
+    None
+}
+
+/// The cgroup CPU quota of this process in CPUs (v2 `cpu.max`, v1
+/// `cpu.cfs_quota_us` / `cpu.cfs_period_us`).
+pub(crate) fn cpu_quota() -> Option<f64> {
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    for line in cgroups.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+        if controllers.is_empty() {
+            for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+                if let Ok(max) = std::fs::read_to_string(format!("{root}{path}/cpu.max")) {
+                    return crate::affinity::parse_cpu_max(&max);
+                }
+            }
+        } else if controllers.split(',').any(|c| c == "cpu") {
+            for dir in ["cpu", "cpu,cpuacct", "cpuacct,cpu"] {
+                let base = format!("/sys/fs/cgroup/{dir}{path}");
+                let quota = std::fs::read_to_string(format!("{base}/cpu.cfs_quota_us"));
+                let period = std::fs::read_to_string(format!("{base}/cpu.cfs_period_us"));
+                if let (Ok(q), Ok(p)) = (quota, period) {
+                    let (q, p): (i64, i64) = (q.trim().parse().ok()?, p.trim().parse().ok()?);
+                    return (q > 0 && p > 0).then(|| q as f64 / p as f64);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Reads a kernel CPU list file ("0-3,5").
+fn read_cpu_list(path: &str) -> Option<Vec<usize>> {
+    parse_cpu_list(std::fs::read_to_string(path).ok()?.trim())
+}
+
+/// "Inactive" as the kernel sees it: the analogue of `wait_task_inactive`.
+///
+/// The controller reads `/proc/self/task/<tid>/stat` and accepts the worker
+/// as inactive when the kernel reports state `S` (interruptible sleep)
+/// while the worker's SLEEPING marker is up for the park's generation. The
+/// marker alone says "the worker has committed to its blocking call and runs
+/// no user code"; the kernel's `S` adds "and it has actually gone to sleep in
+/// the kernel", so a `sched_setaffinity` re-bind right after `park()` acts on
+/// a sleeping thread. Cost: one open of a small procfs file per park and one
+/// `pread` per probe (a few microseconds), usually one or two probes.
+///
+/// What it does not guarantee: the kernel sets the task state before the
+/// final context switch, so `S` can be read a few hundred nanoseconds before
+/// the thread has left the CPU (`wait_task_inactive` also checks `on_cpu`,
+/// which procfs does not show). Nothing of the worker's user code can run in
+/// that window; see PROTOCOL.md, P4.
+///
+/// The file stays open for the whole park and is re-read with `pread` at
+/// offset 0 (procfs regenerates the text on every read).
+pub(crate) struct InactivityProbe {
+    tid: i32,
+    file: Option<std::fs::File>,
+    buf: Vec<u8>,
+}
+
+impl InactivityProbe {
+    /// A probe for thread `tid` of this process; nothing is opened yet.
+    pub(crate) fn new(tid: i32) -> Self {
+        InactivityProbe {
+            tid,
+            file: None,
+            buf: Vec::new(),
+        }
+    }
+
+    /// True when the kernel reports the thread as sleeping (`S`). Any read
+    /// or parse failure counts as "not yet".
+    pub(crate) fn poll(&mut self) -> bool {
+        self.read() && state_char(&self.buf) == Some(b'S')
+    }
+
+    fn read(&mut self) -> bool {
+        use std::os::unix::fs::FileExt;
+        if self.file.is_none() {
+            self.file = std::fs::File::open(format!("/proc/self/task/{}/stat", self.tid)).ok();
+        }
+        let Some(file) = &self.file else {
+            return false;
+        };
+        self.buf.resize(1024, 0);
+        match file.read_at(&mut self.buf, 0) {
+            Ok(n) if n > 0 => {
+                self.buf.truncate(n);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The state field of a `stat` line: the first non-space byte after the
+/// *last* `)` (the command name may itself contain `)` and spaces).
+fn state_char(stat: &[u8]) -> Option<u8> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    stat[close + 1..]
+        .iter()
+        .copied()
+        .find(|b| !b.is_ascii_whitespace())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::state_char;
+
+    #[test]
+    fn state_is_read_after_the_last_paren_of_the_name() {
+        assert_eq!(state_char(b"123 (a) b) S 1 2 3"), Some(b'S'));
+        assert_eq!(state_char(b"123 (worker-0) R 1 2"), Some(b'R'));
+        assert_eq!(state_char(b"garbage"), None);
+    }
+}

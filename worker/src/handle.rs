@@ -2,6 +2,7 @@
 //! park, unpark (optionally re-pinned), stop.
 
 use crate::affinity::{check_allowed, current_tid, pin_to, AFFINITY_SUPPORTED};
+use crate::completion::Spin;
 use crate::context::WorkerContext;
 use crate::error::{ParkError, SpawnError, StopError, UnparkError};
 use crate::loom::{AtomicUsize, Ordering::Relaxed};
@@ -11,6 +12,7 @@ use crate::protocol::{ParkTicket, ParkTimings, Protocol};
 use crate::state::WorkerState;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
@@ -50,6 +52,7 @@ pub struct Builder {
     cpu: Option<usize>,
     stack_size: Option<usize>,
     protocol: Option<Arc<Protocol>>,
+    procfs_task_dir: Option<PathBuf>,
 }
 
 impl Builder {
@@ -79,6 +82,16 @@ impl Builder {
     /// The protocol must be fresh: never used by another worker.
     pub fn protocol(mut self, protocol: Arc<Protocol>) -> Self {
         self.protocol = Some(protocol);
+        self
+    }
+
+    /// Test hook: where the Linux inactivity probe looks for
+    /// `<tid>/stat` (default `/proc/self/task`). Tests point it at a
+    /// missing directory to exercise the marker-only fallback. Ignored by
+    /// the portable build.
+    #[doc(hidden)]
+    pub fn procfs_task_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.procfs_task_dir = Some(dir.into());
         self
     }
 
@@ -156,6 +169,7 @@ impl Builder {
             cpu: AtomicUsize::new(cpu.unwrap_or(NO_CPU)),
             join: Mutex::new(Some(join)),
             control: Mutex::new(()),
+            procfs_task_dir: self.procfs_task_dir,
         })
     }
 }
@@ -178,6 +192,8 @@ pub struct Worker<T> {
     /// Serializes re-pinning with unparking, so a re-pin lands on the worker
     /// the unpark releases and never on one another controller released.
     control: Mutex<()>,
+    /// Where the inactivity probe reads `<tid>/stat`; `None`: the default.
+    procfs_task_dir: Option<PathBuf>,
 }
 
 impl Worker<()> {
@@ -192,6 +208,13 @@ impl<T> Worker<T> {
     /// `parked` has completed and, on Linux, the kernel reports the thread
     /// sleeping while its inactivity marker is up. From then until
     /// `unpark()` the worker runs none of its body.
+    ///
+    /// [`ParkTimings::inactive_by`] says which proof was used:
+    /// [`InactiveEvidence::Kernel`](crate::InactiveEvidence::Kernel) on
+    /// Linux; [`Marker`](crate::InactiveEvidence::Marker) (the marker
+    /// alone: committed to the futex wait, not proven off the CPU) in the
+    /// portable build and on Linux when `/proc/self/task/<tid>/stat` cannot
+    /// be opened or read, which therefore never hangs a park.
     ///
     /// Returns the measured latencies. Errors: the worker is stopping or
     /// stopped, an `unpark()` withdrew the request first, or the call came
@@ -230,9 +253,9 @@ impl<T> Worker<T> {
         if thread::current().id() == self.thread_id {
             return Err(ParkError::FromWorkerThread);
         }
-        let mut probe = InactivityProbe::new(self.tid);
+        let mut probe = InactivityProbe::new(self.procfs_task_dir.as_deref(), self.tid);
         self.protocol
-            .wait_park(ticket, deadline, &mut || probe.poll())
+            .wait_park_evidence(ticket, deadline, &mut || probe.poll(), Spin::Busy)
     }
 
     /// Unparks the worker. `Ok(true)` if a park request was withdrawn,

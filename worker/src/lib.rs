@@ -57,7 +57,7 @@ pub use context::{IdleWaiter, Wake, WorkerContext};
 pub use error::{ParkError, SpawnError, StopError, UnparkError};
 pub use idle_set::IdleSet;
 pub use notifier::Notifier;
-pub use protocol::{ParkTicket, ParkTimings, Protocol};
+pub use protocol::{InactiveEvidence, ParkTicket, ParkTimings, Protocol};
 pub use state::WorkerState;
 
 #[cfg(not(loom))]

@@ -99,6 +99,45 @@ impl ParkTicket {
     }
 }
 
+/// What a `park()` took as proof that the worker is inactive (P4), in
+/// [`ParkTimings::inactive_by`]. See `worker/PROTOCOL.md`, "Platform seam
+/// and inactivity evidence".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum InactiveEvidence {
+    /// The kernel reported the thread asleep (Linux: `S` in
+    /// `/proc/self/task/<tid>/stat`), read between two reads of the
+    /// SLEEPING marker for the park's generation: the thread was asleep in
+    /// the kernel inside its park wait. (The kernel sets that state just
+    /// before its last context switch, so the thread may still be leaving
+    /// the CPU for a few hundred nanoseconds; it runs no user code.)
+    Kernel,
+    /// The SLEEPING marker alone: the worker has committed to its blocking
+    /// futex wait in `parkme` and runs none of its body, but nothing proves
+    /// it has left the CPU yet. Weaker than [`Kernel`](Self::Kernel). What
+    /// the portable build, [`Protocol::park`] and the `Protocol` methods
+    /// that take a caller's probe report, and what a Linux
+    /// [`Worker`](crate::Worker) reports when the procfs file cannot be
+    /// opened or read (no procfs, `EMFILE`, ...).
+    Marker,
+}
+
+impl InactiveEvidence {
+    /// A short lower-case name (`kernel`, `marker`) for logs and labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InactiveEvidence::Kernel => "kernel",
+            InactiveEvidence::Marker => "marker",
+        }
+    }
+}
+
+impl std::fmt::Display for InactiveEvidence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What a successful `park()` measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ParkTimings {
@@ -111,6 +150,10 @@ pub struct ParkTimings {
     /// The park generation this park belonged to. An `unpark()` bumps it, so
     /// a caller can tell whether the worker was unparked since.
     pub generation: usize,
+    /// What proved the worker inactive: the kernel's word, or the marker
+    /// alone (portable build, `Protocol` without a platform probe, or an
+    /// unreadable procfs).
+    pub inactive_by: InactiveEvidence,
 }
 
 impl Default for Protocol {
@@ -169,15 +212,18 @@ impl Protocol {
     }
 
     /// Parks the worker: request, wait for `parked`, wait for inactivity
-    /// (marker only; [`Worker::park`](crate::Worker::park) adds the kernel's
-    /// word on Linux). Blocks until then, or returns why it cannot.
+    /// (marker only, reported as [`InactiveEvidence::Marker`];
+    /// [`Worker::park`](crate::Worker::park) adds the kernel's word on
+    /// Linux). Blocks until then, or returns why it cannot.
     pub fn park(&self) -> Result<ParkTimings, ParkError> {
         self.park_with(None, &mut || true)
     }
 
     /// `park()` with an optional deadline and an inactivity `probe` that
     /// must agree before it returns (see [`wait_inactive`]). On timeout the
-    /// request is withdrawn and [`ParkError::Timeout`] returned.
+    /// request is withdrawn and [`ParkError::Timeout`] returned. The
+    /// evidence is reported as [`InactiveEvidence::Marker`]: this crate
+    /// vouches only for its marker, not for what the probe checked.
     ///
     /// [`wait_inactive`]: Protocol::wait_inactive
     pub fn park_with(
@@ -215,14 +261,28 @@ impl Protocol {
         shares_cpu: bool,
     ) -> Result<ParkTimings, ParkError> {
         let spin = if shares_cpu { Spin::Yield } else { Spin::Busy };
+        self.wait_park_evidence(ticket, deadline, &mut marker_only(probe), spin)
+    }
+
+    /// The whole wait of `park()` with a probe that names its evidence:
+    /// `Some(evidence)` when it accepts the worker as inactive, `None` for
+    /// "not yet". The platform's probe (`Worker::wait_park`) uses it.
+    pub(crate) fn wait_park_evidence(
+        &self,
+        ticket: ParkTicket,
+        deadline: Option<Instant>,
+        probe: &mut dyn FnMut() -> Option<InactiveEvidence>,
+        spin: Spin,
+    ) -> Result<ParkTimings, ParkError> {
         self.wait_parked_spin(ticket, deadline, spin)?;
         let to_parked = ticket.requested_at.elapsed();
         // P4: park() returns only once the worker is inactive.
-        self.wait_inactive_spin(ticket, deadline, probe, spin)?;
+        let inactive_by = self.wait_inactive_spin(ticket, deadline, probe, spin)?;
         Ok(ParkTimings {
             to_parked,
             to_inactive: ticket.requested_at.elapsed(),
             generation: ticket.generation,
+            inactive_by,
         })
     }
 
@@ -304,16 +364,17 @@ impl Protocol {
         deadline: Option<Instant>,
         probe: &mut dyn FnMut() -> bool,
     ) -> Result<(), ParkError> {
-        self.wait_inactive_spin(ticket, deadline, probe, Spin::Busy)
+        self.wait_inactive_spin(ticket, deadline, &mut marker_only(probe), Spin::Busy)
+            .map(drop)
     }
 
     fn wait_inactive_spin(
         &self,
         ticket: ParkTicket,
         deadline: Option<Instant>,
-        probe: &mut dyn FnMut() -> bool,
+        probe: &mut dyn FnMut() -> Option<InactiveEvidence>,
         spin: Spin,
-    ) -> Result<(), ParkError> {
+    ) -> Result<InactiveEvidence, ParkError> {
         loop {
             let marker = wait_until(&self.controllers, deadline, spin, || {
                 let s = self.load();
@@ -334,11 +395,12 @@ impl Protocol {
             loop {
                 // P4: the kernel's word is taken only between two reads of
                 // the marker for our generation: it was read while the worker
-                // was inside parkme's blocking call.
-                if probe() {
+                // was inside parkme's blocking call. A probe that cannot ask
+                // the kernel answers `Marker`: the marker alone decides.
+                if let Some(evidence) = probe() {
                     let again = self.load();
                     if again & SLEEPING != 0 && generation(again) == ticket.generation {
-                        return Ok(());
+                        return Ok(evidence);
                     }
                 }
                 let s = self.load();
@@ -556,6 +618,12 @@ impl std::fmt::Debug for Protocol {
             .field("state", &format_args!("{}", Decoded(self.load())))
             .finish()
     }
+}
+
+/// A caller's yes/no probe as an evidence probe: its "yes" is reported as
+/// [`InactiveEvidence::Marker`] (the crate cannot vouch for what it checked).
+fn marker_only(probe: &mut dyn FnMut() -> bool) -> impl FnMut() -> Option<InactiveEvidence> + '_ {
+    move || probe().then_some(InactiveEvidence::Marker)
 }
 
 /// Why a request of an older generation ended.

@@ -65,13 +65,13 @@ pub(crate) fn cpu_quota() -> Option<f64> {
 pub(crate) struct InactivityProbe;
 
 impl InactivityProbe {
-    /// A probe for thread `tid` (unused here).
-    pub(crate) fn new(_tid: i32) -> Self {
+    /// A probe for thread `tid` (neither argument is used here).
+    pub(crate) fn new(_task_dir: Option<&std::path::Path>, _tid: i32) -> Self {
         InactivityProbe
     }
 
-    /// Always true: the marker alone decides.
-    pub(crate) fn poll(&mut self) -> bool {
-        true
+    /// Always `Marker`: the marker alone decides.
+    pub(crate) fn poll(&mut self) -> Option<crate::InactiveEvidence> {
+        Some(crate::InactiveEvidence::Marker)
     }
 }

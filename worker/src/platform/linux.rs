@@ -2,7 +2,12 @@
 //! cgroup and sysfs files, and the procfs inactivity probe.
 
 use crate::affinity::parse_cpu_list;
+use crate::InactiveEvidence;
 use std::io;
+use std::path::{Path, PathBuf};
+
+/// Where procfs lists this process's threads.
+const DEFAULT_TASK_DIR: &str = "/proc/self/task";
 
 /// Pinning works: `sched_setaffinity` on any thread of the process.
 pub(crate) const AFFINITY_SUPPORTED: bool = true;
@@ -143,45 +148,71 @@ fn read_cpu_list(path: &str) -> Option<Vec<usize>> {
 /// which procfs does not show). Nothing of the worker's user code can run in
 /// that window; see PROTOCOL.md, P4.
 ///
+/// When the file cannot be opened or read (no procfs in a container, a
+/// tmpfs over `/proc`, the fd table full: `EMFILE`), or what it holds has no
+/// state field, the kernel cannot be asked: the probe answers
+/// [`InactiveEvidence::Marker`] from then on for this park, so the park
+/// ends on the marker alone (weaker, and reported as such) instead of
+/// waiting forever for an answer that cannot come.
+///
 /// The file stays open for the whole park and is re-read with `pread` at
 /// offset 0 (procfs regenerates the text on every read).
 pub(crate) struct InactivityProbe {
-    tid: i32,
+    path: PathBuf,
     file: Option<std::fs::File>,
     buf: Vec<u8>,
+    /// The file could not be opened or read once: the marker decides.
+    unreadable: bool,
 }
 
 impl InactivityProbe {
-    /// A probe for thread `tid` of this process; nothing is opened yet.
-    pub(crate) fn new(tid: i32) -> Self {
+    /// A probe for thread `tid` of this process, reading
+    /// `<task_dir>/<tid>/stat` (`task_dir` defaults to `/proc/self/task`);
+    /// nothing is opened yet.
+    pub(crate) fn new(task_dir: Option<&Path>, tid: i32) -> Self {
+        let task_dir = task_dir.unwrap_or(Path::new(DEFAULT_TASK_DIR));
         InactivityProbe {
-            tid,
+            path: task_dir.join(tid.to_string()).join("stat"),
             file: None,
             buf: Vec::new(),
+            unreadable: false,
         }
     }
 
-    /// True when the kernel reports the thread as sleeping (`S`). Any read
-    /// or parse failure counts as "not yet".
-    pub(crate) fn poll(&mut self) -> bool {
-        self.read() && state_char(&self.buf) == Some(b'S')
+    /// `Some(Kernel)` when the kernel reports the thread sleeping (`S`),
+    /// `None` for any other state ("not yet"), `Some(Marker)` when the
+    /// kernel cannot be asked.
+    pub(crate) fn poll(&mut self) -> Option<InactiveEvidence> {
+        if self.unreadable {
+            return Some(InactiveEvidence::Marker);
+        }
+        match self.read().and_then(|()| state_char(&self.buf)) {
+            Some(b'S') => Some(InactiveEvidence::Kernel),
+            Some(_) => None,
+            None => {
+                self.unreadable = true;
+                Some(InactiveEvidence::Marker)
+            }
+        }
     }
 
-    fn read(&mut self) -> bool {
+    /// Reads the stat text into `buf`; `None` if it cannot be read.
+    fn read(&mut self) -> Option<()> {
         use std::os::unix::fs::FileExt;
         if self.file.is_none() {
-            self.file = std::fs::File::open(format!("/proc/self/task/{}/stat", self.tid)).ok();
+            self.file = Some(std::fs::File::open(&self.path).ok()?);
         }
-        let Some(file) = &self.file else {
-            return false;
-        };
+        let file = self.file.as_ref()?;
         self.buf.resize(1024, 0);
-        match file.read_at(&mut self.buf, 0) {
-            Ok(n) if n > 0 => {
-                self.buf.truncate(n);
-                true
+        loop {
+            match file.read_at(&mut self.buf, 0) {
+                Ok(n) if n > 0 => {
+                    self.buf.truncate(n);
+                    return Some(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                _ => return None,
             }
-            _ => false,
         }
     }
 }

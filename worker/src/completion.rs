@@ -50,7 +50,10 @@ pub(crate) fn wait_until<R>(
     // and a wake-up. (Not under loom: a spin adds nothing to the model.)
     #[cfg(not(loom))]
     {
-        let spin_until = Instant::now() + SPIN_BEFORE_SLEEP;
+        // `checked_add`: no `Instant` arithmetic in this crate may panic
+        // (an unrepresentable instant means "no limit").
+        let now = Instant::now();
+        let spin_until = now.checked_add(SPIN_BEFORE_SLEEP).unwrap_or(now);
         let spin_until = deadline.map_or(spin_until, |d| d.min(spin_until));
         loop {
             if let Some(done) = check() {

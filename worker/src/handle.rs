@@ -225,9 +225,10 @@ impl<T> Worker<T> {
 
     /// [`park`](Worker::park) with a time limit. On timeout the request is
     /// withdrawn (as if unparked), so no half-parked worker is left, and
-    /// [`ParkError::Timeout`] is returned.
+    /// [`ParkError::Timeout`] is returned. A timeout too long to represent
+    /// as an `Instant` (`Duration::MAX`) means no deadline.
     pub fn park_timeout(&self, timeout: Duration) -> Result<ParkTimings, ParkError> {
-        self.park_until(Some(Instant::now() + timeout))
+        self.park_until(deadline_after(timeout))
     }
 
     fn park_until(&self, deadline: Option<Instant>) -> Result<ParkTimings, ParkError> {
@@ -325,13 +326,14 @@ impl<T> Worker<T> {
 
     /// [`stop`](Worker::stop) with a time limit for the body to return. On
     /// timeout the stop stays requested and [`StopError::Timeout`] is
-    /// returned; a later `stop()` can still join the thread.
+    /// returned; a later `stop()` can still join the thread. A timeout too
+    /// long to represent as an `Instant` (`Duration::MAX`) means no deadline.
     pub fn stop_timeout(&self, timeout: Duration) -> Result<T, StopError> {
         if thread::current().id() == self.thread_id {
             return Err(StopError::FromWorkerThread);
         }
         self.protocol.request_stop();
-        if !self.protocol.wait_exited(Some(Instant::now() + timeout)) {
+        if !self.protocol.wait_exited(deadline_after(timeout)) {
             return Err(StopError::Timeout);
         }
         self.stop()
@@ -399,6 +401,13 @@ impl<T> std::fmt::Debug for Worker<T> {
             .field("protocol", &self.protocol)
             .finish()
     }
+}
+
+/// The deadline `timeout` from now; `None` (no deadline) if that instant
+/// cannot be represented, so `Duration::MAX` waits forever instead of
+/// panicking on overflow.
+fn deadline_after(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
 }
 
 /// Locks, ignoring poisoning: every critical section here leaves the data

@@ -5,7 +5,7 @@ mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
-use support::{idle_body, spawn_busy, wait_for};
+use support::{idle_body, spawn_busy, wait_for, with_watchdog};
 use unplug_worker::affinity::AFFINITY_SUPPORTED;
 use unplug_worker::{ParkError, SpawnError, StopError, UnparkError, Worker, WorkerState};
 
@@ -165,4 +165,26 @@ fn park_timeout_on_a_worker_that_never_parks_withdraws_the_request() {
     release.store(true, std::sync::atomic::Ordering::SeqCst);
     worker.park().unwrap();
     worker.stop().unwrap();
+}
+
+/// A timeout too long to add to `Instant::now()` means "no deadline", not a
+/// panic (`Instant + Duration` overflows).
+#[test]
+fn an_overflowing_timeout_means_no_deadline() {
+    let (worker, _busy) = spawn_busy(None).unwrap();
+    let worker = Arc::new(worker);
+    let w = worker.clone();
+    let timings = with_watchdog("park_timeout(Duration::MAX)", move || {
+        w.park_timeout(Duration::MAX)
+    })
+    .expect("park of a live worker");
+    assert_eq!(worker.state(), WorkerState::Parked);
+    assert_eq!(timings.generation, 0);
+    assert!(worker.unpark().unwrap());
+    let w = worker.clone();
+    with_watchdog("stop_timeout(Duration::MAX)", move || {
+        w.stop_timeout(Duration::MAX)
+    })
+    .expect("the body's value");
+    assert_eq!(worker.state(), WorkerState::Stopped);
 }

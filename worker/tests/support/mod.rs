@@ -64,6 +64,23 @@ pub fn idle_body(ctx: &WorkerContext<'_>) {
     }
 }
 
+/// Runs `f` on its own thread and returns its result; fails the test if it
+/// panics or does not return within [`DEADLINE`] (a hang fails instead of
+/// stalling the test).
+pub fn with_watchdog<R: Send + 'static>(what: &str, f: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(DEADLINE) {
+        Ok(r) => r,
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!("{what} panicked"),
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{what} did not return within {DEADLINE:?}")
+        }
+    }
+}
+
 /// Waits (yielding) until `cond` holds; panics with `what` at the deadline.
 pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + DEADLINE;

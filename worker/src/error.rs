@@ -29,6 +29,9 @@ pub enum SpawnError {
     /// ([`AFFINITY_SUPPORTED`](crate::affinity::AFFINITY_SUPPORTED) is
     /// false). Checked before any thread starts.
     Unsupported,
+    /// The thread name contains a NUL byte, which no OS thread name can
+    /// hold. Checked before any thread starts.
+    InvalidName,
 }
 
 /// Why `park()` returned without the worker being parked and inactive.
@@ -133,6 +136,7 @@ impl fmt::Display for SpawnError {
             SpawnError::Affinity { cpu, source } => write!(f, "cannot pin to CPU {cpu}: {source}"),
             SpawnError::Thread(e) => write!(f, "cannot spawn worker thread: {e}"),
             SpawnError::Unsupported => f.write_str(UNSUPPORTED),
+            SpawnError::InvalidName => f.write_str("thread name contains a NUL byte"),
         }
     }
 }
@@ -187,7 +191,9 @@ impl std::error::Error for SpawnError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             SpawnError::Affinity { source, .. } | SpawnError::Thread(source) => Some(source),
-            SpawnError::CpuNotAllowed { .. } | SpawnError::Unsupported => None,
+            SpawnError::CpuNotAllowed { .. }
+            | SpawnError::Unsupported
+            | SpawnError::InvalidName => None,
         }
     }
 }

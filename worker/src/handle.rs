@@ -56,7 +56,9 @@ pub struct Builder {
 }
 
 impl Builder {
-    /// The thread's name (default `unplug-worker`).
+    /// The thread's name (default `unplug-worker`). A name with a NUL byte
+    /// is refused by [`spawn`](Builder::spawn) with
+    /// [`SpawnError::InvalidName`].
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
@@ -107,12 +109,16 @@ impl Builder {
     /// (or panic) is what [`Worker::stop`] returns. If the CPU is not one the
     /// process may use, or the kernel refuses the pin, no thread is left
     /// behind. If a CPU is asked for and this build cannot pin, the spawn is
-    /// refused with [`SpawnError::Unsupported`] before any thread starts.
+    /// refused with [`SpawnError::Unsupported`] before any thread starts; so
+    /// is a name with a NUL byte ([`SpawnError::InvalidName`]).
     pub fn spawn<F, T>(self, body: F) -> Result<Worker<T>, SpawnError>
     where
         F: FnOnce(&WorkerContext<'_>) -> T + Send + 'static,
         T: Send + 'static,
     {
+        if self.name.as_deref().is_some_and(|n| n.contains('\0')) {
+            return Err(SpawnError::InvalidName);
+        }
         if let Some(cpu) = self.cpu {
             if !AFFINITY_SUPPORTED {
                 return Err(SpawnError::Unsupported);

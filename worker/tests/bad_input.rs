@@ -188,3 +188,20 @@ fn an_overflowing_timeout_means_no_deadline() {
     .expect("the body's value");
     assert_eq!(worker.state(), WorkerState::Stopped);
 }
+
+#[test]
+fn a_thread_name_with_a_nul_byte_is_refused_before_any_thread_starts() {
+    let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let r = ran.clone();
+    let spawned = std::panic::catch_unwind(move || {
+        Worker::builder()
+            .name("bad\0name")
+            .spawn(move |_| r.store(true, std::sync::atomic::Ordering::SeqCst))
+            .map(|w| w.stop().ok())
+    });
+    let err = spawned
+        .expect("spawn must not panic on a NUL in the name")
+        .unwrap_err();
+    assert!(matches!(err, SpawnError::InvalidName), "{err:?}");
+    assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+}

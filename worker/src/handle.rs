@@ -224,7 +224,8 @@ impl<T> Worker<T> {
     ///
     /// Returns the measured latencies. Errors: the worker is stopping or
     /// stopped, an `unpark()` withdrew the request first, or the call came
-    /// from the worker's own thread.
+    /// from the worker's own thread (refused before anything is requested:
+    /// nothing changes).
     pub fn park(&self) -> Result<ParkTimings, ParkError> {
         self.park_until(None)
     }
@@ -238,6 +239,12 @@ impl<T> Worker<T> {
     }
 
     fn park_until(&self, deadline: Option<Instant>) -> Result<ParkTimings, ParkError> {
+        // Refuse before requesting: a request made here could never be
+        // waited for, and the worker would park itself on its next
+        // `keep_running()`.
+        if thread::current().id() == self.thread_id {
+            return Err(ParkError::FromWorkerThread);
+        }
         let ticket = self.request_park()?;
         self.wait_park(ticket, deadline)
     }

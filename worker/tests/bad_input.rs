@@ -205,3 +205,46 @@ fn a_thread_name_with_a_nul_byte_is_refused_before_any_thread_starts() {
     assert!(matches!(err, SpawnError::InvalidName), "{err:?}");
     assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
 }
+
+/// `park()` on the worker's own thread is refused *before* it requests
+/// anything: the worker must not end up parking itself.
+#[test]
+fn park_from_the_worker_thread_changes_nothing() {
+    let slot: Arc<std::sync::OnceLock<Arc<Worker<()>>>> = Arc::default();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let s = slot.clone();
+    let worker = Arc::new(
+        Worker::builder()
+            .spawn(move |ctx| {
+                let me = loop {
+                    if let Some(me) = s.get() {
+                        break me.clone();
+                    }
+                    std::thread::yield_now();
+                };
+                let generation = ctx.protocol().generation();
+                let park = me.park().map(|_| ());
+                let park_timeout = me.park_timeout(Duration::from_secs(1)).map(|_| ());
+                tx.send((
+                    park,
+                    park_timeout,
+                    ctx.should_park(),
+                    me.state(),
+                    ctx.protocol().generation() == generation,
+                ))
+                .unwrap();
+                drop(me);
+                idle_body(ctx);
+            })
+            .unwrap(),
+    );
+    slot.set(worker.clone()).unwrap();
+    let (park, park_timeout, should_park, state, same_generation) =
+        rx.recv_timeout(support::DEADLINE).expect("worker answered");
+    assert_eq!(park, Err(ParkError::FromWorkerThread));
+    assert_eq!(park_timeout, Err(ParkError::FromWorkerThread));
+    assert!(!should_park, "park() from the worker left SHOULD_PARK set");
+    assert_eq!(state, WorkerState::Running);
+    assert!(same_generation);
+    worker.stop().unwrap();
+}

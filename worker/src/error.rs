@@ -85,7 +85,8 @@ pub enum StopError {
     /// The body panicked; this is the payload, as `std::thread::JoinHandle`
     /// gives it.
     Panicked(Box<dyn Any + Send + 'static>),
-    /// Another `stop()` call already joined the thread and took its result.
+    /// Another `stop()` call joined (or is joining) the thread and took its
+    /// result. Returned only once the body has returned.
     AlreadyJoined,
     /// `stop()` was called on the worker's own thread; it cannot join itself.
     FromWorkerThread,

@@ -321,14 +321,21 @@ impl<T> Worker<T> {
 
     /// Stops the worker from any state (running, idle, parking, parked) and
     /// joins it (P6): returns the body's value or its panic. Only the first
-    /// `stop()` gets the result; later calls return
-    /// [`StopError::AlreadyJoined`].
+    /// `stop()` gets the result; any other (a later one, or one racing the
+    /// first) also waits until the body has returned, then returns
+    /// [`StopError::AlreadyJoined`]: no `stop()` returns while the body may
+    /// still run.
     pub fn stop(&self) -> Result<T, StopError> {
         if thread::current().id() == self.thread_id {
             return Err(StopError::FromWorkerThread);
         }
         self.protocol.request_stop();
-        let join = lock(&self.join).take().ok_or(StopError::AlreadyJoined)?;
+        let Some(join) = lock(&self.join).take() else {
+            // Another stop() holds the handle and is joining. Like it, return
+            // only once the body has returned (EXITED is set right after).
+            self.protocol.wait_exited(None);
+            return Err(StopError::AlreadyJoined);
+        };
         match join.join() {
             Ok(Some(Ok(value))) => Ok(value),
             Ok(Some(Err(payload))) | Err(payload) => Err(StopError::Panicked(payload)),

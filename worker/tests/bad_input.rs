@@ -248,3 +248,57 @@ fn park_from_the_worker_thread_changes_nothing() {
     assert!(same_generation);
     worker.stop().unwrap();
 }
+
+/// Two `stop()` calls racing: neither returns while the body still runs;
+/// one gets the value, the other `AlreadyJoined` once the body returned.
+#[test]
+fn a_second_stop_waits_for_the_body_to_return() {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    let release = Arc::new(AtomicBool::new(false));
+    let returned = Arc::new(AtomicBool::new(false));
+    let (r, ret) = (release.clone(), returned.clone());
+    let worker = Arc::new(
+        Worker::builder()
+            .spawn(move |ctx| loop {
+                while ctx.keep_running() {
+                    ctx.idle_wait(|| false);
+                }
+                if ctx.should_stop() {
+                    // A body that takes its time to wind down.
+                    while !r.load(SeqCst) {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    ret.store(true, SeqCst);
+                    return 7u32;
+                }
+                ctx.parkme();
+            })
+            .unwrap(),
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    for _ in 0..2 {
+        let (w, ret, tx) = (worker.clone(), returned.clone(), tx.clone());
+        std::thread::spawn(move || {
+            let result = w.stop().map_err(|e| e.to_string());
+            // Whatever it returns, the body must have returned first.
+            let _ = tx.send((result, ret.load(SeqCst)));
+        });
+    }
+    wait_for("stopping", || worker.state() == WorkerState::Stopping);
+    match rx.recv_timeout(Duration::from_millis(200)) {
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        other => panic!("a stop() returned while the body still ran: {other:?}"),
+    }
+    release.store(true, SeqCst);
+    let mut results: Vec<_> = (0..2)
+        .map(|_| rx.recv_timeout(support::DEADLINE).expect("stop returned"))
+        .collect();
+    results.sort();
+    assert_eq!(
+        results,
+        vec![
+            (Ok(7), true),
+            (Err(StopError::AlreadyJoined.to_string()), true)
+        ]
+    );
+}

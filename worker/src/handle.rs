@@ -147,7 +147,11 @@ impl Builder {
                 let ctx = shared.context();
                 let result = catch_unwind(AssertUnwindSafe(|| body(&ctx)));
                 // P6: whatever the body did, no park() caller waits past here.
-                shared.mark_exited();
+                // A panic is told apart: FAILED goes up with EXITED.
+                match result {
+                    Ok(_) => shared.mark_exited(),
+                    Err(_) => shared.mark_failed(),
+                }
                 Some(result)
             })
             .map_err(SpawnError::Thread)?;
@@ -292,7 +296,9 @@ impl<T> Worker<T> {
         let _serial = self.control();
         check_allowed(cpu).map_err(|allowed| UnparkError::CpuNotAllowed { cpu, allowed })?;
         match self.protocol.state() {
-            WorkerState::Stopping | WorkerState::Stopped => return Err(UnparkError::Stopped),
+            WorkerState::Stopping | WorkerState::Stopped | WorkerState::Failed => {
+                return Err(UnparkError::Stopped)
+            }
             WorkerState::Running | WorkerState::Idle => return Ok(false),
             WorkerState::Parking | WorkerState::Parked => {}
         }
@@ -311,7 +317,7 @@ impl<T> Worker<T> {
         }
         let _serial = self.control();
         check_allowed(cpu).map_err(|allowed| UnparkError::CpuNotAllowed { cpu, allowed })?;
-        if self.protocol.state() == WorkerState::Stopped {
+        if self.protocol.state().is_exited() {
             return Err(UnparkError::Stopped);
         }
         pin_to(self.tid, &[cpu]).map_err(|source| UnparkError::Affinity { cpu, source })?;

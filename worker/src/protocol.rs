@@ -12,8 +12,8 @@ use crate::context::WorkerContext;
 use crate::error::ParkError;
 use crate::loom::{AtomicUsize, Ordering::SeqCst};
 use crate::state::{
-    self, debug_check, generation, Decoded, WorkerState, COMPLETE, EXITED, GEN_ONE, IDLE, PARKED,
-    SHOULD_PARK, SHOULD_STOP, SLEEPING,
+    self, debug_check, generation, Decoded, WorkerState, COMPLETE, EXITED, FAILED, GEN_ONE, IDLE,
+    PARKED, SHOULD_PARK, SHOULD_STOP, SLEEPING,
 };
 use event_listener::Event;
 use std::time::{Duration, Instant};
@@ -472,9 +472,23 @@ impl Protocol {
     /// releases every `park()` caller (they get [`ParkError::Stopped`]).
     /// Called by the worker thread as its last protocol step.
     pub fn mark_exited(&self) {
+        self.exit(0);
+    }
+
+    /// [`mark_exited`](Protocol::mark_exited) for a body that panicked:
+    /// also sets FAILED, so the state reads [`WorkerState::Failed`].
+    /// [`Worker`](crate::Worker) calls it when its body's panic is caught.
+    pub fn mark_failed(&self) {
+        self.exit(FAILED);
+    }
+
+    /// Sets EXITED (and `extra`: FAILED or nothing) in one CAS, clearing
+    /// every live flag (P6).
+    fn exit(&self, extra: usize) {
         let mut cur = self.load();
         loop {
-            let mut next = (cur & !(SHOULD_PARK | PARKED | COMPLETE | SLEEPING | IDLE)) | EXITED;
+            let mut next =
+                (cur & !(SHOULD_PARK | PARKED | COMPLETE | SLEEPING | IDLE)) | EXITED | extra;
             if cur & SHOULD_PARK != 0 {
                 next = next.wrapping_add(GEN_ONE);
             }

@@ -50,6 +50,16 @@ pub(crate) const IDLE: usize = 1 << 5;
 /// `SLEEPING`, `IDLE` and `COMPLETE` are clear for good.
 pub(crate) const EXITED: usize = 1 << 6;
 
+/// The worker's body panicked (it did not return a value).
+///
+/// Set once by the thread itself, together with [`EXITED`] in the same
+/// compare-and-swap (`mark_exited` after a caught panic, or
+/// `Protocol::mark_failed`), never cleared. Decoded as
+/// `WorkerState::Failed`; every operation that refuses an exited worker
+/// refuses a failed one the same way. Impossible: `FAILED` without
+/// `EXITED`.
+pub(crate) const FAILED: usize = 1 << 7;
+
 /// The park generation lives above the flags. It is bumped by every
 /// `unpark()` or `stop()` that withdraws a park request, so a `park()` caller
 /// can tell "my request was completed" from "my request was withdrawn and a
@@ -89,6 +99,11 @@ pub(crate) fn debug_check(state: usize) {
         "EXITED with a live flag: {}",
         Decoded(state)
     );
+    debug_assert!(
+        state & FAILED == 0 || state & EXITED != 0,
+        "FAILED without EXITED: {}",
+        Decoded(state)
+    );
 }
 
 /// Formats a state word as its flag names and generation, for panics and
@@ -97,7 +112,7 @@ pub(crate) struct Decoded(pub(crate) usize);
 
 impl std::fmt::Display for Decoded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        const NAMES: [(usize, &str); 7] = [
+        const NAMES: [(usize, &str); 8] = [
             (SHOULD_PARK, "SHOULD_PARK"),
             (SHOULD_STOP, "SHOULD_STOP"),
             (PARKED, "PARKED"),
@@ -105,6 +120,7 @@ impl std::fmt::Display for Decoded {
             (SLEEPING, "SLEEPING"),
             (IDLE, "IDLE"),
             (EXITED, "EXITED"),
+            (FAILED, "FAILED"),
         ];
         let mut first = true;
         for (bit, name) in NAMES {
@@ -137,14 +153,27 @@ pub enum WorkerState {
     Parked,
     /// A stop was requested and the body has not returned yet.
     Stopping,
-    /// The body has returned (or panicked).
+    /// The body has returned. (A [`Protocol`](crate::Protocol) whose
+    /// owner calls only `mark_exited` also shows a panicked body here.)
     Stopped,
+    /// The body panicked; the thread has finished. Exited like
+    /// [`Stopped`](Self::Stopped): park, unpark and re-pin are refused as
+    /// stopped, and `stop()` returns the panic.
+    Failed,
 }
 
 impl WorkerState {
+    /// The body has finished, by returning ([`Stopped`](Self::Stopped)) or
+    /// by panicking ([`Failed`](Self::Failed)).
+    pub fn is_exited(self) -> bool {
+        matches!(self, WorkerState::Stopped | WorkerState::Failed)
+    }
+
     /// Decodes a state word.
     pub(crate) fn from_word(state: usize) -> Self {
-        if state & EXITED != 0 {
+        if state & FAILED != 0 {
+            WorkerState::Failed
+        } else if state & EXITED != 0 {
             WorkerState::Stopped
         } else if state & SHOULD_STOP != 0 {
             WorkerState::Stopping
@@ -168,6 +197,7 @@ impl WorkerState {
             WorkerState::Parked => "parked",
             WorkerState::Stopping => "stopping",
             WorkerState::Stopped => "stopped",
+            WorkerState::Failed => "failed",
         }
     }
 }

@@ -137,7 +137,7 @@ fn a_panicking_body_is_returned_by_stop() {
     let worker = Worker::builder()
         .spawn(|_ctx| -> u32 { panic!("body failed on purpose") })
         .unwrap();
-    wait_for("exit", || worker.state() == WorkerState::Stopped);
+    wait_for("exit", || worker.state().is_exited());
     assert_eq!(worker.park().map(|_| ()), Err(ParkError::Stopped));
     let err = worker.stop().unwrap_err();
     assert_eq!(err.panic_message(), Some("body failed on purpose"));
@@ -301,4 +301,34 @@ fn a_second_stop_waits_for_the_body_to_return() {
             (Err(StopError::AlreadyJoined.to_string()), true)
         ]
     );
+}
+
+/// A body that panics leaves the worker `Failed` (exited, like `Stopped`):
+/// every control operation says it is stopped, and `stop()` hands out the
+/// panic.
+#[test]
+fn a_panicking_body_leaves_the_worker_failed() {
+    let worker = Worker::builder()
+        .spawn(|_ctx| -> u32 { panic!("body failed on purpose") })
+        .unwrap();
+    wait_for("exit", || {
+        matches!(worker.state(), WorkerState::Stopped | WorkerState::Failed)
+    });
+    assert_eq!(worker.state(), WorkerState::Failed);
+    assert_eq!(worker.state().as_str(), "failed");
+    assert_eq!(worker.park().map(|_| ()), Err(ParkError::Stopped));
+    assert!(matches!(worker.unpark(), Err(UnparkError::Stopped)));
+    if AFFINITY_SUPPORTED {
+        let cpu = support::allowed()[0];
+        assert!(matches!(worker.unpark_on(cpu), Err(UnparkError::Stopped)));
+        assert!(matches!(worker.repin(cpu), Err(UnparkError::Stopped)));
+    }
+    assert!(worker.protocol().describe().contains("FAILED"));
+    let err = worker.stop().unwrap_err();
+    assert_eq!(err.panic_message(), Some("body failed on purpose"));
+    assert_eq!(worker.state(), WorkerState::Failed);
+    // A body that returns is Stopped, not Failed.
+    let fine = Worker::builder().spawn(|_ctx| 1u32).unwrap();
+    assert_eq!(fine.stop().unwrap(), 1);
+    assert_eq!(fine.state(), WorkerState::Stopped);
 }

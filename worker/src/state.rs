@@ -140,7 +140,12 @@ impl std::fmt::Display for Decoded {
 }
 
 /// What a worker is doing, as seen from outside.
+///
+/// `#[non_exhaustive]`: match with a wildcard arm (or use
+/// [`is_exited`](WorkerState::is_exited)); states may be added, as
+/// [`Failed`](WorkerState::Failed) was.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum WorkerState {
     /// Running its body, no request pending.
     Running,

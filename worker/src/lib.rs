@@ -6,6 +6,13 @@
 //! running its body. The protocol, its invariants P1-P8 and the two Linux
 //! races it is built against are told in `worker/PROTOCOL.md`.
 //!
+//! Everything OS-specific sits behind one seam: Linux (`gettid`,
+//! `sched_setaffinity`, procfs) or a `std`-only fallback for other targets
+//! (also selected on Linux by `--cfg unplug_portable`), which cannot pin
+//! ([`affinity::AFFINITY_SUPPORTED`] is false) and proves inactivity by the
+//! protocol's marker alone. Each park reports which proof it used
+//! ([`ParkTimings::inactive_by`], [`InactiveEvidence`]).
+//!
 //! ```
 //! use std::sync::atomic::{AtomicU64, Ordering};
 //! use std::sync::Arc;

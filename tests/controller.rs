@@ -288,3 +288,70 @@ fn concurrent_controller_calls_are_serialized_and_never_leave_no_worker() {
         handle.block_on(handle.spawn(async { 3 })).unwrap()
     });
 }
+
+#[test]
+fn a_growing_resize_starts_no_worker_on_an_unplugged_cpu_and_follows_pinning() {
+    let Some(rt) = two_cpu_runtime() else { return };
+    let (c0, c1) = (cpus()[0], cpus()[1]);
+    rt.unplug_cpu(c1).unwrap();
+    let report = rt.set_workers(3).unwrap();
+    assert_eq!(report.started.len(), 2);
+    for id in &report.started {
+        let w = rt.workers().into_iter().find(|w| w.id == *id).unwrap();
+        assert_eq!(w.cpu, Some(c0), "started on an unplugged CPU: {w:?}");
+    }
+    // Plugged back, the CPU takes new workers again.
+    rt.plug_cpu(c1).unwrap();
+    rt.set_workers(3).unwrap();
+    let grown = rt.set_workers(5).unwrap();
+    assert!(grown.started.iter().any(|id| rt
+        .workers()
+        .iter()
+        .any(|w| w.id == *id && w.cpu == Some(c1))));
+
+    // A runtime that does not pin starts unpinned workers when it grows.
+    let loose = Runtime::builder().workers(1).build().unwrap();
+    let grown = loose.set_workers(2).unwrap();
+    let w = loose
+        .workers()
+        .into_iter()
+        .find(|w| w.id == grown.started[0])
+        .unwrap();
+    assert!(!w.pinned, "pin_workers(false), yet a resize pinned: {w:?}");
+}
+
+#[test]
+fn a_park_withdrawn_by_a_concurrent_unpark_is_reported_superseded() {
+    let Some(rt) = two_cpu_runtime() else { return };
+    let h = rt.handle().clone();
+    // Worker 1 stays inside one poll until released, so the park waits.
+    let release = Arc::new(AtomicUsize::new(0));
+    let inside = Arc::new(AtomicUsize::new(0));
+    for _ in 0..2 {
+        let (release, inside) = (release.clone(), inside.clone());
+        rt.spawn(async move {
+            inside.fetch_add(1, SeqCst);
+            while release.load(SeqCst) == 0 {
+                std::hint::spin_loop();
+            }
+        });
+    }
+    wait_for("both workers inside a poll", || inside.load(SeqCst) == 2);
+    let parker = std::thread::spawn({
+        let h = h.clone();
+        move || h.park_worker(1)
+    });
+    wait_for("the park requested", || {
+        rt.workers()[1].state == WorkerState::Parking
+    });
+    assert_eq!(rt.unpark_worker(1, None).unwrap().unparked, vec![1]);
+    let report = parker.join().unwrap().unwrap();
+    release.store(1, SeqCst);
+    assert!(report.parked.is_empty());
+    assert_eq!(report.superseded, vec![1]);
+    // An id no worker has is refused by name.
+    assert!(matches!(
+        rt.park_worker(99),
+        Err(ControlError::UnknownWorker(99))
+    ));
+}

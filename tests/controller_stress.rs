@@ -96,10 +96,7 @@ impl Shared {
 /// The variant name of an error's Debug form.
 fn variant(e: &impl std::fmt::Debug) -> String {
     let s = format!("{e:?}");
-    s.split(|c: char| c == '(' || c == ' ' || c == '{')
-        .next()
-        .unwrap_or("")
-        .to_owned()
+    s.split(['(', ' ', '{']).next().unwrap_or("").to_owned()
 }
 
 /// One random controller call by caller `me`, timed and recorded.

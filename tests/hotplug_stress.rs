@@ -142,6 +142,8 @@ fn controller(
             Ok(())
             | Err(ControlError::LastWorker)
             | Err(ControlError::UnknownWorker(_))
+            // A worker a concurrent resize is stopping.
+            | Err(ControlError::WorkerGone(_))
             | Err(ControlError::NoWorkerOnCpu(_)) => {}
             Err(e) => panic!("unexpected controller error: {e}"),
         }

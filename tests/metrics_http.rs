@@ -106,6 +106,8 @@ fn scraped_metrics_match_what_the_runtime_did() {
     let spawned = TASKS as f64;
     let (text, e) = scrape_until(addr, "published counters", |e| {
         e.sum("unplug_parks_total", &[]) == parks as f64
+            // Every park says which evidence of inactivity it used.
+            && e.sum("unplug_park_inactive_evidence_total", &[]) == parks as f64
             && e.sum("unplug_tasks_completed_total", &[]) == spawned
             && e.sum("unplug_unpark_latency_seconds_count", &[]) >= plugs as f64
             // The worker records an unpark latency each time it comes back

@@ -20,6 +20,7 @@ pub struct Builder {
     pub(crate) pin: bool,
     pub(crate) cpus: Option<Vec<usize>>,
     pub(crate) thread_name: String,
+    pub(crate) procfs_task_dir: Option<std::path::PathBuf>,
     pub(crate) on_start: Option<Arc<dyn Fn() + Send + Sync>>,
     pub(crate) on_stop: Option<Arc<dyn Fn() + Send + Sync>>,
     pub(crate) follow: bool,
@@ -44,6 +45,7 @@ impl Builder {
             pin: false,
             cpus: None,
             thread_name: "unplug-worker".to_owned(),
+            procfs_task_dir: None,
             on_start: None,
             on_stop: None,
             follow: false,
@@ -73,7 +75,19 @@ impl Builder {
         self
     }
 
-    /// The worker threads' name prefix.
+    /// Internal test hook: where the workers' park reads
+    /// `<tid>/stat` (default `/proc/self/task`). Tests point it at a missing
+    /// directory to exercise the marker-only fallback of a system without
+    /// readable procfs. Not part of the API.
+    #[doc(hidden)]
+    pub fn procfs_task_dir_for_tests(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.procfs_task_dir = Some(dir.into());
+        self
+    }
+
+    /// The worker threads' name prefix (`<name>-<id>`; the reactor thread
+    /// is `<name>-io`). A name with a NUL byte makes `build()` fail with
+    /// [`BuildError::InvalidThreadName`](crate::BuildError::InvalidThreadName).
     pub fn thread_name(mut self, name: impl Into<String>) -> Self {
         self.thread_name = name.into();
         self

@@ -69,7 +69,7 @@ pub use error::BuildError;
 #[cfg(not(loom))]
 pub use handle::Handle;
 #[cfg(not(loom))]
-pub use runtime::Runtime;
+pub use runtime::{Runtime, SELF_DROP_JOIN_LIMIT};
 pub use task::{unobserved_panics, JoinError, JoinHandle};
 pub use yield_now::yield_now;
 

@@ -22,6 +22,21 @@ use std::time::{Duration, Instant};
 /// });
 /// assert_eq!(sum, 285);
 /// ```
+///
+/// # Dropping
+///
+/// `drop(rt)` (and [`shutdown_timeout`](Runtime::shutdown_timeout)) cancels
+/// every pending task, stops the workers and joins them, waiting for polls
+/// under way to return. Two bounds keep a drop from hanging on the
+/// runtime's own threads:
+/// - from a thread of a tokio runtime (a `spawn_blocking` closure of this
+///   runtime, say, whose task may be blocking a worker until the closure
+///   returns), the joins wait at most [`SELF_DROP_JOIN_LIMIT`]; a worker
+///   still inside a poll then finishes it on its own;
+/// - `spawn_blocking` closures still running are not waited for: they are
+///   detached and run to their end on their own threads (tokio's
+///   `shutdown_background`). Wait for them before dropping if their effects
+///   must be complete.
 pub struct Runtime {
     handle: Handle,
     tokio: Option<tokio::runtime::Runtime>,
@@ -144,9 +159,16 @@ impl Runtime {
         self.shutdown(Some(Instant::now() + timeout));
     }
 
-    fn shutdown(&mut self, deadline: Option<Instant>) {
+    fn shutdown(&mut self, mut deadline: Option<Instant>) {
         if let Some(follower) = self.follower.take() {
             follower.stop();
+        }
+        // A thread of a tokio runtime (this one's blocking pool above all)
+        // may be what a worker's poll waits for: bound the joins.
+        let in_tokio = tokio::runtime::Handle::try_current().is_ok();
+        if in_tokio {
+            let bound = Instant::now() + SELF_DROP_JOIN_LIMIT;
+            deadline = Some(deadline.map_or(bound, |d| d.min(bound)));
         }
         let inner = &self.handle.inner;
         // From here every task scheduled is dropped instead of queued.
@@ -161,18 +183,22 @@ impl Runtime {
         if let Some(tokio) = self.tokio.take() {
             // Inside a tokio context (our reactor's blocking pool, a worker
             // of ours, or another tokio runtime's thread) a blocking
-            // shutdown would wait for this very thread, or panic.
-            let in_tokio = tokio::runtime::Handle::try_current().is_ok();
+            // shutdown would wait for this very thread, or panic. Without a
+            // deadline, running `spawn_blocking` closures are detached.
             match deadline {
                 _ if in_tokio || crate::scheduler::context::in_worker() => {
                     tokio.shutdown_background()
                 }
-                None => tokio.shutdown_timeout(Duration::from_secs(10)),
+                None => tokio.shutdown_background(),
                 Some(d) => tokio.shutdown_timeout(d.saturating_duration_since(Instant::now())),
             }
         }
     }
 }
+
+/// How long `drop(rt)` called from a thread of a tokio runtime waits for
+/// each worker's poll under way before leaving it to finish on its own.
+pub const SELF_DROP_JOIN_LIMIT: Duration = Duration::from_secs(1);
 
 impl Drop for Runtime {
     fn drop(&mut self) {

@@ -47,6 +47,7 @@ impl Builder {
         let config = Config {
             pin: self.pin,
             thread_name: self.thread_name,
+            procfs_task_dir: self.procfs_task_dir,
         };
         let metrics = self
             .metrics

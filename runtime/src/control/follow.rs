@@ -60,9 +60,9 @@ impl Follower {
 /// The CPUs the process should run workers on now.
 pub(crate) fn desired_cpus() -> Vec<usize> {
     let base = affinity::allowed_cpus_now().unwrap_or_default();
-    // SAFETY: getpid has no preconditions.
-    let pid = unsafe { libc::getpid() };
-    let mask = affinity::cpus_of(pid).unwrap_or_else(|_| base.clone());
+    // The main thread's id is the process id.
+    let main_thread = std::process::id() as i32;
+    let mask = affinity::cpus_of(main_thread).unwrap_or_else(|_| base.clone());
     let mut cpus: Vec<usize> = base.iter().copied().filter(|c| mask.contains(c)).collect();
     if cpus.is_empty() {
         cpus = base;

@@ -55,7 +55,12 @@ pub(crate) struct Controller {
     pub(crate) follow_changes: std::sync::atomic::AtomicU64,
 }
 
+/// `Ok` if the process may pin to `cpu`; `Unsupported` where this platform
+/// cannot pin at all.
 fn check_allowed(cpu: usize) -> Result<(), ControlError> {
+    if !unplug_worker::affinity::AFFINITY_SUPPORTED {
+        return Err(ControlError::Unsupported);
+    }
     unplug_worker::affinity::check_allowed(cpu)
         .map_err(|allowed| ControlError::CpuNotAllowed { cpu, allowed })
 }
@@ -153,12 +158,15 @@ impl Controller {
         deadline: Option<Instant>,
     ) -> Result<ParkReport, ControlError> {
         check_allowed(cpu)?;
-        self.park_where(
+        let report = self.park_where(
             "unplug_cpu",
             deadline,
             |e| e.cpu == Some(cpu),
             ControlError::NoWorkerOnCpu(cpu),
-        )
+        )?;
+        // A resize starts no worker here until the CPU is plugged again.
+        self.lock_pool().unplugged.insert(cpu);
+        Ok(report)
     }
 
     /// See [`Handle::park_worker`](crate::Handle::park_worker).

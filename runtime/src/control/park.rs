@@ -112,7 +112,7 @@ impl Controller {
                 }
                 // Withdrawn by another call (an unpark, a stop): that call
                 // decided later, and its decision stands.
-                Err(_) => {}
+                Err(_) => report.superseded.push(w.id),
             }
         }
         let mut pool = self.lock_pool();
@@ -172,6 +172,14 @@ impl Controller {
                 .collect();
             if chosen.is_empty() {
                 return Err(none);
+            }
+            let gone = |e: &PoolEntry| matches!(e.plan, Plan::Stopping | Plan::Failed);
+            if chosen.iter().all(|&i| gone(&pool.entries[i])) {
+                // Being stopped by a resize, or ended: it will not run again.
+                return Err(match none {
+                    ControlError::UnknownWorker(id) => ControlError::WorkerGone(id),
+                    other => other,
+                });
             }
             let fresh = chosen
                 .iter()

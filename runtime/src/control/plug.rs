@@ -12,6 +12,7 @@ impl Controller {
             let mut pool = self.lock_pool();
             self.check_open()?;
             pool.mark_failed();
+            pool.unplugged.remove(&cpu);
             for e in pool.entries.iter_mut() {
                 if e.cpu == Some(cpu) && matches!(e.plan, Plan::Parking { .. }) {
                     let outcome = if e.pinned {

@@ -7,13 +7,15 @@ use crate::scheduler::Slot;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::thread::ThreadId;
-use unplug_worker::{ParkTicket, Worker, WorkerState};
+use unplug_worker::{ParkTicket, Worker};
 
 /// What the runtime was built with and every later worker start reuses.
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
     pub(crate) pin: bool,
     pub(crate) thread_name: String,
+    /// The test hook of `Builder::procfs_task_dir_for_tests`.
+    pub(crate) procfs_task_dir: Option<std::path::PathBuf>,
 }
 
 /// One controller call: the owner of the parks it requests.
@@ -71,20 +73,7 @@ pub(super) struct PoolEntry {
 impl PoolEntry {
     /// Has its thread ended (stopped, or its body panicked)?
     pub(super) fn ended(&self) -> bool {
-        matches!(self.worker.state(), WorkerState::Stopped) || self.worker_failed()
-    }
-
-    fn worker_failed(&self) -> bool {
-        // `WorkerState::Failed` where the worker crate reports it.
-        !matches!(
-            self.worker.state(),
-            WorkerState::Running
-                | WorkerState::Idle
-                | WorkerState::Parking
-                | WorkerState::Parked
-                | WorkerState::Stopping
-                | WorkerState::Stopped
-        )
+        self.worker.state().is_exited()
     }
 
     /// Counted by the last-running-worker rule: planned to run, and alive.
@@ -103,6 +92,9 @@ pub(super) struct Pool {
     /// Ids of workers that were stopped and joined, reused lowest first so
     /// ids (and the metric series labelled with them) stay bounded.
     pub(super) free_ids: BTreeSet<usize>,
+    /// CPUs unplugged (and not plugged since): a growing `set_workers`
+    /// starts no worker there.
+    pub(super) unplugged: BTreeSet<usize>,
     /// The next never-used id.
     pub(super) next_id: usize,
     /// The last [`CallId`] handed out.
@@ -116,6 +108,7 @@ impl Pool {
             config,
             cpus,
             free_ids: BTreeSet::new(),
+            unplugged: BTreeSet::new(),
             next_id: 0,
             last_call: 0,
         }

@@ -11,9 +11,14 @@ pub struct ParkReport {
     /// Workers whose park was requested from their own thread: each parks
     /// as soon as the poll that made the call returns.
     pub deferred: Vec<usize>,
+    /// Workers whose park a concurrent call withdrew before it completed
+    /// (an `unpark_worker`, a `plug_cpu`, a resize): that later call's
+    /// decision stands, and these workers run.
+    pub superseded: Vec<usize>,
     /// Tasks the parked workers handed to the others.
     pub tasks_migrated: u64,
-    /// Each park's measured latencies.
+    /// Each park's measured latencies (and which evidence of inactivity
+    /// each used: [`ParkTimings::inactive_by`]).
     pub park_latencies: Vec<ParkTimings>,
 }
 

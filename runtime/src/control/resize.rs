@@ -108,16 +108,16 @@ impl Controller {
         Ok(report)
     }
 
-    /// The runtime's CPU (one the process may still use) with the fewest
-    /// running or starting workers.
+    /// The runtime's CPU with the fewest running or starting workers, among
+    /// those the process may still use and that are not unplugged (if every
+    /// one is unplugged, among all the process may use).
     fn least_used_cpu(&self, pool: &super::pool::Pool) -> Option<usize> {
         let allowed = unplug_worker::affinity::allowed_cpus().unwrap_or_default();
-        let mut cpus: Vec<usize> = pool
-            .cpus
-            .iter()
-            .copied()
-            .filter(|c| allowed.contains(c))
-            .collect();
+        let usable = |c: &usize| allowed.contains(c) && !pool.unplugged.contains(c);
+        let mut cpus: Vec<usize> = pool.cpus.iter().copied().filter(usable).collect();
+        if cpus.is_empty() {
+            cpus = allowed.iter().copied().filter(usable).collect();
+        }
         if cpus.is_empty() {
             cpus = allowed;
         }

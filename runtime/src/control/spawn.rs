@@ -33,7 +33,11 @@ impl Controller {
         let (tx, started) = mpsc::sync_channel::<StartResult>(1);
         let scheduler = self.scheduler.clone();
         let body_slot = slot.clone();
-        let spawned = Worker::builder()
+        let mut builder = Worker::builder();
+        if let Some(dir) = &pool.config.procfs_task_dir {
+            builder = builder.procfs_task_dir(dir);
+        }
+        let spawned = builder
             .name(format!("{}-{id}", pool.config.thread_name))
             .cpu_opt(if pin { home } else { None })
             .protocol(protocol)

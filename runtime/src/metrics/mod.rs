@@ -10,6 +10,7 @@
 //! | `unpark_latency_seconds` | histogram: unpark request → the worker running | `worker` |
 //! | `task_poll_seconds` | histogram, opt-in ([`Builder::metrics_poll_time`]) | |
 //! | `parks_total`, `unparks_total` | counters | `worker` |
+//! | `park_inactive_evidence_total` | counter: parks by the evidence of inactivity used (`kernel`, or `marker` where procfs is unreadable) | `evidence` |
 //! | `tasks_spawned_total`, `tasks_completed_total` | counters (completed: finished or cancelled) | |
 //! | `tasks_polled_total`, `tasks_migrated_total`, `steals_total`, `idle_sleeps_total`, `wakeups_total` | counters | `worker` |
 //! | `hotplug_events_total` | counter | `kind` |

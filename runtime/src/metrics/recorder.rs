@@ -9,7 +9,7 @@ use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata};
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
-use unplug_worker::{ParkTimings, WorkerState};
+use unplug_worker::{InactiveEvidence, ParkTimings, WorkerState};
 
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -58,6 +58,8 @@ pub(crate) struct RuntimeMetrics {
     spawned: Counter,
     completed: Counter,
     hotplug: HashMap<&'static str, Counter>,
+    /// `park_inactive_evidence_total`, by `InactiveEvidence::as_str`.
+    evidence: HashMap<&'static str, Counter>,
     workers_by_state: Vec<(WorkerState, Gauge)>,
     global_depth: Gauge,
     /// Each worker's handles, by worker index.
@@ -70,17 +72,23 @@ pub(crate) struct RuntimeMetrics {
     publisher_wake: Condvar,
 }
 
-const STATES: [WorkerState; 6] = [
+const STATES: [WorkerState; 7] = [
     WorkerState::Running,
     WorkerState::Idle,
     WorkerState::Parking,
     WorkerState::Parked,
     WorkerState::Stopping,
     WorkerState::Stopped,
+    WorkerState::Failed,
 ];
 
 /// Every metric with its kind and help text.
-const DESCRIPTIONS: [(&str, Kind, &str); 17] = [
+const DESCRIPTIONS: [(&str, Kind, &str); 18] = [
+    (
+        "park_inactive_evidence_total",
+        Kind::Counter,
+        "Parks completed, by the evidence of inactivity used: `kernel` (procfs said the thread sleeps) or `marker` (procfs unreadable, or no procfs: the worker's own handshake only).",
+    ),
     (
         "park_latency_seconds",
         Kind::Histogram,
@@ -193,7 +201,20 @@ impl RuntimeMetrics {
                 )
             })
             .collect();
+        let evidence = [InactiveEvidence::Kernel, InactiveEvidence::Marker]
+            .iter()
+            .map(|e| {
+                (
+                    e.as_str(),
+                    names.counter(
+                        "park_inactive_evidence_total",
+                        vec![Label::new("evidence", e.as_str())],
+                    ),
+                )
+            })
+            .collect();
         RuntimeMetrics {
+            evidence,
             poll_time: poll_time.then(|| names.histogram("task_poll_seconds", vec![])),
             spawned: names.counter("tasks_spawned_total", vec![]),
             completed: names.counter("tasks_completed_total", vec![]),
@@ -369,6 +390,9 @@ impl ControlEvents for RuntimeMetrics {
     }
 
     fn parked(&self, index: usize, timings: &ParkTimings) {
+        if let Some(c) = self.evidence.get(timings.inactive_by.as_str()) {
+            c.increment(1);
+        }
         self.with_worker(index, |m| {
             m.park_latency.record(timings.to_parked);
             m.park_to_inactive.record(timings.to_inactive);

@@ -64,7 +64,7 @@ def main():
     procs = []
     try:
         procs.append(subprocess.Popen(
-            [hotplug, "--seconds", "90", "--metrics-addr", f"127.0.0.1:{metrics_port}"],
+            [hotplug, "--seconds", "90", "--long-polls", "--metrics-addr", f"127.0.0.1:{metrics_port}"],
             stdout=open(os.path.join(work, "hotplug.log"), "w"), stderr=subprocess.STDOUT))
         procs.append(subprocess.Popen(
             [prometheus, f"--config.file={config}", f"--storage.tsdb.path={work}/data",
@@ -103,7 +103,21 @@ def main():
                 failures += 1
             else:
                 print(f"ok   {len(result):>3} series  {q}")
-        print(f"{len(exprs) - failures} passed, {failures} failed")
+        # The long-poll panels must show what `--long-polls` does (a 25 ms
+        # poll each second), not just finite zeros.
+        for title, q, low in [
+            ("long polls were counted", "sum(unplug_long_polls_total)", 1.0),
+            ("schedule latency was sampled", "sum(unplug_schedule_latency_seconds_count)", 1.0),
+        ]:
+            r = query(prom_port, q)
+            result = r.get("data", {}).get("result", [])
+            value = float(result[0]["value"][1]) if result else float("nan")
+            if not value >= low:
+                print(f"FAIL {title}: {q} = {value} (want >= {low})")
+                failures += 1
+            else:
+                print(f"ok   {title}: {q} = {value}")
+        print(f"{len(exprs) + 2 - failures} passed, {failures} failed")
         if failures:
             sys.exit(1)
     finally:

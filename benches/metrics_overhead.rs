@@ -1,9 +1,17 @@
-//! Metrics on versus off, same run: yield_many and spawn_many_local on two
-//! runtimes in one process, one recording into a real Prometheus recorder
-//! (with its HTTP endpoint and upkeep running), one not. Target: metrics on
-//! at most 3% slower.
+//! What watching the workers costs, same run: yield_many, spawn_many_local
+//! and spawn_many_remote_idle on three runtimes in one process, at one
+//! worker per CPU (`BENCH_WORKERS` overrides):
+//! - `bare`: no metrics, no long-poll monitor (`long_poll_threshold(ZERO)`);
+//! - `off`: the default without metrics: the long-poll monitor on (two
+//!   Relaxed stores per poll and a thread that looks every 2.5 ms);
+//! - `on`: metrics into a real Prometheus recorder (endpoint and upkeep
+//!   running): per-worker counters, one poll in 64 timed into
+//!   `poll_duration_seconds`, one schedule in 256 into
+//!   `schedule_latency_seconds`, the monitor on.
 //!
-//! Run: `cargo bench --bench metrics_overhead`
+//! Target: `on` at most 3% slower than `bare`. Run:
+//! `cargo bench --bench metrics_overhead` (the summary table at the end
+//! alternates the three, `OVERHEAD_ROUNDS` rounds, medians).
 
 mod workloads;
 
@@ -11,34 +19,55 @@ use criterion::{criterion_group, Criterion};
 use std::time::{Duration, Instant};
 use workloads::*;
 
-fn runtimes() -> ((unplug::Runtime, Unplug), (unplug::Runtime, Unplug)) {
-    let n = num_workers();
+fn workers() -> usize {
+    std::env::var("BENCH_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| unplug::worker::affinity::allowed_cpus().map_or(1, |c| c.len()))
+}
+
+/// (name, runtime, its spawner) for bare, off, on.
+fn runtimes() -> Vec<(&'static str, unplug::Runtime, Unplug)> {
+    let n = workers();
     unplug::metrics::serve_prometheus("127.0.0.1:0").expect("install the recorder");
-    let off = unplug::Runtime::builder()
-        .workers(n)
-        .metrics(false)
-        .build()
-        .unwrap();
-    let on = unplug::Runtime::builder()
-        .workers(n)
-        .metrics(true)
-        .build()
-        .unwrap();
-    let (hoff, hon) = (Unplug(off.handle().clone()), Unplug(on.handle().clone()));
-    ((off, hoff), (on, hon))
+    let build = |metrics: bool, threshold: Duration| {
+        unplug::Runtime::builder()
+            .workers(n)
+            .metrics(metrics)
+            .long_poll_threshold(threshold)
+            .build()
+            .unwrap()
+    };
+    [
+        ("bare", build(false, Duration::ZERO)),
+        ("off", build(false, unplug::DEFAULT_LONG_POLL_THRESHOLD)),
+        ("on", build(true, unplug::DEFAULT_LONG_POLL_THRESHOLD)),
+    ]
+    .into_iter()
+    .map(|(name, rt)| {
+        let s = Unplug(rt.handle().clone());
+        (name, rt, s)
+    })
+    .collect()
 }
 
 fn bench(c: &mut Criterion) {
-    let ((_off_rt, off), (_on_rt, on)) = runtimes();
+    let rts = runtimes();
     let local = SpawnManyLocal::new();
     let mut g = c.benchmark_group("metrics");
     g.sample_size(20);
-    g.bench_function("yield_many/off", |b| b.iter(|| yield_many(&off)));
-    g.bench_function("yield_many/on", |b| b.iter(|| yield_many(&on)));
-    g.bench_function("spawn_many_local/off", |b| b.iter(|| local.run(&off)));
-    g.bench_function("spawn_many_local/on", |b| b.iter(|| local.run(&on)));
+    for (name, _, s) in &rts {
+        g.bench_function(format!("yield_many/{name}"), |b| b.iter(|| yield_many(s)));
+        g.bench_function(format!("spawn_many_local/{name}"), |b| {
+            b.iter(|| local.run(s))
+        });
+        g.bench_function(format!("spawn_many_remote_idle/{name}"), |b| {
+            b.iter(|| spawn_many_remote_idle(s))
+        });
+    }
     g.finish();
-    summary(&off, &on, &local);
+    let spawners: Vec<(&str, &Unplug)> = rts.iter().map(|(n, _, s)| (*n, s)).collect();
+    summary(&spawners, &local);
 }
 
 fn median(v: &mut [Duration]) -> Duration {
@@ -46,43 +75,49 @@ fn median(v: &mut [Duration]) -> Duration {
     v[v.len() / 2]
 }
 
-/// Alternating samples, medians, ratio on/off.
-fn summary(off: &Unplug, on: &Unplug, local: &SpawnManyLocal) {
+/// A named workload run on one runtime.
+type Workload<'a> = (&'a str, &'a dyn Fn(&Unplug));
+
+/// Alternating samples, medians, ratios to `bare`.
+fn summary(rts: &[(&str, &Unplug)], local: &SpawnManyLocal) {
     let rounds = std::env::var("OVERHEAD_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(41);
-    println!("\nmetrics overhead ({rounds} alternating rounds, medians)");
     println!(
-        "{:<18} {:>10} {:>10} {:>9}",
-        "workload", "off_ms", "on_ms", "on/off"
+        "\nwatching overhead: {} workers, {} CPUs, {rounds} alternating rounds, medians",
+        workers(),
+        unplug::worker::affinity::allowed_cpus().map_or(0, |c| c.len())
     );
-    for (name, run) in [
-        (
-            "yield_many",
-            &(|s: &Unplug| yield_many(s)) as &dyn Fn(&Unplug),
-        ),
+    println!(
+        "{:<24} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "workload", "bare_ms", "off_ms", "on_ms", "off/bare", "on/bare"
+    );
+    let workloads: [Workload<'_>; 3] = [
+        ("yield_many", &|s: &Unplug| yield_many(s)),
         ("spawn_many_local", &|s: &Unplug| local.run(s)),
-    ] {
-        let (mut a, mut b) = (Vec::new(), Vec::new());
+        ("spawn_many_remote_idle", &|s: &Unplug| {
+            spawn_many_remote_idle(s)
+        }),
+    ];
+    for (name, run) in workloads {
+        let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); rts.len()];
         for r in 0..rounds {
-            for k in 0..2 {
-                let (s, v) = if (r + k) % 2 == 0 {
-                    (off, &mut a)
-                } else {
-                    (on, &mut b)
-                };
+            for k in 0..rts.len() {
+                let i = (r + k) % rts.len();
                 let t = Instant::now();
-                run(s);
-                v.push(t.elapsed());
+                run(rts[i].1);
+                samples[i].push(t.elapsed());
             }
         }
-        let (a, b) = (median(&mut a), median(&mut b));
+        let m: Vec<Duration> = samples.iter_mut().map(|v| median(v)).collect();
         println!(
-            "{name:<18} {:>10.3} {:>10.3} {:>9.3}",
-            a.as_secs_f64() * 1e3,
-            b.as_secs_f64() * 1e3,
-            b.as_secs_f64() / a.as_secs_f64()
+            "{name:<24} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
+            m[0].as_secs_f64() * 1e3,
+            m[1].as_secs_f64() * 1e3,
+            m[2].as_secs_f64() * 1e3,
+            m[1].as_secs_f64() / m[0].as_secs_f64(),
+            m[2].as_secs_f64() / m[0].as_secs_f64()
         );
     }
 }

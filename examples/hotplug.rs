@@ -48,6 +48,8 @@ impl<F: Future<Output = ()>> Future for Tracked<F> {
     }
 }
 
+// `#[track_caller]`: a long poll is reported at the caller's line, not here.
+#[track_caller]
 fn spawn_tracked(h: &Handle, ledger: &Arc<Ledger>, f: impl Future<Output = ()> + Send + 'static) {
     ledger.spawned.fetch_add(1, Relaxed);
     h.spawn(Tracked {
@@ -85,6 +87,11 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 fn main() {
     let seconds: u64 = arg("--seconds").unwrap_or(15);
     let metrics_addr: Option<String> = arg("--metrics-addr");
+    // `--long-polls`: before every other unplug, one task per worker
+    // computes for ~25 ms inside a single poll (past the 10 ms long-poll
+    // threshold): the park it slows names it, and the long-poll metrics
+    // have something to show.
+    let long_polls = std::env::args().any(|a| a == "--long-polls");
     let cpus = unplug::worker::affinity::allowed_cpus().expect("allowed CPUs");
     let workers = 2 * cpus.len();
     // The endpoint first: a runtime built afterwards records its metrics.
@@ -177,6 +184,7 @@ fn main() {
     let park_us = Arc::new(Mutex::new(Vec::<u64>::new()));
     let (unplugs, plugs) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let scheduler = {
+        let ledger = ledger.clone();
         let (h, running, park_us, unplugs, plugs, cpus) = (
             h.clone(),
             running.clone(),
@@ -192,8 +200,25 @@ fn main() {
             while running.load(Relaxed) {
                 let cpu = cpus[k % cpus.len()];
                 k += 1;
+                if long_polls && k % 2 == 0 {
+                    // One 25 ms poll per worker, just before this unplug:
+                    // the park waits for one of them and names it.
+                    for _ in 0..workers {
+                        spawn_tracked(&h, &ledger, async {
+                            let t = Instant::now();
+                            while t.elapsed() < Duration::from_millis(25) {
+                                std::hint::black_box(crunch(1_000));
+                            }
+                        });
+                    }
+                }
                 if let Ok(report) = h.unplug_cpu(cpu) {
                     unplugs.fetch_add(1, Relaxed);
+                    // A park held past the long-poll threshold names the
+                    // poll it waited on.
+                    for culprit in &report.slow_polls {
+                        println!("hotplug: slow park of CPU {cpu}: waited on {culprit}");
+                    }
                     let mut lat = park_us.lock().unwrap();
                     lat.extend(
                         report

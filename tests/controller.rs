@@ -200,7 +200,7 @@ fn unplug_waits_for_a_long_poll_and_the_deadline_variant_leaves_nothing_half_par
     let cpu = busy.cpu.unwrap();
     assert!(matches!(
         rt.unplug_cpu_timeout(cpu, Duration::from_millis(50)),
-        Err(ControlError::Timeout)
+        Err(ControlError::Timeout { .. })
     ));
     // No half-parked worker: the request was withdrawn.
     assert_eq!(rt.workers()[busy.id].state, WorkerState::Running);

@@ -100,7 +100,7 @@ fn a_timed_out_unplug_does_not_withdraw_a_park_a_resize_took_over() {
             );
             // A times out on Y (held). Its rollback must touch Y only.
             let a = a_rx.recv_timeout(Duration::from_secs(10));
-            f.check(matches!(a, Ok(Err(ControlError::Timeout))), || {
+            f.check(matches!(a, Ok(Err(ControlError::Timeout { .. }))), || {
                 format!("A: expected Err(Timeout) after 1 s, got {a:?}")
             });
             // Give B's side a chance to move (it must not: X stays Parking, held).

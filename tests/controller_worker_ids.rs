@@ -4,8 +4,8 @@
 //! exposition holds at most 4 `worker` series per per-worker metric, and
 //! memory and the cost of a `yield_now` do not grow with K.
 //!
-//! K = `support::scaled(300)` (`UNPLUG_STRESS_SCALE`; full size 10,000 is
-//! `UNPLUG_STRESS_SCALE=33.4`). Alone in its binary: the metrics recorder
+//! K = `UNPLUG_RESIZE_CYCLES`, else `support::scaled(300)` (CI runs
+//! 10,000). Alone in its binary: the metrics recorder
 //! is process-wide, and RSS is measured for the whole process.
 #![cfg(not(loom))]
 
@@ -33,7 +33,9 @@ fn vm_rss_kb() -> u64 {
 
 /// The best of three timings of 100k `yield_now` in one task.
 fn yield_cost(h: &Handle) -> Duration {
-    (0..3)
+    // The least of seven: the machine is shared and noisy; a real growth
+    // (every steal scanning dead slots) shows in every run.
+    (0..7)
         .map(|_| {
             let t = h.spawn(async {
                 let t0 = Instant::now();
@@ -63,7 +65,10 @@ fn worker_series(e: &Exposition) -> BTreeMap<String, BTreeSet<String>> {
 
 #[test]
 fn worker_ids_metric_series_and_memory_stay_bounded_over_resize_cycles() {
-    let cycles = support::scaled(300);
+    let cycles = std::env::var("UNPLUG_RESIZE_CYCLES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| support::scaled(300));
     let server = unplug::metrics::serve_prometheus("127.0.0.1:0").unwrap();
     let addr = server.addr();
     let rt = Runtime::builder()

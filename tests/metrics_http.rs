@@ -123,7 +123,8 @@ fn scraped_metrics_match_what_the_runtime_did() {
         "park_latency_seconds",
         "park_to_inactive_seconds",
         "unpark_latency_seconds",
-        "task_poll_seconds",
+        "poll_duration_seconds",
+        "schedule_latency_seconds",
     ] {
         let name = format!("unplug_{h}");
         assert_eq!(
@@ -173,7 +174,11 @@ fn scraped_metrics_match_what_the_runtime_did() {
     );
     assert_eq!(e.sum("unplug_unparks_total", &[]), unparks as f64);
     assert!(e.sum("unplug_tasks_polled_total", &[]) >= spawned);
-    assert!(e.sum("unplug_task_poll_seconds_count", &[]) >= spawned);
+    // metrics_poll_time(true): every poll timed, per worker.
+    assert!(e.sum("unplug_poll_duration_seconds_count", &[]) >= spawned);
+    assert!(text.contains("unplug_poll_duration_seconds_bucket{worker=\"0\",le=\"10\"}"));
+    // One schedule in 64 per thread is sampled: thousands of tasks give some.
+    assert!(e.sum("unplug_schedule_latency_seconds_count", &[]) > 0.0);
     assert_eq!(e.sum("unplug_queue_depth", &[("queue", "global")]), 0.0);
     // Worker state gauges match workers().
     let workers = h.workers();

@@ -3,6 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The default long-poll threshold ([`Builder::long_poll_threshold`]).
+pub const DEFAULT_LONG_POLL_THRESHOLD: Duration = Duration::from_millis(10);
+
 /// Configures a [`Runtime`](crate::Runtime).
 ///
 /// ```
@@ -28,6 +31,7 @@ pub struct Builder {
     pub(crate) metrics: Option<bool>,
     pub(crate) metrics_prefix: String,
     pub(crate) metrics_poll_time: bool,
+    pub(crate) long_poll_threshold: Duration,
 }
 
 impl Default for Builder {
@@ -53,6 +57,7 @@ impl Builder {
             metrics: None,
             metrics_prefix: crate::metrics::DEFAULT_PREFIX.to_owned(),
             metrics_poll_time: false,
+            long_poll_threshold: DEFAULT_LONG_POLL_THRESHOLD,
         }
     }
 
@@ -123,10 +128,35 @@ impl Builder {
         self
     }
 
-    /// Also record every task poll's duration (`task_poll_seconds`); costs a
-    /// clock read per poll, off by default.
+    /// Time every task poll for `poll_duration_seconds` instead of one
+    /// poll in 64 (two clock reads per poll; off by default).
     pub fn metrics_poll_time(mut self, on: bool) -> Self {
         self.metrics_poll_time = on;
+        self
+    }
+
+    /// A poll running longer than `threshold` is a *long poll*: it blocks
+    /// its worker (and any park or unplug of it). Each is counted once
+    /// (`long_polls_total`), logged once at `warn` through the `log` facade
+    /// with the task's id and spawn location, shown while it lasts
+    /// (`long_poll_running_seconds`), and named as the culprit of a park it
+    /// slows ([`ParkReport::slow_polls`](crate::ParkReport::slow_polls),
+    /// [`ControlError::Timeout`](crate::ControlError::Timeout)). Default
+    /// [`DEFAULT_LONG_POLL_THRESHOLD`] (10 ms). `Duration::ZERO` turns the
+    /// detection off (no monitor thread), as does any threshold of a day
+    /// or more; a park still names the poll it waited on if it timed out.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let rt = unplug::Runtime::builder()
+    ///     .workers(2)
+    ///     .long_poll_threshold(Duration::from_millis(50))
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(rt);
+    /// ```
+    pub fn long_poll_threshold(mut self, threshold: Duration) -> Self {
+        self.long_poll_threshold = threshold;
         self
     }
 

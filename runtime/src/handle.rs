@@ -50,6 +50,7 @@ impl Handle {
     /// Spawns a task on this runtime. After shutdown began, the returned
     /// handle yields a cancelled [`JoinError`](crate::JoinError) and the
     /// future is dropped at once.
+    #[track_caller]
     pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,

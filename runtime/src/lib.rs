@@ -59,7 +59,7 @@ mod start;
 mod yield_now;
 
 #[cfg(not(loom))]
-pub use builder::Builder;
+pub use builder::{Builder, DEFAULT_LONG_POLL_THRESHOLD};
 #[cfg(not(loom))]
 pub use control::{
     ControlError, ParkReport, PlugReport, ResizeReport, RuntimeStats, WorkerInfo, MAX_WORKERS,
@@ -70,7 +70,8 @@ pub use error::BuildError;
 pub use handle::Handle;
 #[cfg(not(loom))]
 pub use runtime::{Runtime, SELF_DROP_JOIN_LIMIT};
-pub use task::{unobserved_panics, JoinError, JoinHandle};
+pub use scheduler::PollCulprit;
+pub use task::{unobserved_panics, JoinError, JoinHandle, TaskId};
 pub use yield_now::yield_now;
 
 /// The parkable worker crate this runtime is built on.

@@ -3,6 +3,7 @@
 use crate::builder::Builder;
 use crate::control::follow::Follower;
 use crate::handle::Handle;
+use crate::scheduler::long_poll::Monitor;
 use crate::task::JoinHandle;
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -41,6 +42,7 @@ pub struct Runtime {
     handle: Handle,
     tokio: Option<tokio::runtime::Runtime>,
     follower: Option<Follower>,
+    monitor: Option<Monitor>,
 }
 
 impl Runtime {
@@ -59,7 +61,12 @@ impl Runtime {
             handle,
             tokio: Some(tokio),
             follower: None,
+            monitor: None,
         }
+    }
+
+    pub(crate) fn start_long_poll_monitor(&mut self) {
+        self.monitor = Monitor::start(&self.handle.inner.scheduler);
     }
 
     pub(crate) fn start_follower(&mut self, interval: Duration) {
@@ -127,6 +134,7 @@ impl Runtime {
     }
 
     /// Spawns a task.
+    #[track_caller]
     pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
@@ -162,6 +170,9 @@ impl Runtime {
     fn shutdown(&mut self, mut deadline: Option<Instant>) {
         if let Some(follower) = self.follower.take() {
             follower.stop();
+        }
+        if let Some(monitor) = self.monitor.take() {
+            monitor.stop();
         }
         // A thread of a tokio runtime (this one's blocking pool above all)
         // may be what a worker's poll waits for: bound the joins.

@@ -10,6 +10,7 @@ use crate::metrics::RuntimeMetrics;
 use crate::runtime::Runtime;
 use crate::scheduler::{Enter, Hooks, Scheduler, WorkerEvents};
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 impl Builder {
     /// Starts the tokio reactor and the workers.
@@ -52,18 +53,15 @@ impl Builder {
         let metrics = self
             .metrics
             .unwrap_or_else(crate::metrics::installed)
-            .then(|| {
-                Arc::new(RuntimeMetrics::new(
-                    &self.metrics_prefix,
-                    self.metrics_poll_time,
-                ))
-            });
+            .then(|| Arc::new(RuntimeMetrics::new(&self.metrics_prefix)));
         let inner = Arc::new_cyclic(|weak: &Weak<Inner>| {
             let hooks = Hooks {
                 on_start: self.on_start,
                 on_stop: self.on_stop,
                 enter: Some(enter_runtime(weak.clone())),
-                time_polls: metrics.as_ref().is_some_and(|m| m.times_polls()),
+                poll_sample_mask: if self.metrics_poll_time { 0 } else { 63 },
+                schedule_sample_mask: 255,
+                long_poll_threshold: long_poll_threshold(self.long_poll_threshold),
                 events: metrics.clone().map(|m| m as Arc<dyn WorkerEvents>),
             };
             let scheduler = Arc::new(Scheduler::new(hooks));
@@ -99,11 +97,17 @@ impl Builder {
         if let Some(metrics) = metrics {
             crate::metrics::start_publisher(metrics, &inner.control);
         }
+        runtime.start_long_poll_monitor();
         if self.follow {
             runtime.start_follower(self.follow_interval);
         }
         Ok(runtime)
     }
+}
+
+/// The monitor's threshold: off for zero and for a day or more.
+fn long_poll_threshold(threshold: Duration) -> Option<Duration> {
+    (!threshold.is_zero() && threshold < Duration::from_secs(86_400)).then_some(threshold)
 }
 
 /// Each worker body runs inside the runtime: tokio's reactor entered (its

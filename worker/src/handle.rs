@@ -8,7 +8,7 @@ use crate::error::{ParkError, SpawnError, StopError, UnparkError};
 use crate::loom::{AtomicUsize, Ordering::Relaxed};
 use crate::notifier::Notifier;
 use crate::platform::InactivityProbe;
-use crate::protocol::{ParkTicket, ParkTimings, Protocol};
+use crate::protocol::{OnTimeout, ParkTicket, ParkTimings, Protocol};
 use crate::state::WorkerState;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -268,12 +268,38 @@ impl<T> Worker<T> {
         ticket: ParkTicket,
         deadline: Option<Instant>,
     ) -> Result<ParkTimings, ParkError> {
+        self.wait_park_then(ticket, deadline, OnTimeout::Withdraw)
+    }
+
+    /// [`wait_park`](Worker::wait_park) for a caller that shares a request
+    /// it does not own (P8: another controller requested the park, and
+    /// decides about it): on timeout the request is left pending, not
+    /// withdrawn, and [`ParkError::Timeout`] returned.
+    pub fn wait_park_shared(
+        &self,
+        ticket: ParkTicket,
+        deadline: Option<Instant>,
+    ) -> Result<ParkTimings, ParkError> {
+        self.wait_park_then(ticket, deadline, OnTimeout::Keep)
+    }
+
+    fn wait_park_then(
+        &self,
+        ticket: ParkTicket,
+        deadline: Option<Instant>,
+        on_timeout: OnTimeout,
+    ) -> Result<ParkTimings, ParkError> {
         if thread::current().id() == self.thread_id {
             return Err(ParkError::FromWorkerThread);
         }
         let mut probe = InactivityProbe::new(self.procfs_task_dir.as_deref(), self.tid);
-        self.protocol
-            .wait_park_evidence(ticket, deadline, &mut || probe.poll(), Spin::Busy)
+        self.protocol.wait_park_evidence(
+            ticket,
+            deadline,
+            &mut || probe.poll(),
+            Spin::Busy,
+            on_timeout,
+        )
     }
 
     /// Unparks the worker. `Ok(true)` if a park request was withdrawn,

@@ -261,7 +261,13 @@ impl Protocol {
         shares_cpu: bool,
     ) -> Result<ParkTimings, ParkError> {
         let spin = if shares_cpu { Spin::Yield } else { Spin::Busy };
-        self.wait_park_evidence(ticket, deadline, &mut marker_only(probe), spin)
+        self.wait_park_evidence(
+            ticket,
+            deadline,
+            &mut marker_only(probe),
+            spin,
+            OnTimeout::Withdraw,
+        )
     }
 
     /// The whole wait of `park()` with a probe that names its evidence:
@@ -273,11 +279,12 @@ impl Protocol {
         deadline: Option<Instant>,
         probe: &mut dyn FnMut() -> Option<InactiveEvidence>,
         spin: Spin,
+        on_timeout: OnTimeout,
     ) -> Result<ParkTimings, ParkError> {
-        self.wait_parked_spin(ticket, deadline, spin)?;
+        self.wait_parked_spin(ticket, deadline, spin, on_timeout)?;
         let to_parked = ticket.requested_at.elapsed();
         // P4: park() returns only once the worker is inactive.
-        let inactive_by = self.wait_inactive_spin(ticket, deadline, probe, spin)?;
+        let inactive_by = self.wait_inactive_spin(ticket, deadline, probe, spin, on_timeout)?;
         Ok(ParkTimings {
             to_parked,
             to_inactive: ticket.requested_at.elapsed(),
@@ -325,7 +332,7 @@ impl Protocol {
         ticket: ParkTicket,
         deadline: Option<Instant>,
     ) -> Result<(), ParkError> {
-        self.wait_parked_spin(ticket, deadline, Spin::Busy)
+        self.wait_parked_spin(ticket, deadline, Spin::Busy, OnTimeout::Withdraw)
     }
 
     fn wait_parked_spin(
@@ -333,6 +340,7 @@ impl Protocol {
         ticket: ParkTicket,
         deadline: Option<Instant>,
         spin: Spin,
+        on_timeout: OnTimeout,
     ) -> Result<(), ParkError> {
         let done = wait_until(&self.controllers, deadline, spin, || {
             let s = self.load();
@@ -346,7 +354,7 @@ impl Protocol {
         });
         match done {
             Some(result) => result,
-            None => Err(self.withdraw_after_timeout(ticket)),
+            None => Err(self.after_timeout(ticket, on_timeout)),
         }
     }
 
@@ -364,8 +372,14 @@ impl Protocol {
         deadline: Option<Instant>,
         probe: &mut dyn FnMut() -> bool,
     ) -> Result<(), ParkError> {
-        self.wait_inactive_spin(ticket, deadline, &mut marker_only(probe), Spin::Busy)
-            .map(drop)
+        self.wait_inactive_spin(
+            ticket,
+            deadline,
+            &mut marker_only(probe),
+            Spin::Busy,
+            OnTimeout::Withdraw,
+        )
+        .map(drop)
     }
 
     fn wait_inactive_spin(
@@ -374,6 +388,7 @@ impl Protocol {
         deadline: Option<Instant>,
         probe: &mut dyn FnMut() -> Option<InactiveEvidence>,
         spin: Spin,
+        on_timeout: OnTimeout,
     ) -> Result<InactiveEvidence, ParkError> {
         loop {
             let marker = wait_until(&self.controllers, deadline, spin, || {
@@ -387,7 +402,7 @@ impl Protocol {
                 }
             });
             match marker {
-                None => return Err(self.withdraw_after_timeout(ticket)),
+                None => return Err(self.after_timeout(ticket, on_timeout)),
                 Some(Err(e)) => return Err(e),
                 Some(Ok(())) => {}
             }
@@ -411,7 +426,7 @@ impl Protocol {
                     break; // a spurious wake-up: wait for the marker again
                 }
                 if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return Err(self.withdraw_after_timeout(ticket));
+                    return Err(self.after_timeout(ticket, on_timeout));
                 }
                 backoff(&mut spins);
             }
@@ -535,6 +550,22 @@ impl Protocol {
         Ok(prev)
     }
 
+    /// After a deadline: withdraw the request (or, for a caller that does
+    /// not own it, leave it pending) and say why the wait ended.
+    fn after_timeout(&self, ticket: ParkTicket, on_timeout: OnTimeout) -> ParkError {
+        match on_timeout {
+            OnTimeout::Withdraw => self.withdraw_after_timeout(ticket),
+            OnTimeout::Keep => {
+                let s = self.load();
+                if generation(s) != ticket.generation {
+                    withdrawn_reason(s)
+                } else {
+                    ParkError::Timeout
+                }
+            }
+        }
+    }
+
     /// After a deadline: withdraw our own request if it is still the current
     /// one, so the worker is not left half-parked, and report why we stopped.
     #[cold]
@@ -638,6 +669,17 @@ impl std::fmt::Debug for Protocol {
 /// [`InactiveEvidence::Marker`] (the crate cannot vouch for what it checked).
 fn marker_only(probe: &mut dyn FnMut() -> bool) -> impl FnMut() -> Option<InactiveEvidence> + '_ {
     move || probe().then_some(InactiveEvidence::Marker)
+}
+
+/// What a timed-out wait does with the request it waited on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OnTimeout {
+    /// Withdraw it (the caller owns it: `park_timeout`).
+    Withdraw,
+    /// Leave it pending: another caller owns it and decides
+    /// (`Worker::wait_park_shared`, which the loom build does not have).
+    #[cfg_attr(loom, allow(dead_code))]
+    Keep,
 }
 
 /// Why a request of an older generation ended.

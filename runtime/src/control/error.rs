@@ -23,7 +23,11 @@ pub enum ControlError {
     ZeroWorkers,
     /// The deadline passed before the park completed; every park this call
     /// requested was withdrawn (no half-parked worker is left).
-    Timeout,
+    Timeout {
+        /// The polls that were still running on the workers this call
+        /// waited for: which task, spawned where, running how long.
+        blocked_by: Vec<crate::PollCulprit>,
+    },
     /// The runtime is shutting down.
     ShuttingDown,
     /// A new worker could not be started.
@@ -77,8 +81,13 @@ impl fmt::Display for ControlError {
             }
             ControlError::UnknownWorker(id) => write!(f, "no worker with id {id}"),
             ControlError::ZeroWorkers => f.write_str("a runtime needs at least one worker"),
-            ControlError::Timeout => {
-                f.write_str("the park did not complete in time; it was withdrawn")
+            ControlError::Timeout { blocked_by } => {
+                f.write_str("the park did not complete in time; it was withdrawn")?;
+                for (i, c) in blocked_by.iter().enumerate() {
+                    f.write_str(if i == 0 { "; blocked by " } else { ", " })?;
+                    write!(f, "{c}")?;
+                }
+                Ok(())
             }
             ControlError::ShuttingDown => f.write_str("the runtime is shutting down"),
             ControlError::Spawn(e) => write!(f, "cannot start a worker: {e}"),

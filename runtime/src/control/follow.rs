@@ -39,9 +39,14 @@ pub(crate) struct Follower {
 impl Follower {
     pub(crate) fn start(control: Arc<Controller>, interval: Duration) -> Self {
         let (stop, stopped) = mpsc::channel::<()>();
+        // Read now, on the thread that builds the runtime: what the pool
+        // was built for counts as applied, so only a later change is
+        // followed (a first reading equal to it must not undo manual
+        // calls, and a change made right after `build()` is not missed).
+        let built_for = desired_cpus();
         let thread = std::thread::Builder::new()
             .name("unplug-follow".into())
-            .spawn(move || follow(control, interval, stopped))
+            .spawn(move || follow(control, interval, stopped, built_for))
             .ok();
         Follower {
             stop: Some(stop),
@@ -83,6 +88,14 @@ pub(crate) struct Hysteresis {
 }
 
 impl Hysteresis {
+    /// A hysteresis that has already applied `cpus`.
+    pub(crate) fn applied(cpus: Vec<usize>) -> Self {
+        Hysteresis {
+            applied: Some(cpus),
+            ..Default::default()
+        }
+    }
+
     /// Feeds one reading; returns the CPU set to apply now, if any.
     pub(crate) fn observe(&mut self, now: Vec<usize>) -> Option<Vec<usize>> {
         if self.seen.as_ref() == Some(&now) {
@@ -99,8 +112,13 @@ impl Hysteresis {
     }
 }
 
-fn follow(control: Arc<Controller>, interval: Duration, stopped: mpsc::Receiver<()>) {
-    let mut hysteresis = Hysteresis::default();
+fn follow(
+    control: Arc<Controller>,
+    interval: Duration,
+    stopped: mpsc::Receiver<()>,
+    built_for: Vec<usize>,
+) {
+    let mut hysteresis = Hysteresis::applied(built_for);
     loop {
         match stopped.recv_timeout(interval) {
             Err(mpsc::RecvTimeoutError::Timeout) => {}

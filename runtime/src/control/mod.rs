@@ -164,8 +164,16 @@ impl Controller {
             |e| e.cpu == Some(cpu),
             ControlError::NoWorkerOnCpu(cpu),
         )?;
-        // A resize starts no worker here until the CPU is plugged again.
-        self.lock_pool().unplugged.insert(cpu);
+        // A resize starts no worker here until the CPU is plugged again —
+        // unless a later call (a plug, an unpark) already runs one there.
+        let mut pool = self.lock_pool();
+        if !pool
+            .entries
+            .iter()
+            .any(|e| e.cpu == Some(cpu) && e.counts_as_running())
+        {
+            pool.unplugged.insert(cpu);
+        }
         Ok(report)
     }
 

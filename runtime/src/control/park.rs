@@ -4,10 +4,10 @@
 
 use super::pool::{CallId, Plan, Pool, PoolEntry};
 use super::{ControlError, Controller, ParkReport};
-use crate::scheduler::Slot;
+use crate::scheduler::{PollCulprit, PollSnapshot, Slot};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use unplug_worker::{ParkError, ParkTicket, Worker, WorkerState};
 
 /// A park this call will wait for.
@@ -17,6 +17,8 @@ pub(super) struct Wait {
     slot: Arc<Slot>,
     ticket: ParkTicket,
     migrated_before: u64,
+    /// The poll the worker was inside when the park was requested.
+    snap: Option<PollSnapshot>,
 }
 
 /// What a call decided under the lock: parks to wait for, and parks it
@@ -69,13 +71,14 @@ impl Pool {
 }
 
 impl Wait {
-    pub(super) fn new(e: &PoolEntry, ticket: ParkTicket) -> Self {
+    pub(super) fn new(e: &PoolEntry, ticket: ParkTicket, snap: Option<PollSnapshot>) -> Self {
         Wait {
             id: e.index,
             worker: e.worker.clone(),
             slot: e.slot.clone(),
             ticket,
             migrated_before: e.slot.migrated.load(Relaxed),
+            snap,
         }
     }
 }
@@ -96,9 +99,35 @@ impl Controller {
             ..Default::default()
         };
         let mut timed_out = false;
-        for w in &decided.waits {
-            match w.worker.wait_park(w.ticket, deadline) {
+        let threshold = self.scheduler.hooks.long_poll_threshold;
+        // Who held each worker when its park was asked for (looked up now,
+        // outside the pool lock: the poll may end while we wait).
+        let held_by: Vec<Option<PollCulprit>> = decided
+            .waits
+            .iter()
+            .map(|w| {
+                w.snap
+                    .as_ref()
+                    .and_then(|s| self.scheduler.describe(s, Duration::ZERO))
+            })
+            .collect();
+        let mut blocked_by = Vec::new();
+        for (i, w) in decided.waits.iter().enumerate() {
+            // Shared: a timeout here leaves the request pending; the
+            // settling below withdraws exactly the parks this call owns
+            // (OWNED-ROLLBACK), and no other.
+            match w.worker.wait_park_shared(w.ticket, deadline) {
                 Ok(timings) => {
+                    // A park slowed past the threshold names the poll it
+                    // waited on.
+                    if let (Some(t), Some(c)) = (threshold, &held_by[i]) {
+                        if timings.to_parked >= t {
+                            report.slow_polls.push(PollCulprit {
+                                running_for: timings.to_parked,
+                                ..c.clone()
+                            });
+                        }
+                    }
                     if let Some(events) = &self.events {
                         events.parked(w.id, &timings);
                     }
@@ -108,6 +137,19 @@ impl Controller {
                 }
                 Err(ParkError::Timeout) => {
                     timed_out = true;
+                    // Every worker of this call still inside a poll: the
+                    // one it waited on since the request, or a newer one.
+                    for w in &decided.waits[i..] {
+                        let culprit = w
+                            .snap
+                            .as_ref()
+                            .and_then(|s| self.scheduler.culprit_if_still(s))
+                            .or_else(|| {
+                                let now = self.scheduler.poll_snapshot(w.id)?;
+                                self.scheduler.culprit_if_still(&now)
+                            });
+                        blocked_by.extend(culprit);
+                    }
                     break;
                 }
                 // Withdrawn by another call (an unpark, a stop): that call
@@ -147,7 +189,7 @@ impl Controller {
         pool.mark_failed();
         drop(pool);
         if timed_out {
-            Err(ControlError::Timeout)
+            Err(ControlError::Timeout { blocked_by })
         } else {
             Ok(report)
         }
@@ -193,6 +235,9 @@ impl Controller {
             for &at in &chosen {
                 let wait = pool.may_wait_for(caller, at);
                 let ticket = match pool.entries[at].plan {
+                    // A starting worker parks once its start hook returned
+                    // (the confirmation leaves a park requested meanwhile).
+                    Plan::Starting => pool.request_park(at, call, wait),
                     Plan::Running if pool.entries[at].counts_as_running() => {
                         pool.request_park(at, call, wait)
                     }
@@ -209,7 +254,10 @@ impl Controller {
                 };
                 let Some(ticket) = ticket else { continue };
                 if wait {
-                    decided.waits.push(Wait::new(&pool.entries[at], ticket));
+                    let snap = self.scheduler.poll_snapshot(pool.entries[at].index);
+                    decided
+                        .waits
+                        .push(Wait::new(&pool.entries[at], ticket, snap));
                 } else {
                     decided.deferred.push(pool.entries[at].index);
                 }

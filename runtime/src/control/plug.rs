@@ -36,7 +36,13 @@ impl Controller {
             if running_here {
                 None
             } else {
-                Some(self.spawn_worker(&mut pool, Some(cpu), true)?)
+                match self.spawn_worker(&mut pool, Some(cpu), true) {
+                    Ok(spawned) => Some(spawned),
+                    Err(e) => {
+                        pool.clear_waiting_of_caller();
+                        return Err(e);
+                    }
+                }
             }
         };
         if let Some(spawned) = spawned {
@@ -82,6 +88,10 @@ impl Controller {
                     }
                 }
                 e.plan = Plan::Running;
+                // It runs there now: that CPU is plugged again.
+                if let Some(cpu) = e.cpu {
+                    pool.unplugged.remove(&cpu);
+                }
                 if let Some(events) = &self.events {
                     events.unparked(id);
                 }

@@ -151,6 +151,14 @@ impl Pool {
             .position(|e| e.worker.thread_id() == thread)
     }
 
+    /// The calling worker (if the caller is one) no longer blocks in a
+    /// controller call.
+    pub(super) fn clear_waiting_of_caller(&mut self) {
+        if let Some(at) = self.position_of_thread(std::thread::current().id()) {
+            self.entries[at].waiting = false;
+        }
+    }
+
     /// Removes worker `id` (joined, or never started) and frees its id.
     pub(super) fn remove(&mut self, id: usize) -> Option<PoolEntry> {
         let at = self.position(id)?;

@@ -1,5 +1,6 @@
 //! What controller calls report, and snapshots of the pool.
 
+use crate::scheduler::PollCulprit;
 use std::time::Duration;
 use unplug_worker::{ParkTimings, WorkerState};
 
@@ -17,6 +18,11 @@ pub struct ParkReport {
     pub superseded: Vec<usize>,
     /// Tasks the parked workers handed to the others.
     pub tasks_migrated: u64,
+    /// The polls that held a park of this call past the long-poll
+    /// threshold ([`Builder::long_poll_threshold`](crate::Builder::long_poll_threshold)):
+    /// the task each worker was inside when its park was requested, with
+    /// `running_for` the time the park then took.
+    pub slow_polls: Vec<PollCulprit>,
     /// Each park's measured latencies (and which evidence of inactivity
     /// each used: [`ParkTimings::inactive_by`]).
     pub park_latencies: Vec<ParkTimings>,
@@ -40,6 +46,9 @@ pub struct ResizeReport {
     pub after: usize,
     /// Workers started.
     pub started: Vec<usize>,
+    /// Parked workers (on CPUs not unplugged) brought back before any was
+    /// started.
+    pub unparked: Vec<usize>,
     /// Workers parked, then stopped.
     pub stopped: Vec<usize>,
     /// Tasks the stopped workers handed to the others.

@@ -31,7 +31,25 @@ impl Controller {
             after: n,
             ..Default::default()
         };
-        let planned = before + starting;
+        let mut planned = before + starting;
+        if n > planned {
+            // Parked workers on CPUs that are not unplugged come back first
+            // (IDS-REUSED: a pool that parks and grows does not pile up
+            // parked threads).
+            let pool = &mut *pool;
+            for e in pool.entries.iter_mut().rev() {
+                if planned == n {
+                    break;
+                }
+                let settled = matches!(e.plan, Plan::Parking { owner: None, .. });
+                let unplugged = e.cpu.is_some_and(|c| pool.unplugged.contains(&c));
+                if settled && !unplugged && !e.ended() && e.worker.unpark().is_ok() {
+                    e.plan = Plan::Running;
+                    report.unparked.push(e.index);
+                    planned += 1;
+                }
+            }
+        }
         if n > planned {
             let mut spawned = Vec::new();
             let mut failure = None;
@@ -102,7 +120,7 @@ impl Controller {
         } else {
             drop(pool);
         }
-        if !report.started.is_empty() || !report.stopped.is_empty() {
+        if !report.started.is_empty() || !report.stopped.is_empty() || !report.unparked.is_empty() {
             self.hotplug_event("set_workers");
         }
         Ok(report)

@@ -25,6 +25,13 @@ impl Controller {
         home: Option<usize>,
         pin: bool,
     ) -> Result<Spawned, ControlError> {
+        // Called on a worker thread (a task resizing the pool), the caller
+        // will block until the new worker's hook returns: marked before the
+        // thread exists (DEADLOCK-FREE: a hook calling the controller must
+        // not wait for the worker that waits for it). `confirm` clears it.
+        if let Some(at) = pool.position_of_thread(std::thread::current().id()) {
+            pool.entries[at].waiting = true;
+        }
         let id = pool.take_id();
         let queue = Scheduler::new_queue();
         let protocol = Arc::new(Protocol::new());
@@ -83,13 +90,17 @@ impl Controller {
         let mut failed = Vec::new();
         {
             let mut pool = self.lock_pool();
+            pool.clear_waiting_of_caller();
             for (id, result) in results {
                 let Some(at) = pool.position(id) else {
                     continue; // shutdown took it meanwhile
                 };
                 match result {
                     Ok(()) => {
-                        pool.entries[at].plan = Plan::Running;
+                        // A park requested while it started stands.
+                        if matches!(pool.entries[at].plan, Plan::Starting) {
+                            pool.entries[at].plan = Plan::Running;
+                        }
                         running.push(id);
                     }
                     Err(message) => {

@@ -8,7 +8,10 @@
 //! | `park_latency_seconds` | histogram: park request → `parked` | `worker` |
 //! | `park_to_inactive_seconds` | histogram: park request → `park()` returning | `worker` |
 //! | `unpark_latency_seconds` | histogram: unpark request → the worker running | `worker` |
-//! | `task_poll_seconds` | histogram, opt-in ([`Builder::metrics_poll_time`]) | |
+//! | `poll_duration_seconds` | histogram (1 µs to 10 s): one poll in 64 timed, every poll with [`Builder::metrics_poll_time`] | `worker` |
+//! | `schedule_latency_seconds` | histogram: runnable → poll start, one schedule in 256 per thread sampled | |
+//! | `long_polls_total` | counter: polls past [`Builder::long_poll_threshold`], each once | `worker` |
+//! | `long_poll_running_seconds` | gauge: how long the current long poll has run, 0 if none | `worker` |
 //! | `parks_total`, `unparks_total` | counters | `worker` |
 //! | `park_inactive_evidence_total` | counter: parks by the evidence of inactivity used (`kernel`, or `marker` where procfs is unreadable) | `evidence` |
 //! | `tasks_spawned_total`, `tasks_completed_total` | counters (completed: finished or cancelled) | |
@@ -26,6 +29,7 @@
 //!
 //! [`Builder::metrics_prefix`]: crate::Builder::metrics_prefix
 //! [`Builder::metrics_poll_time`]: crate::Builder::metrics_poll_time
+//! [`Builder::long_poll_threshold`]: crate::Builder::long_poll_threshold
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 mod recorder;
@@ -47,6 +51,13 @@ pub const PUBLISH_INTERVAL: Duration = Duration::from_millis(250);
 pub const LATENCY_BUCKETS: [f64; 19] = [
     1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2,
     5e-2, 0.1, 0.25, 0.5, 1.0,
+];
+
+/// Histogram buckets of `poll_duration_seconds`: 1 µs to 10 s (a poll
+/// that long is what the long-poll detector is for).
+pub const POLL_BUCKETS: [f64; 22] = [
+    1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2,
+    5e-2, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
 /// How long the exporter keeps histogram samples before its upkeep drains
@@ -180,6 +191,11 @@ fn start_exporter(addr: SocketAddr) -> Result<MetricsServer, MetricsError> {
     let builder = PrometheusBuilder::new()
         .with_http_listener(addr)
         .set_buckets(&LATENCY_BUCKETS)
+        .map_err(|e| MetricsError::Exporter(e.to_string()))?
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Suffix("poll_duration_seconds".into()),
+            &POLL_BUCKETS,
+        )
         .map_err(|e| MetricsError::Exporter(e.to_string()))?
         .upkeep_timeout(UPKEEP);
     let (recorder, exporter) = {

@@ -4,7 +4,7 @@
 
 use super::PUBLISH_INTERVAL;
 use crate::control::{ControlEvents, Controller};
-use crate::scheduler::WorkerEvents;
+use crate::scheduler::{PollCulprit, PollObserver, WorkerEvents};
 use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata};
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, Weak};
@@ -54,7 +54,8 @@ pub(crate) const HOTPLUG_KINDS: [&str; 6] = [
 /// Runtime-wide handles, and each worker's.
 pub(crate) struct RuntimeMetrics {
     names: Names,
-    poll_time: Option<Histogram>,
+    /// `schedule_latency_seconds` (sampled), shared by every worker.
+    schedule_latency: Histogram,
     spawned: Counter,
     completed: Counter,
     hotplug: HashMap<&'static str, Counter>,
@@ -83,7 +84,7 @@ const STATES: [WorkerState; 7] = [
 ];
 
 /// Every metric with its kind and help text.
-const DESCRIPTIONS: [(&str, Kind, &str); 18] = [
+const DESCRIPTIONS: [(&str, Kind, &str); 21] = [
     (
         "park_inactive_evidence_total",
         Kind::Counter,
@@ -105,9 +106,24 @@ const DESCRIPTIONS: [(&str, Kind, &str); 18] = [
         "Unpark request to the worker running again, per worker.",
     ),
     (
-        "task_poll_seconds",
+        "poll_duration_seconds",
         Kind::Histogram,
-        "Duration of one task poll (opt-in).",
+        "Duration of one task poll, per worker (one poll in 64 timed, or every poll with metrics_poll_time(true)).",
+    ),
+    (
+        "schedule_latency_seconds",
+        Kind::Histogram,
+        "From a task becoming runnable to its poll starting (one schedule in 256 per thread sampled).",
+    ),
+    (
+        "long_polls_total",
+        Kind::Counter,
+        "Polls that ran past the long-poll threshold, per worker (each counted once).",
+    ),
+    (
+        "long_poll_running_seconds",
+        Kind::Gauge,
+        "How long the worker's current long poll has run (0 when none), per worker.",
     ),
     ("parks_total", Kind::Counter, "Parks completed, per worker."),
     (
@@ -187,7 +203,7 @@ impl Names {
 }
 
 impl RuntimeMetrics {
-    pub(crate) fn new(prefix: &str, poll_time: bool) -> Self {
+    pub(crate) fn new(prefix: &str) -> Self {
         let names = Names {
             prefix: prefix.to_owned(),
         };
@@ -215,7 +231,7 @@ impl RuntimeMetrics {
             .collect();
         RuntimeMetrics {
             evidence,
-            poll_time: poll_time.then(|| names.histogram("task_poll_seconds", vec![])),
+            schedule_latency: names.histogram("schedule_latency_seconds", vec![]),
             spawned: names.counter("tasks_spawned_total", vec![]),
             completed: names.counter("tasks_completed_total", vec![]),
             hotplug,
@@ -237,11 +253,6 @@ impl RuntimeMetrics {
         }
     }
 
-    /// Whether every poll is timed.
-    pub(crate) fn times_polls(&self) -> bool {
-        self.poll_time.is_some()
-    }
-
     fn worker_handles(&self, id: usize) -> WorkerMetrics {
         let w = || vec![Label::new("worker", id.to_string())];
         let n = &self.names;
@@ -249,6 +260,9 @@ impl RuntimeMetrics {
             park_latency: n.histogram("park_latency_seconds", w()),
             park_to_inactive: n.histogram("park_to_inactive_seconds", w()),
             unpark_latency: n.histogram("unpark_latency_seconds", w()),
+            poll_duration: n.histogram("poll_duration_seconds", w()),
+            long_polls: n.counter("long_polls_total", w()),
+            long_poll_running: n.gauge("long_poll_running_seconds", w()),
             parks: n.counter("parks_total", w()),
             unparks: n.counter("unparks_total", w()),
             polled: n.counter("tasks_polled_total", w()),
@@ -303,6 +317,8 @@ impl RuntimeMetrics {
                     m.idle_sleeps.absolute(slot.idle_sleeps.load(Relaxed));
                     m.wakeups.absolute(slot.wakeups.load(Relaxed));
                     m.local_depth.set(slot.stealer.len() as f64);
+                    m.long_poll_running
+                        .set(scheduler.long_poll_running(slot).as_secs_f64());
                 }
             }
         }
@@ -373,10 +389,18 @@ impl WorkerEvents for RuntimeMetrics {
         self.with_worker(index, |m| m.unpark_latency.record(latency));
     }
 
-    fn polled(&self, took: Duration) {
-        if let Some(h) = &self.poll_time {
-            h.record(took);
-        }
+    fn observer(&self, index: usize) -> Option<Arc<dyn PollObserver>> {
+        // Registered here (the worker's `worker_started` may come later):
+        // same key, same series.
+        let poll = self.worker_handles(index).poll_duration;
+        Some(Arc::new(Timings {
+            poll,
+            schedule: self.schedule_latency.clone(),
+        }))
+    }
+
+    fn long_poll(&self, culprit: &PollCulprit) {
+        self.with_worker(culprit.worker, |m| m.long_polls.increment(1));
     }
 }
 
@@ -411,11 +435,30 @@ impl ControlEvents for RuntimeMetrics {
     }
 }
 
+/// One worker's poll and schedule timings, recorded on its thread.
+struct Timings {
+    poll: Histogram,
+    schedule: Histogram,
+}
+
+impl PollObserver for Timings {
+    fn polled(&self, took: Duration) {
+        self.poll.record(took);
+    }
+
+    fn scheduled(&self, waited: Duration) {
+        self.schedule.record(waited);
+    }
+}
+
 /// One worker's handles.
 struct WorkerMetrics {
     park_latency: Histogram,
     park_to_inactive: Histogram,
     unpark_latency: Histogram,
+    poll_duration: Histogram,
+    long_polls: Counter,
+    long_poll_running: Gauge,
     parks: Counter,
     unparks: Counter,
     polled: Counter,

@@ -2,7 +2,8 @@
 //! next task, how it steals, runs, and hands its queue over when it parks.
 
 use super::search::Search;
-use super::{Scheduler, Slot};
+use super::slot::NOT_POLLING;
+use super::{clock, PollObserver, Scheduler, Slot};
 use crate::loom::deque::{LocalQueue, Steal};
 use crate::loom::regress::{self, Regression};
 use crate::loom::{fence, Arc, Ordering};
@@ -36,6 +37,11 @@ pub(crate) struct Local {
     lifo_polls: Cell<u32>,
     rng: Cell<u64>,
     pub(crate) search: Cell<Search>,
+    /// Where this worker's timed polls and schedule latencies go (metrics
+    /// on), from `WorkerEvents::observer`.
+    observer: Option<std::sync::Arc<dyn PollObserver>>,
+    /// Schedules made on this worker (for sampling).
+    schedules: Cell<u32>,
 }
 
 impl Local {
@@ -45,7 +51,13 @@ impl Local {
         slot: Arc<Slot>,
         queue: LocalQueue<Task>,
     ) -> Self {
+        let observer = scheduler
+            .hooks
+            .events
+            .as_ref()
+            .and_then(|e| e.observer(index));
         Local {
+            observer,
             scheduler,
             index,
             slot,
@@ -54,12 +66,22 @@ impl Local {
             lifo_polls: Cell::new(0),
             rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1)),
             search: Cell::new(Search::Settled),
+            schedules: Cell::new(0),
         }
     }
 
     /// A task woken (or spawned) on this thread: the LIFO slot, or the back
     /// of the queue for a task that woke itself (a yield).
     pub(crate) fn schedule_woken(&self, task: Task, yielded: bool) {
+        if self.observer.is_some() {
+            // One schedule in `schedule_sample_mask + 1` is stamped for the
+            // schedule-latency histogram (a Cell, no thread-local look-up).
+            let n = self.schedules.get().wrapping_add(1);
+            self.schedules.set(n);
+            if n & self.scheduler.hooks.schedule_sample_mask == 0 {
+                task.metadata().stamp_scheduled(clock::now_us32());
+            }
+        }
         let offer = !regress::on(Regression::LifoFillWakesNobody);
         if yielded {
             // REACHABLE (defect 5): the next task this worker polls may be
@@ -196,17 +218,27 @@ impl Local {
             drop(task); // defect 1, kept only as the loom model's control
             return;
         }
-        self.slot.polled.fetch_add(1, Relaxed);
-        let hooks = &self.scheduler.hooks;
-        let ran = match (&hooks.events, hooks.time_polls) {
-            (Some(events), true) => {
-                let start = std::time::Instant::now();
-                let ran = catch_unwind(AssertUnwindSafe(|| task.run()));
-                events.polled(start.elapsed());
-                ran
+        let polled = self.slot.polled.fetch_add(1, Relaxed);
+        // For culprits: which task this worker is inside (Relaxed: read by
+        // the long-poll monitor and the controller as a diagnostic only).
+        self.slot.current.store(task.metadata().key, Relaxed);
+        let ran = match &self.observer {
+            None => catch_unwind(AssertUnwindSafe(|| task.run())),
+            Some(observer) => {
+                if let Some(stamp) = task.metadata().take_scheduled() {
+                    observer.scheduled(clock::since_us32(stamp));
+                }
+                if polled & self.scheduler.hooks.poll_sample_mask == 0 {
+                    let start = std::time::Instant::now();
+                    let ran = catch_unwind(AssertUnwindSafe(|| task.run()));
+                    observer.polled(start.elapsed());
+                    ran
+                } else {
+                    catch_unwind(AssertUnwindSafe(|| task.run()))
+                }
             }
-            _ => catch_unwind(AssertUnwindSafe(|| task.run())),
         };
+        self.slot.current.store(NOT_POLLING, Relaxed);
         // The task layer catches every panic of the user's code; this is
         // the worker's own safety net (it must live on).
         if let Err(payload) = ran {

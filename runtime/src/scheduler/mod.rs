@@ -20,8 +20,11 @@
 //! most one sleeper (`IdleSet::pop`), never all (REACHABLE in
 //! SCHEDULER.md).
 
+mod clock;
 pub(crate) mod context;
+mod culprit;
 mod local;
+pub(crate) mod long_poll;
 mod search;
 mod slot;
 pub(crate) mod worker_loop;
@@ -29,6 +32,8 @@ pub(crate) mod worker_loop;
 #[cfg(all(test, loom))]
 mod tests;
 
+pub use culprit::PollCulprit;
+pub(crate) use culprit::PollSnapshot;
 pub(crate) use slot::Slot;
 
 use crate::loom::deque::{Injector, LocalQueue, Steal};
@@ -44,8 +49,20 @@ use unplug_worker::IdleSet;
 pub(crate) trait WorkerEvents: Send + Sync {
     /// Worker `index` came back from a park, `latency` after the unpark.
     fn resumed(&self, index: usize, latency: Duration);
-    /// A poll took `took` (called only if [`Hooks::time_polls`]).
+    /// Where worker `index` reports its timed polls and schedule latencies
+    /// (`None`: nothing is timed).
+    fn observer(&self, index: usize) -> Option<std::sync::Arc<dyn PollObserver>>;
+    /// The long-poll monitor saw a poll run past the threshold (once per
+    /// poll).
+    fn long_poll(&self, culprit: &PollCulprit);
+}
+
+/// One worker's receiver of timings (called on the worker thread).
+pub(crate) trait PollObserver: Send + Sync {
+    /// A timed poll took `took`.
     fn polled(&self, took: Duration);
+    /// A sampled task waited `waited` from being scheduled to its poll.
+    fn scheduled(&self, waited: Duration);
 }
 
 /// Runs a worker's body inside the context the layers above set up (the
@@ -60,8 +77,15 @@ pub(crate) struct Hooks {
     pub(crate) on_stop: Option<std::sync::Arc<dyn Fn() + Send + Sync>>,
     pub(crate) enter: Option<std::sync::Arc<Enter>>,
     pub(crate) events: Option<std::sync::Arc<dyn WorkerEvents>>,
-    /// Time every poll and report it to `events`.
-    pub(crate) time_polls: bool,
+    /// Which polls are timed for the poll-time histogram: those whose
+    /// worker-local poll count `& poll_sample_mask == 0` (0: every poll;
+    /// 63: one in 64).
+    pub(crate) poll_sample_mask: u64,
+    /// Which schedules are stamped for the schedule-latency histogram:
+    /// one in `schedule_sample_mask + 1` per scheduling thread.
+    pub(crate) schedule_sample_mask: u32,
+    /// Polls running longer than this are reported (`None`: no monitor).
+    pub(crate) long_poll_threshold: Option<Duration>,
 }
 
 /// Lifecycle: running. Tasks are queued and run.
@@ -131,6 +155,7 @@ impl Scheduler {
     }
 
     /// Spawns `future`; after shutdown began, the handle reports cancelled.
+    #[track_caller]
     pub(crate) fn spawn<F>(this: &Arc<Self>, future: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
@@ -140,7 +165,8 @@ impl Scheduler {
             return JoinHandle::cancelled();
         }
         let scheduler = this.clone();
-        match task::build(&this.registry, future, move |task, info| {
+        let spawned_at = std::panic::Location::caller();
+        match task::build(&this.registry, spawned_at, future, move |task, info| {
             Scheduler::schedule(&scheduler, task, info)
         }) {
             Some((runnable, handle)) => {
@@ -222,6 +248,30 @@ impl Scheduler {
         }
     }
 
+    /// From a thread that is not a worker: stamps one schedule in
+    /// `schedule_sample_mask + 1` of this thread for the schedule-latency
+    /// histogram (with metrics on). Workers count in their `Local`.
+    fn stamp_remote(&self, task: &Task) {
+        #[cfg(not(loom))]
+        if self.hooks.events.is_some() {
+            std::thread_local! {
+                static SCHEDULES: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+            }
+            let n = SCHEDULES
+                .try_with(|c| {
+                    let n = c.get().wrapping_add(1);
+                    c.set(n);
+                    n
+                })
+                .unwrap_or(1);
+            if n & self.hooks.schedule_sample_mask == 0 {
+                task.metadata().stamp_scheduled(clock::now_us32());
+            }
+        }
+        #[cfg(loom)]
+        let _ = task;
+    }
+
     /// async-task's schedule function: a task was woken.
     pub(crate) fn schedule(this: &Arc<Self>, task: Task, info: ScheduleInfo) {
         if this.is_closing() {
@@ -247,6 +297,7 @@ impl Scheduler {
 
     /// From outside the workers: the injector, then wake one sleeper.
     pub(crate) fn push_remote(&self, task: Task) {
+        self.stamp_remote(&task);
         self.injector.push(task);
         // CLOSE-DRAIN (defect 2): pairs with the fence in `cancel_all`.
         // Either this load sees DRAINED and the pusher drops what is queued,

@@ -32,7 +32,21 @@ pub(crate) struct Slot {
     pub(crate) last_unpark_ns: AtomicU64,
     /// Times this worker came back from a park.
     pub(crate) resumes: AtomicU64,
+    /// The registry key of the task being polled, or [`NOT_POLLING`].
+    /// Written by the worker around every poll (two Relaxed stores); read
+    /// by the long-poll monitor and the controller for culprits only.
+    pub(crate) current: std::sync::atomic::AtomicUsize,
+    /// Written by the long-poll monitor: the `polled` count of the poll it
+    /// last saw running, and when it first saw it (`clock::now_ns`).
+    pub(crate) seen_polled: std::sync::atomic::AtomicU64,
+    pub(crate) seen_at_ns: std::sync::atomic::AtomicU64,
+    /// When the current poll was first seen, if the monitor reported it as
+    /// a long poll (else 0): what `long_poll_running_seconds` shows.
+    pub(crate) long_since_ns: std::sync::atomic::AtomicU64,
 }
+
+/// [`Slot::current`] when the worker is not inside a poll.
+pub(crate) const NOT_POLLING: usize = usize::MAX;
 
 impl Slot {
     pub(crate) fn new(stealer: Stealer<Task>, notifier: Notifier) -> Self {
@@ -47,6 +61,10 @@ impl Slot {
             wakeups: AtomicU64::new(0),
             last_unpark_ns: AtomicU64::new(0),
             resumes: AtomicU64::new(0),
+            current: std::sync::atomic::AtomicUsize::new(NOT_POLLING),
+            seen_polled: std::sync::atomic::AtomicU64::new(0),
+            seen_at_ns: std::sync::atomic::AtomicU64::new(0),
+            long_since_ns: std::sync::atomic::AtomicU64::new(0),
         }
     }
 

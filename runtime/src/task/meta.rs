@@ -2,7 +2,7 @@
 //! state word.
 
 use super::Registry;
-use crate::loom::{Arc, AtomicUsize, Ordering};
+use crate::loom::{Arc, AtomicU32, Ordering};
 use std::ptr::NonNull;
 
 /// The user asked to cancel the task ([`JoinHandle::abort`]). Set once,
@@ -11,7 +11,7 @@ use std::ptr::NonNull;
 /// doing when it landed.
 ///
 /// [`JoinHandle::abort`]: crate::JoinHandle::abort
-pub(crate) const ABORTED: usize = 1 << 0;
+pub(crate) const ABORTED: u32 = 1 << 0;
 
 /// Metadata stored in the task's allocation (async-task's header), so the
 /// future beside it stays small: a task of 112 bytes or less is freed into
@@ -21,8 +21,13 @@ pub(crate) const ABORTED: usize = 1 << 0;
 pub(crate) struct TaskMeta {
     /// Its key in the registry.
     pub(crate) key: usize,
-    /// The state word: [`ABORTED`] (the only bit today).
-    state: AtomicUsize,
+    /// The state word: [`ABORTED`] (the only bit today). 32 bits, so the
+    /// stamp below fits beside it and the header does not grow.
+    state: AtomicU32,
+    /// When a sampled schedule made the task runnable (`clock::now_us32`),
+    /// or 0. A measurement only (Relaxed, not modelled under loom): the
+    /// worker that polls the task next reads and clears it.
+    scheduled_at: std::sync::atomic::AtomicU32,
     /// The registry it is in (it leaves when its future is dropped).
     pub(crate) registry: Arc<Registry>,
 }
@@ -31,8 +36,24 @@ impl TaskMeta {
     pub(crate) fn new(key: usize, registry: Arc<Registry>) -> Self {
         TaskMeta {
             key,
-            state: AtomicUsize::new(0),
+            state: AtomicU32::new(0),
+            scheduled_at: std::sync::atomic::AtomicU32::new(0),
             registry,
+        }
+    }
+
+    /// Stamps the moment a sampled schedule made the task runnable.
+    pub(crate) fn stamp_scheduled(&self, stamp: u32) {
+        self.scheduled_at
+            .store(stamp, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Takes the stamp of a sampled schedule, if any (one load when none).
+    pub(crate) fn take_scheduled(&self) -> Option<u32> {
+        use std::sync::atomic::Ordering::Relaxed;
+        match self.scheduled_at.load(Relaxed) {
+            0 => None,
+            _ => Some(self.scheduled_at.swap(0, Relaxed)).filter(|&s| s != 0),
         }
     }
 

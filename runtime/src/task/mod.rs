@@ -18,6 +18,7 @@ pub(crate) use meta::TaskMeta;
 pub use panics::unobserved_panics;
 pub(crate) use panics::{panic_message, unobserved_panic};
 pub(crate) use registry::Registry;
+pub use registry::TaskId;
 
 use crate::loom::Arc;
 use async_task::{Runnable, ScheduleInfo};
@@ -32,6 +33,7 @@ pub(crate) type Task = Runnable<TaskMeta>;
 /// registry is closed (the future is dropped).
 pub(crate) fn build<F, S>(
     registry: &Arc<Registry>,
+    spawned_at: &'static std::panic::Location<'static>,
     future: F,
     schedule: S,
 ) -> Option<(Task, JoinHandle<F::Output>)>
@@ -40,7 +42,7 @@ where
     F::Output: Send + 'static,
     S: Fn(Task, ScheduleInfo) + Send + Sync + 'static,
 {
-    registry.insert_with(|key| {
+    registry.insert_with(spawned_at, |key| {
         let (runnable, task) = async_task::Builder::new()
             .metadata(TaskMeta::new(key, registry.clone()))
             .spawn(

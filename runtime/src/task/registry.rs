@@ -13,9 +13,43 @@ use crate::loom::{AtomicBool, Mutex, MutexGuard, Ordering};
 use slab::Slab;
 #[cfg(not(loom))]
 use std::cell::Cell;
+use std::panic::Location;
 #[cfg(not(loom))]
 use std::sync::atomic::AtomicUsize;
 use std::task::Waker;
+
+/// A task's id: unique among the tasks one runtime ever spawned (ids are
+/// never reused, unlike registry keys). Shown in long-poll logs and in the
+/// culprits of slow parks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId(u64);
+
+impl TaskId {
+    /// The id as a number.
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for TaskId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// What the registry knows of a live task besides its waker.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TaskInfo {
+    pub(crate) id: TaskId,
+    /// Where it was spawned (`#[track_caller]` on the spawn functions).
+    pub(crate) spawned_at: &'static Location<'static>,
+}
+
+/// One live task.
+struct Entry {
+    waker: Waker,
+    info: TaskInfo,
+}
 
 #[cfg(not(loom))]
 const SHARDS: usize = 32;
@@ -32,7 +66,7 @@ pub(crate) struct Registry {
 /// under the lock already held, so no shared counter is contended).
 #[derive(Default)]
 struct Shard {
-    tasks: Slab<Waker>,
+    tasks: Slab<Entry>,
     spawned: usize,
 }
 
@@ -79,9 +113,14 @@ impl Registry {
         self.shards[shard].lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a task: `make(key)` builds it and returns its waker. `None`
-    /// (and `make` not called) once the registry is closed.
-    pub(crate) fn insert_with<R>(&self, make: impl FnOnce(usize) -> (R, Waker)) -> Option<R> {
+    /// Registers a task spawned at `spawned_at`: `make(key)` builds it and
+    /// returns its waker. `None` (and `make` not called) once the registry
+    /// is closed.
+    pub(crate) fn insert_with<R>(
+        &self,
+        spawned_at: &'static Location<'static>,
+        make: impl FnOnce(usize) -> (R, Waker),
+    ) -> Option<R> {
         let shard = next_shard();
         let mut guard = self.lock(shard);
         // Checked under the shard lock: `close` drains each shard under its
@@ -94,8 +133,13 @@ impl Registry {
         shard_state.spawned += 1;
         let entry = shard_state.tasks.vacant_entry();
         let key = entry.key() * SHARDS + shard;
+        // Unique: this shard's count of spawns, interleaved with the others.
+        let id = TaskId((shard_state.spawned * SHARDS + shard) as u64);
         let (made, waker) = make(key);
-        entry.insert(waker);
+        entry.insert(Entry {
+            waker,
+            info: TaskInfo { id, spawned_at },
+        });
         Some(made)
     }
 
@@ -108,7 +152,11 @@ impl Registry {
 
     /// Wakes the task with `key`, if it is still live.
     pub(crate) fn wake(&self, key: usize) {
-        let waker = self.lock(key % SHARDS).tasks.get(key / SHARDS).cloned();
+        let waker = self
+            .lock(key % SHARDS)
+            .tasks
+            .get(key / SHARDS)
+            .map(|e| e.waker.clone());
         if let Some(waker) = waker {
             waker.wake();
         }
@@ -119,11 +167,19 @@ impl Registry {
         // Ordered before each shard's drain by that shard's lock.
         self.closed.store(true, Ordering::Relaxed);
         for shard in 0..SHARDS {
-            let wakers: Vec<Waker> = self.lock(shard).tasks.drain().collect();
+            let wakers: Vec<Waker> = self.lock(shard).tasks.drain().map(|e| e.waker).collect();
             for waker in wakers {
                 waker.wake();
             }
         }
+    }
+
+    /// The id and spawn location of the live task with `key`.
+    pub(crate) fn info(&self, key: usize) -> Option<TaskInfo> {
+        self.lock(key % SHARDS)
+            .tasks
+            .get(key / SHARDS)
+            .map(|e| e.info)
     }
 
     /// (ever registered, still live), each shard read under its lock once.

@@ -1,0 +1,109 @@
+//! Who holds a worker: the task inside the poll that a park, an unplug or
+//! the long-poll monitor is waiting on.
+
+use super::clock;
+use super::slot::NOT_POLLING;
+use super::Scheduler;
+use crate::task::TaskId;
+use std::panic::Location;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+/// A task found inside one long poll: what a slow park, a timed-out
+/// unplug and the long-poll log name.
+///
+/// ```
+/// # fn show(c: &unplug::PollCulprit) {
+/// println!("{c}"); // "task 42 (spawned at src/main.rs:10:5) on worker 1, in one poll for 812ms"
+/// # }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PollCulprit {
+    /// The worker it holds.
+    pub worker: usize,
+    /// The task.
+    pub task: TaskId,
+    /// Where it was spawned (`unplug::spawn`, `Handle::spawn` and
+    /// `Runtime::spawn` are `#[track_caller]`).
+    pub spawned_at: &'static Location<'static>,
+    /// How long that one poll had run when it was looked at (at least:
+    /// measured from when the poll was first seen).
+    pub running_for: Duration,
+}
+
+impl std::fmt::Display for PollCulprit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "task {} (spawned at {}) on worker {}, in one poll for {:?}",
+            self.task, self.spawned_at, self.worker, self.running_for
+        )
+    }
+}
+
+/// The poll a worker was inside at some moment.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PollSnapshot {
+    worker: usize,
+    key: usize,
+    polled: u64,
+    at: Instant,
+}
+
+impl Scheduler {
+    /// How long `slot`'s current poll has run if the monitor reported it
+    /// as long (else zero): `long_poll_running_seconds`.
+    pub(crate) fn long_poll_running(&self, slot: &super::Slot) -> Duration {
+        match slot.long_since_ns.load(Relaxed) {
+            0 => Duration::ZERO,
+            since => clock::since_ns(since),
+        }
+    }
+
+    /// The poll worker `index` is inside now, if any.
+    pub(crate) fn poll_snapshot(&self, index: usize) -> Option<PollSnapshot> {
+        let slots = self.slots();
+        let slot = slots.get(index)?;
+        let key = slot.current.load(Relaxed);
+        (key != NOT_POLLING).then(|| PollSnapshot {
+            worker: index,
+            key,
+            polled: slot.polled.load(Relaxed),
+            at: Instant::now(),
+        })
+    }
+
+    /// The culprit of `snap` if that same poll is still running, with how
+    /// long it has run: at least since `snap` was taken, and since the
+    /// long-poll monitor first saw it if that is earlier.
+    pub(crate) fn culprit_if_still(&self, snap: &PollSnapshot) -> Option<PollCulprit> {
+        let (still, seen) = {
+            let slots = self.slots();
+            let slot = slots.get(snap.worker)?;
+            let still =
+                slot.current.load(Relaxed) == snap.key && slot.polled.load(Relaxed) == snap.polled;
+            let seen = (slot.seen_polled.load(Relaxed) == snap.polled)
+                .then(|| clock::since_ns(slot.seen_at_ns.load(Relaxed)));
+            (still, seen)
+        };
+        still.then_some(())?;
+        let running_for = snap.at.elapsed().max(seen.unwrap_or_default());
+        self.describe(snap, running_for)
+    }
+
+    /// The culprit of `snap` with `running_for` as given (the poll may
+    /// have ended since).
+    pub(crate) fn describe(
+        &self,
+        snap: &PollSnapshot,
+        running_for: Duration,
+    ) -> Option<PollCulprit> {
+        let info = self.registry.info(snap.key)?;
+        Some(PollCulprit {
+            worker: snap.worker,
+            task: info.id,
+            spawned_at: info.spawned_at,
+            running_for,
+        })
+    }
+}

@@ -1,0 +1,126 @@
+//! The long-poll monitor: a thread that looks at every worker a few times
+//! per threshold and reports, once per poll, a poll that has run past the
+//! threshold — counted (`long_polls_total`), logged with the task's id and
+//! spawn location, and shown while it lasts (`long_poll_running_seconds`).
+//!
+//! It costs the workers nothing beyond the two Relaxed stores of
+//! `Slot::current` around each poll: it reads each worker's poll count and
+//! current task, and a poll is "the same" while both stay put.
+
+use super::clock;
+use super::slot::NOT_POLLING;
+use super::Scheduler;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{mpsc, Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// How often the monitor looks, for a threshold: four looks per threshold,
+/// between 1 ms and 100 ms.
+pub(crate) fn period(threshold: Duration) -> Duration {
+    (threshold / 4).clamp(Duration::from_millis(1), Duration::from_millis(100))
+}
+
+/// The running monitor; stopped (and joined) at shutdown.
+pub(crate) struct Monitor {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// What the monitor remembers of one worker's current poll.
+struct Seen {
+    polled: u64,
+    key: usize,
+    since_ns: u64,
+    reported: bool,
+}
+
+impl Monitor {
+    /// Starts the monitor for `scheduler` (which must have a threshold).
+    pub(crate) fn start(scheduler: &Arc<Scheduler>) -> Option<Monitor> {
+        let threshold = scheduler.hooks.long_poll_threshold?;
+        let weak = Arc::downgrade(scheduler);
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("unplug-long-poll".into())
+            .spawn(move || watch(weak, threshold, stopped))
+            .ok()?;
+        Some(Monitor {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    pub(crate) fn stop(mut self) {
+        self.stop.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn watch(scheduler: Weak<Scheduler>, threshold: Duration, stopped: mpsc::Receiver<()>) {
+    let mut seen: HashMap<usize, Seen> = HashMap::new();
+    let threshold_ns = threshold.as_nanos().min(u64::MAX as u128) as u64;
+    loop {
+        match stopped.recv_timeout(period(threshold)) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+        let Some(scheduler) = scheduler.upgrade() else {
+            return;
+        };
+        let now = clock::now_ns();
+        let mut long = Vec::new();
+        {
+            let slots = scheduler.slots();
+            for (index, slot) in slots.iter().enumerate() {
+                let key = slot.current.load(Relaxed);
+                let polled = slot.polled.load(Relaxed);
+                if key == NOT_POLLING {
+                    seen.remove(&index);
+                    slot.long_since_ns.store(0, Relaxed);
+                    continue;
+                }
+                let s = seen.entry(index).or_insert(Seen {
+                    polled: u64::MAX,
+                    key,
+                    since_ns: now,
+                    reported: false,
+                });
+                if s.polled != polled || s.key != key {
+                    // A new poll: remember when it was first seen.
+                    *s = Seen {
+                        polled,
+                        key,
+                        since_ns: now,
+                        reported: false,
+                    };
+                    slot.long_since_ns.store(0, Relaxed);
+                    slot.seen_polled.store(polled, Relaxed);
+                    slot.seen_at_ns.store(now, Relaxed);
+                } else if !s.reported && now - s.since_ns >= threshold_ns {
+                    s.reported = true;
+                    slot.long_since_ns.store(s.since_ns, Relaxed);
+                    long.push(index);
+                }
+            }
+        }
+        for index in long {
+            // Taken after the slots' lock is released: the registry look-up
+            // locks a shard.
+            let Some(snap) = scheduler.poll_snapshot(index) else {
+                continue;
+            };
+            if let Some(culprit) = scheduler.culprit_if_still(&snap) {
+                log::warn!(
+                    "unplug: long poll: {culprit} (threshold {threshold:?}); it blocks this worker and any park of it"
+                );
+                if let Some(events) = &scheduler.hooks.events {
+                    events.long_poll(&culprit);
+                }
+            }
+        }
+    }
+}

@@ -12,7 +12,7 @@
 //! [`Worker::repin`](crate::Worker::repin) return a typed `Unsupported`
 //! error without it.
 
-use crate::platform;
+use crate::{cpu_text, platform};
 use std::io;
 
 /// Whether this build can pin threads to CPUs ([`pin_to`], a worker's
@@ -97,33 +97,12 @@ pub fn cpu_quota() -> Option<f64> {
 
 /// Parses cgroup v2 `cpu.max` ("max 100000" or "150000 100000").
 pub fn parse_cpu_max(text: &str) -> Option<f64> {
-    let mut parts = text.split_whitespace();
-    let (quota, period) = (parts.next()?, parts.next()?);
-    if quota == "max" {
-        return None;
-    }
-    let (q, p): (f64, f64) = (quota.parse().ok()?, period.parse().ok()?);
-    (q > 0.0 && p > 0.0).then_some(q / p)
+    cpu_text::parse_cpu_max(text)
 }
 
 /// Parses a kernel CPU list ("0-3,5,7-8"); `None` if malformed or empty.
 pub fn parse_cpu_list(list: &str) -> Option<Vec<usize>> {
-    let mut cpus = Vec::new();
-    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        match part.split_once('-') {
-            Some((lo, hi)) => {
-                let (lo, hi): (usize, usize) = (lo.parse().ok()?, hi.parse().ok()?);
-                if lo > hi || hi >= max_cpus() {
-                    return None;
-                }
-                cpus.extend(lo..=hi);
-            }
-            None => cpus.push(part.parse().ok()?),
-        }
-    }
-    cpus.sort_unstable();
-    cpus.dedup();
-    (!cpus.is_empty()).then_some(cpus)
+    cpu_text::parse_cpu_list_below(list, platform::MAX_CPUS)
 }
 
 /// The affinity mask of thread `tid` (0: the caller) as a sorted list
@@ -136,11 +115,6 @@ pub fn cpus_of(tid: i32) -> io::Result<Vec<usize>> {
 /// build this always fails with [`io::ErrorKind::Unsupported`].
 pub fn pin_to(tid: i32, cpus: &[usize]) -> io::Result<()> {
     platform::pin_to(tid, cpus)
-}
-
-/// The number of CPUs a CPU list may name (Linux: `CPU_SETSIZE`).
-fn max_cpus() -> usize {
-    platform::MAX_CPUS
 }
 
 #[cfg(test)]

@@ -46,6 +46,8 @@
 
 mod completion;
 mod context;
+#[cfg(not(loom))]
+mod cpu_text;
 mod error;
 mod idle_set;
 mod loom;

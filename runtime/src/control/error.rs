@@ -26,7 +26,7 @@ pub enum ControlError {
     Timeout {
         /// The polls that were still running on the workers this call
         /// waited for: which task, spawned where, running how long.
-        blocked_by: Vec<crate::PollCulprit>,
+        blocked_by: Vec<crate::scheduler::PollCulprit>,
     },
     /// The runtime is shutting down.
     ShuttingDown,

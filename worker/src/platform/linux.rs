@@ -1,7 +1,6 @@
 //! The Linux implementation of the platform seam: `libc` system calls,
 //! cgroup and sysfs files, and the procfs inactivity probe.
 
-use crate::affinity::parse_cpu_list;
 use crate::InactiveEvidence;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -108,7 +107,7 @@ pub(crate) fn cpu_quota() -> Option<f64> {
         if controllers.is_empty() {
             for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
                 if let Ok(max) = std::fs::read_to_string(format!("{root}{path}/cpu.max")) {
-                    return crate::affinity::parse_cpu_max(&max);
+                    return crate::cpu_text::parse_cpu_max(&max);
                 }
             }
         } else if controllers.split(',').any(|c| c == "cpu") {
@@ -128,7 +127,7 @@ pub(crate) fn cpu_quota() -> Option<f64> {
 
 /// Reads a kernel CPU list file ("0-3,5").
 fn read_cpu_list(path: &str) -> Option<Vec<usize>> {
-    parse_cpu_list(std::fs::read_to_string(path).ok()?.trim())
+    crate::cpu_text::parse_cpu_list_below(std::fs::read_to_string(path).ok()?.trim(), MAX_CPUS)
 }
 
 /// "Inactive" as the kernel sees it: the analogue of `wait_task_inactive`.

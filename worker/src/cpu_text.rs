@@ -1,0 +1,36 @@
+//! The kernel's CPU texts, parsed: CPU lists ("0-3,5") and cgroup v2
+//! `cpu.max`. Pure functions, below both the platform seam and the public
+//! `affinity` module, which read the files.
+
+/// Parses a kernel CPU list ("0-3,5,7-8") naming CPUs below `max`; `None`
+/// if malformed or empty.
+pub(crate) fn parse_cpu_list_below(list: &str, max: usize) -> Option<Vec<usize>> {
+    let mut cpus = Vec::new();
+    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((lo, hi)) => {
+                let (lo, hi): (usize, usize) = (lo.parse().ok()?, hi.parse().ok()?);
+                if lo > hi || hi >= max {
+                    return None;
+                }
+                cpus.extend(lo..=hi);
+            }
+            None => cpus.push(part.parse().ok()?),
+        }
+    }
+    cpus.sort_unstable();
+    cpus.dedup();
+    (!cpus.is_empty()).then_some(cpus)
+}
+
+/// Parses cgroup v2 `cpu.max` ("max 100000" or "150000 100000") into CPUs
+/// of quota; `None` if unlimited or malformed.
+pub(crate) fn parse_cpu_max(text: &str) -> Option<f64> {
+    let mut parts = text.split_whitespace();
+    let (quota, period) = (parts.next()?, parts.next()?);
+    if quota == "max" {
+        return None;
+    }
+    let (q, p): (f64, f64) = (quota.parse().ok()?, period.parse().ok()?);
+    (q > 0.0 && p > 0.0).then_some(q / p)
+}

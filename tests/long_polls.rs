@@ -58,7 +58,8 @@ fn spin_in_one_poll(rt: &Runtime, release: Arc<AtomicBool>) -> (u32, i32) {
 }
 
 fn names_the_spinner(c: &PollCulprit, line: u32) -> bool {
-    c.spawned_at.file() == file!() && c.spawned_at.line() == line
+    c.spawned_at
+        .is_some_and(|at| at.file() == file!() && at.line() == line)
 }
 
 fn two_pinned_workers(threshold: Duration) -> Option<Runtime> {

@@ -173,6 +173,9 @@ impl Runtime {
         }
         if let Some(monitor) = self.monitor.take() {
             monitor.stop();
+            if let Some(metrics) = &self.handle.inner.metrics {
+                metrics.clear_long_polls();
+            }
         }
         // A thread of a tokio runtime (this one's blocking pool above all)
         // may be what a worker's poll waits for: bound the joins.

@@ -108,7 +108,7 @@ impl Controller {
             .map(|w| {
                 w.snap
                     .as_ref()
-                    .and_then(|s| self.scheduler.describe(s, Duration::ZERO))
+                    .map(|s| self.scheduler.describe(s, Duration::ZERO))
             })
             .collect();
         let mut blocked_by = Vec::new();

@@ -367,6 +367,15 @@ impl RuntimeMetrics {
         }
     }
 
+    /// No poll is watched any more (shutdown stopped the long-poll
+    /// monitor): every worker's `long_poll_running_seconds` reads 0.
+    pub(crate) fn clear_long_polls(&self) {
+        let workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        for m in workers.values() {
+            m.long_poll_running.set(0.0);
+        }
+    }
+
     /// Ends the publisher (at shutdown).
     pub(crate) fn stop_publisher(&self) {
         *self

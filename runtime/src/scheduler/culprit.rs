@@ -12,6 +12,11 @@ use std::time::{Duration, Instant};
 /// A task found inside one long poll: what a slow park, a timed-out
 /// unplug and the long-poll log name.
 ///
+/// `task` and `spawned_at` are `None` when the task had already finished
+/// but its last run was still under way (dropping its output, or running
+/// a waker's `wake`, inside the worker's call): the worker is held all
+/// the same.
+///
 /// ```
 /// # fn show(c: &unplug::PollCulprit) {
 /// println!("{c}"); // "task 42 (spawned at src/main.rs:10:5) on worker 1, in one poll for 812ms"
@@ -21,11 +26,11 @@ use std::time::{Duration, Instant};
 pub struct PollCulprit {
     /// The worker it holds.
     pub worker: usize,
-    /// The task.
-    pub task: TaskId,
+    /// The task (`None`: finished, its last run still under way).
+    pub task: Option<TaskId>,
     /// Where it was spawned (`unplug::spawn`, `Handle::spawn` and
     /// `Runtime::spawn` are `#[track_caller]`).
-    pub spawned_at: &'static Location<'static>,
+    pub spawned_at: Option<&'static Location<'static>>,
     /// How long that one poll had run when it was looked at (at least:
     /// measured from when the poll was first seen).
     pub running_for: Duration,
@@ -33,10 +38,14 @@ pub struct PollCulprit {
 
 impl std::fmt::Display for PollCulprit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.task, self.spawned_at) {
+            (Some(task), Some(at)) => write!(f, "task {task} (spawned at {at})")?,
+            _ => f.write_str("a finished task still inside its last run (dropping its output?)")?,
+        }
         write!(
             f,
-            "task {} (spawned at {}) on worker {}, in one poll for {:?}",
-            self.task, self.spawned_at, self.worker, self.running_for
+            " on worker {}, in one poll for {:?}",
+            self.worker, self.running_for
         )
     }
 }
@@ -45,9 +54,22 @@ impl std::fmt::Display for PollCulprit {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct PollSnapshot {
     worker: usize,
-    key: usize,
+    key: u64,
     polled: u64,
     at: Instant,
+}
+
+impl PollSnapshot {
+    /// The poll of `worker` with tag `key` and poll count `polled`, seen
+    /// now.
+    pub(crate) fn new(worker: usize, key: u64, polled: u64) -> Self {
+        PollSnapshot {
+            worker,
+            key,
+            polled,
+            at: Instant::now(),
+        }
+    }
 }
 
 impl Scheduler {
@@ -88,22 +110,19 @@ impl Scheduler {
         };
         still.then_some(())?;
         let running_for = snap.at.elapsed().max(seen.unwrap_or_default());
-        self.describe(snap, running_for)
+        Some(self.describe(snap, running_for))
     }
 
     /// The culprit of `snap` with `running_for` as given (the poll may
-    /// have ended since).
-    pub(crate) fn describe(
-        &self,
-        snap: &PollSnapshot,
-        running_for: Duration,
-    ) -> Option<PollCulprit> {
-        let info = self.registry.info(snap.key)?;
-        Some(PollCulprit {
+    /// have ended since). Its task is `None` if it has left the registry
+    /// (the tag never names a newer task that reused the key).
+    pub(crate) fn describe(&self, snap: &PollSnapshot, running_for: Duration) -> PollCulprit {
+        let info = self.registry.info(snap.key);
+        PollCulprit {
             worker: snap.worker,
-            task: info.id,
-            spawned_at: info.spawned_at,
+            task: info.map(|i| i.id),
+            spawned_at: info.map(|i| i.spawned_at),
             running_for,
-        })
+        }
     }
 }

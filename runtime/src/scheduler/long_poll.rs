@@ -9,7 +9,7 @@
 
 use super::clock;
 use super::slot::NOT_POLLING;
-use super::Scheduler;
+use super::{PollSnapshot, Scheduler};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{mpsc, Arc, Weak};
@@ -31,7 +31,7 @@ pub(crate) struct Monitor {
 /// What the monitor remembers of one worker's current poll.
 struct Seen {
     polled: u64,
-    key: usize,
+    key: u64,
     since_ns: u64,
     reported: bool,
 }
@@ -66,13 +66,21 @@ fn watch(scheduler: Weak<Scheduler>, threshold: Duration, stopped: mpsc::Receive
     loop {
         match stopped.recv_timeout(period(threshold)) {
             Err(mpsc::RecvTimeoutError::Timeout) => {}
-            _ => return,
+            _ => {
+                // Nobody watches from here: no poll is shown as long.
+                if let Some(scheduler) = scheduler.upgrade() {
+                    for slot in scheduler.slots().iter() {
+                        slot.long_since_ns.store(0, Relaxed);
+                    }
+                }
+                return;
+            }
         }
         let Some(scheduler) = scheduler.upgrade() else {
             return;
         };
         let now = clock::now_ns();
-        let mut long = Vec::new();
+        let mut long: Vec<PollSnapshot> = Vec::new();
         {
             let slots = scheduler.slots();
             for (index, slot) in slots.iter().enumerate() {
@@ -103,23 +111,22 @@ fn watch(scheduler: Weak<Scheduler>, threshold: Duration, stopped: mpsc::Receive
                 } else if !s.reported && now - s.since_ns >= threshold_ns {
                     s.reported = true;
                     slot.long_since_ns.store(s.since_ns, Relaxed);
-                    long.push(index);
+                    // Exactly the poll decided on: named below even if it
+                    // ends (or another starts) before it is looked up.
+                    long.push(PollSnapshot::new(index, key, polled));
                 }
             }
         }
-        for index in long {
-            // Taken after the slots' lock is released: the registry look-up
-            // locks a shard.
-            let Some(snap) = scheduler.poll_snapshot(index) else {
-                continue;
-            };
-            if let Some(culprit) = scheduler.culprit_if_still(&snap) {
-                log::warn!(
-                    "unplug: long poll: {culprit} (threshold {threshold:?}); it blocks this worker and any park of it"
-                );
-                if let Some(events) = &scheduler.hooks.events {
-                    events.long_poll(&culprit);
-                }
+        for snap in long {
+            // The registry look-up locks a shard: after the slots' lock.
+            let culprit = scheduler
+                .culprit_if_still(&snap)
+                .unwrap_or_else(|| scheduler.describe(&snap, threshold));
+            log::warn!(
+                "unplug: long poll: {culprit} (threshold {threshold:?}); it blocks this worker and any park of it"
+            );
+            if let Some(events) = &scheduler.hooks.events {
+                events.long_poll(&culprit);
             }
         }
     }

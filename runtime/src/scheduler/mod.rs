@@ -249,13 +249,19 @@ impl Scheduler {
     }
 
     /// From a thread that is not a worker: stamps one schedule in
-    /// `schedule_sample_mask + 1` of this thread for the schedule-latency
-    /// histogram (with metrics on). Workers count in their `Local`.
+    /// `schedule_sample_mask + 1` for the schedule-latency histogram (with
+    /// metrics on), counted per thread from a per-thread offset. Workers
+    /// count in their `Local`.
     fn stamp_remote(&self, task: &Task) {
         #[cfg(not(loom))]
         if self.hooks.events.is_some() {
             std::thread_local! {
-                static SCHEDULES: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+                // Starts at a different offset on every thread, so threads
+                // that wake a few tasks each and end are sampled too.
+                static SCHEDULES: std::cell::Cell<u32> = std::cell::Cell::new({
+                    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+                    NEXT.fetch_add(0x9E37_79B9, std::sync::atomic::Ordering::Relaxed)
+                });
             }
             let n = SCHEDULES
                 .try_with(|c| {

@@ -32,10 +32,10 @@ pub(crate) struct Slot {
     pub(crate) last_unpark_ns: AtomicU64,
     /// Times this worker came back from a park.
     pub(crate) resumes: AtomicU64,
-    /// The registry key of the task being polled, or [`NOT_POLLING`].
+    /// The registry tag of the task being polled, or [`NOT_POLLING`].
     /// Written by the worker around every poll (two Relaxed stores); read
     /// by the long-poll monitor and the controller for culprits only.
-    pub(crate) current: std::sync::atomic::AtomicUsize,
+    pub(crate) current: std::sync::atomic::AtomicU64,
     /// Written by the long-poll monitor: the `polled` count of the poll it
     /// last saw running, and when it first saw it (`clock::now_ns`).
     pub(crate) seen_polled: std::sync::atomic::AtomicU64,
@@ -46,7 +46,7 @@ pub(crate) struct Slot {
 }
 
 /// [`Slot::current`] when the worker is not inside a poll.
-pub(crate) const NOT_POLLING: usize = usize::MAX;
+pub(crate) const NOT_POLLING: u64 = u64::MAX;
 
 impl Slot {
     pub(crate) fn new(stealer: Stealer<Task>, notifier: Notifier) -> Self {
@@ -61,7 +61,7 @@ impl Slot {
             wakeups: AtomicU64::new(0),
             last_unpark_ns: AtomicU64::new(0),
             resumes: AtomicU64::new(0),
-            current: std::sync::atomic::AtomicUsize::new(NOT_POLLING),
+            current: std::sync::atomic::AtomicU64::new(NOT_POLLING),
             seen_polled: std::sync::atomic::AtomicU64::new(0),
             seen_at_ns: std::sync::atomic::AtomicU64::new(0),
             long_since_ns: std::sync::atomic::AtomicU64::new(0),

@@ -19,8 +19,8 @@ pub(crate) const ABORTED: u32 = 1 << 0;
 /// larger one takes the allocating thread's arena lock (measured: +16 bytes
 /// here doubled `spawn_many_local`).
 pub(crate) struct TaskMeta {
-    /// Its key in the registry.
-    pub(crate) key: usize,
+    /// Its tag in the registry (key and id, see `Registry::insert_with`).
+    pub(crate) key: u64,
     /// The state word: [`ABORTED`] (the only bit today). 32 bits, so the
     /// stamp below fits beside it and the header does not grow.
     state: AtomicU32,
@@ -33,7 +33,7 @@ pub(crate) struct TaskMeta {
 }
 
 impl TaskMeta {
-    pub(crate) fn new(key: usize, registry: Arc<Registry>) -> Self {
+    pub(crate) fn new(key: u64, registry: Arc<Registry>) -> Self {
         TaskMeta {
             key,
             state: AtomicU32::new(0),

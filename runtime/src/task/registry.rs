@@ -101,6 +101,16 @@ fn next_shard() -> usize {
     0
 }
 
+/// A task's tag: its registry key with its id's low 32 bits above.
+fn tag_of(key: usize, id: TaskId) -> u64 {
+    (key as u64 & 0xFFFF_FFFF) | (id.0 << 32)
+}
+
+/// The registry key inside a tag.
+fn key_of(tag: u64) -> usize {
+    (tag & 0xFFFF_FFFF) as usize
+}
+
 impl Registry {
     pub(crate) fn new() -> Self {
         Registry {
@@ -113,13 +123,17 @@ impl Registry {
         self.shards[shard].lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a task spawned at `spawned_at`: `make(key)` builds it and
-    /// returns its waker. `None` (and `make` not called) once the registry
+    /// Registers a task spawned at `spawned_at`: `make(tag)` builds it and
+    /// returns its waker. The tag is the task's registry key (low 32 bits)
+    /// with the low 32 bits of its id above: a key is reused once its task
+    /// is gone, a tag is not (until 2^32 more spawns on that shard), so a
+    /// stale tag never reaches another task (see [`Self::info`],
+    /// [`Self::wake`]). `None` (and `make` not called) once the registry
     /// is closed.
     pub(crate) fn insert_with<R>(
         &self,
         spawned_at: &'static Location<'static>,
-        make: impl FnOnce(usize) -> (R, Waker),
+        make: impl FnOnce(u64) -> (R, Waker),
     ) -> Option<R> {
         let shard = next_shard();
         let mut guard = self.lock(shard);
@@ -135,7 +149,7 @@ impl Registry {
         let key = entry.key() * SHARDS + shard;
         // Unique: this shard's count of spawns, interleaved with the others.
         let id = TaskId((shard_state.spawned * SHARDS + shard) as u64);
-        let (made, waker) = make(key);
+        let (made, waker) = make(tag_of(key, id));
         entry.insert(Entry {
             waker,
             info: TaskInfo { id, spawned_at },
@@ -143,19 +157,28 @@ impl Registry {
         Some(made)
     }
 
-    /// The task with `key` is gone (completed or dropped).
-    pub(crate) fn remove(&self, key: usize) {
-        let waker = self.lock(key % SHARDS).tasks.try_remove(key / SHARDS);
+    /// The task with `tag` is gone (completed or dropped).
+    pub(crate) fn remove(&self, tag: u64) {
+        let key = key_of(tag);
+        let mut shard = self.lock(key % SHARDS);
+        let waker = match shard.tasks.get(key / SHARDS) {
+            Some(e) if tag_of(key, e.info.id) == tag => shard.tasks.try_remove(key / SHARDS),
+            _ => None,
+        };
+        drop(shard);
         // Dropped outside the lock: it may free the task.
         drop(waker);
     }
 
-    /// Wakes the task with `key`, if it is still live.
-    pub(crate) fn wake(&self, key: usize) {
+    /// Wakes the task with `tag`, if it is still live (never a newer task
+    /// that reused its key).
+    pub(crate) fn wake(&self, tag: u64) {
+        let key = key_of(tag);
         let waker = self
             .lock(key % SHARDS)
             .tasks
             .get(key / SHARDS)
+            .filter(|e| tag_of(key, e.info.id) == tag)
             .map(|e| e.waker.clone());
         if let Some(waker) = waker {
             waker.wake();
@@ -174,11 +197,14 @@ impl Registry {
         }
     }
 
-    /// The id and spawn location of the live task with `key`.
-    pub(crate) fn info(&self, key: usize) -> Option<TaskInfo> {
+    /// The id and spawn location of the live task with `tag` (`None` once
+    /// it is gone, even if a newer task reused its key).
+    pub(crate) fn info(&self, tag: u64) -> Option<TaskInfo> {
+        let key = key_of(tag);
         self.lock(key % SHARDS)
             .tasks
             .get(key / SHARDS)
+            .filter(|e| tag_of(key, e.info.id) == tag)
             .map(|e| e.info)
     }
 

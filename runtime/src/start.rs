@@ -59,8 +59,8 @@ impl Builder {
                 on_start: self.on_start,
                 on_stop: self.on_stop,
                 enter: Some(enter_runtime(weak.clone())),
-                poll_sample_mask: if self.metrics_poll_time { 0 } else { 63 },
-                schedule_sample_mask: 255,
+                poll_sample_mask: if self.metrics_poll_time { 0 } else { 1023 },
+                schedule_sample_mask: if self.metrics_poll_time { 0 } else { 1023 },
                 long_poll_threshold: long_poll_threshold(self.long_poll_threshold),
                 events: metrics.clone().map(|m| m as Arc<dyn WorkerEvents>),
             };

@@ -8,8 +8,8 @@
 //! | `park_latency_seconds` | histogram: park request → `parked` | `worker` |
 //! | `park_to_inactive_seconds` | histogram: park request → `park()` returning | `worker` |
 //! | `unpark_latency_seconds` | histogram: unpark request → the worker running | `worker` |
-//! | `poll_duration_seconds` | histogram (1 µs to 10 s): one poll in 64 timed, every poll with [`Builder::metrics_poll_time`] | `worker` |
-//! | `schedule_latency_seconds` | histogram: runnable → poll start, one schedule in 256 per thread sampled | |
+//! | `poll_duration_seconds` | histogram (1 µs to 10 s): one poll in 1024 timed, every poll with [`Builder::metrics_poll_time`] | `worker` |
+//! | `schedule_latency_seconds` | histogram: runnable → poll start, one schedule in 1024 sampled (every one with [`Builder::metrics_poll_time`]) | |
 //! | `long_polls_total` | counter: polls past [`Builder::long_poll_threshold`], each once | `worker` |
 //! | `long_poll_running_seconds` | gauge: how long the current long poll has run, 0 if none | `worker` |
 //! | `parks_total`, `unparks_total` | counters | `worker` |

@@ -108,12 +108,12 @@ const DESCRIPTIONS: [(&str, Kind, &str); 21] = [
     (
         "poll_duration_seconds",
         Kind::Histogram,
-        "Duration of one task poll, per worker (one poll in 64 timed, or every poll with metrics_poll_time(true)).",
+        "Duration of one task poll, per worker (one poll in 1024 timed, every poll with metrics_poll_time(true)).",
     ),
     (
         "schedule_latency_seconds",
         Kind::Histogram,
-        "From a task becoming runnable to its poll starting (one schedule in 256 per thread sampled).",
+        "From a task becoming runnable to its poll starting (one schedule in 1024 sampled, every one with metrics_poll_time(true)).",
     ),
     (
         "long_polls_total",

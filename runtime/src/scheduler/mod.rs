@@ -79,7 +79,7 @@ pub(crate) struct Hooks {
     pub(crate) events: Option<std::sync::Arc<dyn WorkerEvents>>,
     /// Which polls are timed for the poll-time histogram: those whose
     /// worker-local poll count `& poll_sample_mask == 0` (0: every poll;
-    /// 63: one in 64).
+    /// 1023: one in 1024).
     pub(crate) poll_sample_mask: u64,
     /// Which schedules are stamped for the schedule-latency histogram:
     /// one in `schedule_sample_mask + 1` per scheduling thread.

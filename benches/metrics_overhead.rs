@@ -19,16 +19,9 @@ use criterion::{criterion_group, Criterion};
 use std::time::{Duration, Instant};
 use workloads::*;
 
-fn workers() -> usize {
-    std::env::var("BENCH_WORKERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| unplug::worker::affinity::allowed_cpus().map_or(1, |c| c.len()))
-}
-
 /// (name, runtime, its spawner) for bare, off, on.
 fn runtimes() -> Vec<(&'static str, unplug::Runtime, Unplug)> {
-    let n = workers();
+    let n = num_workers();
     unplug::metrics::serve_prometheus("127.0.0.1:0").expect("install the recorder");
     let build = |metrics: bool, threshold: Duration| {
         unplug::Runtime::builder()
@@ -86,8 +79,8 @@ fn summary(rts: &[(&str, &Unplug)], local: &SpawnManyLocal) {
         .unwrap_or(41);
     println!(
         "\nwatching overhead: {} workers, {} CPUs, {rounds} alternating rounds, medians",
-        workers(),
-        unplug::worker::affinity::allowed_cpus().map_or(0, |c| c.len())
+        num_workers(),
+        num_cpus()
     );
     println!(
         "{:<24} {:>9} {:>9} {:>9} {:>9} {:>9}",

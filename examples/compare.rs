@@ -4,7 +4,8 @@
 //! three alike), and the table gives medians and ratios.
 //!
 //! Run: `cargo run --release --example compare [-- --rounds N | --quick]`
-//! (`BENCH_WORKERS=n` for the worker count, default 4 as in tokio's benches).
+//! (`BENCH_WORKERS=n` for the worker count, default one per CPU the process
+//! may use, for all three runtimes).
 //! `--quick` is a smoke run: it checks nothing about speed.
 
 #[path = "../benches/workloads/mod.rs"]
@@ -79,7 +80,10 @@ fn main() {
     let (_t_rt, tokio) = Tokio::new(n);
     let (_a_threads, asx) = AsyncExecutor::new(n);
     let local = SpawnManyLocal::new();
-    println!("# {n} workers each, {rounds} rounds per runtime, medians, runtimes alternating");
+    println!(
+        "# {n} workers each on {} CPUs, {rounds} rounds per runtime, medians, runtimes alternating",
+        num_cpus()
+    );
     println!(
         "{:<26} {:>10} {:>10} {:>17} {:>12} {:>21}",
         "workload",

@@ -8,7 +8,9 @@
 //!   park, one way = round trip / 2 for unpark);
 //! - unplug+plug cycles per second under that saturating load, with every
 //!   task accounted for afterwards;
-//! - throughput with k of n workers running relative to all n.
+//! - throughput with k of n workers running relative to all n, for every
+//!   k (CPUs unplugged one by one; k counted from the pool), as a ratio
+//!   to k/n.
 //!
 //! Run: `cargo run --release --example park_under_load [-- --samples N] [--workers-per-cpu K]`
 
@@ -139,18 +141,38 @@ fn main() {
     }
     let per_second = cycles as f64 / start.elapsed().as_secs_f64();
 
-    // Throughput, all n running versus k = n/2 (CPU 1's workers parked).
+    // Capacity with k of n workers running, for every k: CPUs are
+    // unplugged one by one (their workers parked) while the 4n CPU-bound
+    // tasks (10 us of spinning per poll, more than any k workers can run)
+    // keep every running worker busy. k is counted from the pool, not
+    // assumed: the ratio to k/n should be about 1 for every k.
     let measure = |secs: f64| {
         let before = slices.load(Relaxed);
         let t = Instant::now();
         std::thread::sleep(Duration::from_secs_f64(secs));
         (slices.load(Relaxed) - before) as f64 / t.elapsed().as_secs_f64()
     };
+    let running_workers = || {
+        h.workers()
+            .iter()
+            .filter(|w| {
+                matches!(
+                    w.state,
+                    unplug::worker::WorkerState::Running | unplug::worker::WorkerState::Idle
+                )
+            })
+            .count()
+    };
     let all = measure(1.0);
-    h.unplug_cpu(c1).unwrap();
-    let k = h.workers().iter().filter(|w| w.cpu == Some(c0)).count();
-    let some = measure(1.0);
-    h.plug_cpu(c1).unwrap();
+    let mut capacity = vec![(n, 1.0)];
+    for &cpu in cpus.iter().skip(1).rev() {
+        h.unplug_cpu(cpu).unwrap();
+        let k = running_workers();
+        capacity.push((k, measure(1.0) / all));
+    }
+    for &cpu in cpus.iter().skip(1) {
+        h.plug_cpu(cpu).unwrap();
+    }
 
     running.store(false, Relaxed);
     let finished = rt.block_on(async move {
@@ -188,11 +210,12 @@ fn main() {
         r(u99, one_way)
     );
     println!("unplug+plug cycles per second under load: {per_second:.0} (load tasks lost: {lost})");
-    println!(
-        "throughput with {k} of {n} workers: {:.3} of full (k/n = {:.3}; ratio to k/n {:.2})",
-        some / all,
-        k as f64 / n as f64,
-        (some / all) / (k as f64 / n as f64)
-    );
+    for (k, share) in capacity.iter().skip(1) {
+        let ideal = *k as f64 / n as f64;
+        println!(
+            "throughput with {k} of {n} workers running: {share:.3} of full (k/n = {ideal:.3}; ratio to k/n {:.2})",
+            share / ideal
+        );
+    }
     assert_eq!(lost, 0, "load tasks lost");
 }

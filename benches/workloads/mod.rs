@@ -12,12 +12,19 @@ use std::sync::{mpsc, Arc};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-/// Worker threads for every runtime (tokio's benches use 4).
+/// Worker threads for every runtime: one per CPU the process may use (the
+/// default users get from every runtime; more workers than CPUs lets the OS
+/// time-slice away a scheduler's own unfairness). `BENCH_WORKERS` overrides.
 pub fn num_workers() -> usize {
     std::env::var("BENCH_WORKERS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(4)
+        .unwrap_or_else(num_cpus)
+}
+
+/// The CPUs the process may use.
+pub fn num_cpus() -> usize {
+    unplug::worker::affinity::allowed_cpus().map_or(1, |c| c.len().max(1))
 }
 
 pub const NUM_SPAWN: usize = 10_000;

@@ -45,20 +45,6 @@ use unplug::{ControlError, Handle, Runtime};
 const LIMIT: Duration = Duration::from_secs(30);
 const NONE: usize = usize::MAX;
 
-/// Polls `cond` every millisecond until it holds or `limit` passes.
-fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let until = Instant::now() + limit;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= until {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
 fn state(h: &Handle, id: usize) -> Option<WorkerState> {
     h.workers()
         .into_iter()
@@ -152,7 +138,7 @@ fn a_timed_out_sharing_unplug_withdraws_the_owners_park() {
         assert_eq!(x, 1);
         let ha = h.clone();
         let a = on_thread(move || ha.park_worker(1));
-        assert!(eventually(Duration::from_secs(5), || state(&h, x)
+        assert!(support::wait_until(Duration::from_secs(5), || state(&h, x)
             == Some(WorkerState::Parking)));
         let t0 = Instant::now();
         let b = h.unplug_cpu_timeout(c1, Duration::from_millis(200));
@@ -439,7 +425,7 @@ fn an_unplug_superseded_by_a_plug_still_marks_the_cpu_unplugged() {
         held[0].release();
         let ha = h.clone();
         let a = on_thread(move || ha.unplug_cpu(c1));
-        assert!(eventually(Duration::from_secs(5), || state(&h, 1)
+        assert!(support::wait_until(Duration::from_secs(5), || state(&h, 1)
             == Some(WorkerState::Parking)));
         let b = h.plug_cpu(c1);
         f.check(matches!(&b, Ok(r) if r.unparked == vec![1]), || {
@@ -500,7 +486,10 @@ fn parking_a_starting_worker_parks_it_once_started() {
         let closed = gate.lock().unwrap();
         let hs = h.clone();
         let grow = on_thread(move || hs.set_workers(2));
-        assert!(eventually(Duration::from_secs(5), || h.workers().len() == 2));
+        assert!(support::wait_until(Duration::from_secs(5), || h
+            .workers()
+            .len()
+            == 2));
         let listed = state(&h, 1);
         let park0 = h.park_worker(0);
         // A worker whose start hook has not returned is not counted as
@@ -845,7 +834,7 @@ fn drop_while_calls_are_in_flight_returns_and_loses_nothing() {
             );
         }
         assert!(
-            eventually(Duration::from_secs(5), || settled.load(SeqCst) >= TASKS),
+            support::wait_until(Duration::from_secs(5), || settled.load(SeqCst) >= TASKS),
             "round {round}: {} of {TASKS} tasks neither completed nor dropped",
             settled.load(SeqCst)
         );

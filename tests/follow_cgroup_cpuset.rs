@@ -10,7 +10,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use support::wait_for;
+use support::{running_on, wait_for};
 use unplug::worker::{affinity, WorkerState};
 use unplug::Runtime;
 
@@ -49,12 +49,6 @@ impl Drop for Cgroup {
         let _ = std::fs::write(root, std::process::id().to_string());
         let _ = std::fs::remove_dir(&self.dir);
     }
-}
-
-fn running_on(rt: &Runtime, cpu: usize) -> bool {
-    rt.workers().iter().any(|w| {
-        w.cpu == Some(cpu) && !matches!(w.state, WorkerState::Parked | WorkerState::Parking)
-    })
 }
 
 #[test]

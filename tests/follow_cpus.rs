@@ -7,15 +7,9 @@
 
 mod support;
 
-use support::wait_for;
-use unplug::worker::{affinity, WorkerState};
+use support::{running_on, wait_for};
+use unplug::worker::affinity;
 use unplug::Runtime;
-
-fn running_on(rt: &Runtime, cpu: usize) -> bool {
-    rt.workers().iter().any(|w| {
-        w.cpu == Some(cpu) && !matches!(w.state, WorkerState::Parked | WorkerState::Parking)
-    })
-}
 
 #[test]
 fn the_pool_follows_the_process_affinity_mask_down_and_back_up() {

@@ -240,3 +240,14 @@ pub fn install_sigusr2(handler: extern "C" fn(libc::c_int)) {
         );
     }
 }
+
+/// Does a worker of `rt` on `cpu` run (not parked or parking)?
+pub fn running_on(rt: &unplug::Runtime, cpu: usize) -> bool {
+    rt.workers().iter().any(|w| {
+        w.cpu == Some(cpu)
+            && !matches!(
+                w.state,
+                unplug::worker::WorkerState::Parked | unplug::worker::WorkerState::Parking
+            )
+    })
+}

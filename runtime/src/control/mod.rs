@@ -191,8 +191,7 @@ impl Controller {
     /// listed; a worker whose thread ended on its own is listed as ended
     /// (`Stopped`, or `Failed` where the worker crate tells a panic apart).
     pub(crate) fn workers(&self) -> Vec<WorkerInfo> {
-        let mut pool = self.lock_pool();
-        pool.mark_failed();
+        let pool = self.lock_pool();
         pool.entries
             .iter()
             .map(|e| WorkerInfo {

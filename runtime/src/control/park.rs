@@ -186,7 +186,6 @@ impl Controller {
                 };
             }
         }
-        pool.mark_failed();
         drop(pool);
         if timed_out {
             Err(ControlError::Timeout { blocked_by })
@@ -207,7 +206,6 @@ impl Controller {
         let (call, decided) = {
             let mut pool = self.lock_pool();
             self.check_open()?;
-            pool.mark_failed();
             let call = pool.new_call();
             let chosen: Vec<usize> = (0..pool.entries.len())
                 .filter(|&i| select(&pool.entries[i]))
@@ -215,8 +213,7 @@ impl Controller {
             if chosen.is_empty() {
                 return Err(none);
             }
-            let gone = |e: &PoolEntry| matches!(e.plan, Plan::Stopping | Plan::Failed);
-            if chosen.iter().all(|&i| gone(&pool.entries[i])) {
+            if chosen.iter().all(|&i| pool.entries[i].gone()) {
                 // Being stopped by a resize, or ended: it will not run again.
                 return Err(match none {
                     ControlError::UnknownWorker(id) => ControlError::WorkerGone(id),
@@ -235,6 +232,7 @@ impl Controller {
             for &at in &chosen {
                 let wait = pool.may_wait_for(caller, at);
                 let ticket = match pool.entries[at].plan {
+                    _ if pool.entries[at].gone() => None,
                     // A starting worker parks once its start hook returned
                     // (the confirmation leaves a park requested meanwhile).
                     Plan::Starting => pool.request_park(at, call, wait),

@@ -11,10 +11,9 @@ impl Controller {
         let spawned = {
             let mut pool = self.lock_pool();
             self.check_open()?;
-            pool.mark_failed();
             pool.unplugged.remove(&cpu);
             for e in pool.entries.iter_mut() {
-                if e.cpu == Some(cpu) && matches!(e.plan, Plan::Parking { .. }) {
+                if e.cpu == Some(cpu) && matches!(e.plan, Plan::Parking { .. }) && !e.gone() {
                     let outcome = if e.pinned {
                         e.worker.unpark_on(cpu)
                     } else {
@@ -69,13 +68,15 @@ impl Controller {
         }
         let mut pool = self.lock_pool();
         self.check_open()?;
-        pool.mark_failed();
         let at = pool.position(id).ok_or(ControlError::UnknownWorker(id))?;
         let e = &mut pool.entries[at];
         let mut report = PlugReport::default();
+        if e.gone() {
+            return Err(ControlError::WorkerGone(id));
+        }
         match e.plan {
-            Plan::Stopping | Plan::Failed => return Err(ControlError::WorkerGone(id)),
-            Plan::Starting | Plan::Running => {}
+            // Stopping and Failed are gone (above).
+            Plan::Stopping | Plan::Failed | Plan::Starting | Plan::Running => {}
             Plan::Parking { .. } => {
                 match cpu {
                     Some(cpu) => {

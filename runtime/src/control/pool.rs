@@ -33,7 +33,9 @@ pub(super) type CallId = u64;
 ///   saw it park, or deferred it) or `Running` (call `c` timed out and
 ///   withdrew *its own* request, or an unpark withdrew it);
 /// - `Stopping` → removed (its stopper joined it; the id is free again);
-/// - any state → `Failed` when the thread is found ended on its own.
+/// - `Failed` when the start hook panicked or a park request finds the
+///   thread stopping; a thread that ended on its own counts as gone
+///   whatever its plan (`PoolEntry::gone`).
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Plan {
     /// Started; its start hook has not returned yet. Not counted as running.
@@ -74,6 +76,13 @@ impl PoolEntry {
     /// Has its thread ended (stopped, or its body panicked)?
     pub(super) fn ended(&self) -> bool {
         self.worker.state().is_exited()
+    }
+
+    /// Will never run again: being stopped by a resize, failed to start,
+    /// or its thread ended on its own (derived from the thread's state, so
+    /// no pass keeps plans in step with it).
+    pub(super) fn gone(&self) -> bool {
+        matches!(self.plan, Plan::Stopping | Plan::Failed) || self.ended()
     }
 
     /// Counted by the last-running-worker rule: planned to run, and alive.
@@ -165,14 +174,5 @@ impl Pool {
         let entry = self.entries.remove(at);
         self.free_ids.insert(id);
         Some(entry)
-    }
-
-    /// Marks workers whose thread ended on its own as [`Plan::Failed`].
-    pub(super) fn mark_failed(&mut self) {
-        for e in &mut self.entries {
-            if matches!(e.plan, Plan::Running | Plan::Parking { .. }) && e.ended() {
-                e.plan = Plan::Failed;
-            }
-        }
     }
 }

@@ -19,7 +19,6 @@ impl Controller {
         }
         let mut pool = self.lock_pool();
         self.check_open()?;
-        pool.mark_failed();
         let starting = pool
             .entries
             .iter()

@@ -6,7 +6,7 @@ use super::slot::NOT_POLLING;
 use super::Scheduler;
 use crate::task::TaskId;
 use std::panic::Location;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Acquire, Relaxed};
 use std::time::{Duration, Instant};
 
 /// A task found inside one long poll: what a slow park, a timed-out
@@ -73,12 +73,22 @@ impl PollSnapshot {
 }
 
 impl Scheduler {
-    /// How long `slot`'s current poll has run if the monitor reported it
-    /// as long (else zero): `long_poll_running_seconds`.
+    /// How long `slot`'s current poll has run, if it is the poll the
+    /// monitor last saw and that long is past the threshold (else zero):
+    /// `long_poll_running_seconds`.
     pub(crate) fn long_poll_running(&self, slot: &super::Slot) -> Duration {
-        match slot.long_since_ns.load(Relaxed) {
-            0 => Duration::ZERO,
-            since => clock::since_ns(since),
+        let Some(threshold) = self.hooks.long_poll_threshold else {
+            return Duration::ZERO;
+        };
+        // Acquire: pairs with the monitor's Release store, so the stamp
+        // read next is the one of the poll matched here.
+        let seen = slot.current.load(Relaxed) != NOT_POLLING
+            && slot.seen_polled.load(Acquire) == slot.polled.load(Relaxed);
+        let running = clock::since_ns(slot.seen_at_ns.load(Relaxed));
+        if seen && running >= threshold {
+            running
+        } else {
+            Duration::ZERO
         }
     }
 
@@ -104,7 +114,8 @@ impl Scheduler {
             let slot = slots.get(snap.worker)?;
             let still =
                 slot.current.load(Relaxed) == snap.key && slot.polled.load(Relaxed) == snap.polled;
-            let seen = (slot.seen_polled.load(Relaxed) == snap.polled)
+            // Acquire: as in `long_poll_running`.
+            let seen = (slot.seen_polled.load(Acquire) == snap.polled)
                 .then(|| clock::since_ns(slot.seen_at_ns.load(Relaxed)));
             (still, seen)
         };

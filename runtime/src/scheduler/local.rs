@@ -74,13 +74,7 @@ impl Local {
     /// of the queue for a task that woke itself (a yield).
     pub(crate) fn schedule_woken(&self, task: Task, yielded: bool) {
         if self.observer.is_some() {
-            // One schedule in `schedule_sample_mask + 1` is stamped for the
-            // schedule-latency histogram (a Cell, no thread-local look-up).
-            let n = self.schedules.get().wrapping_add(1);
-            self.schedules.set(n);
-            if n & self.scheduler.hooks.schedule_sample_mask == 0 {
-                task.metadata().stamp_scheduled(clock::now_us32());
-            }
+            self.scheduler.sample_schedule(&self.schedules, &task);
         }
         let offer = !regress::on(Regression::LifoFillWakesNobody);
         if yielded {
@@ -222,22 +216,19 @@ impl Local {
         // For culprits: which task this worker is inside (Relaxed: read by
         // the long-poll monitor and the controller as a diagnostic only).
         self.slot.current.store(task.metadata().key, Relaxed);
-        let ran = match &self.observer {
-            None => catch_unwind(AssertUnwindSafe(|| task.run())),
-            Some(observer) => {
-                if let Some(stamp) = task.metadata().take_scheduled() {
-                    observer.scheduled(clock::since_us32(stamp));
-                }
-                if polled & self.scheduler.hooks.poll_sample_mask == 0 {
-                    let start = std::time::Instant::now();
-                    let ran = catch_unwind(AssertUnwindSafe(|| task.run()));
-                    observer.polled(start.elapsed());
-                    ran
-                } else {
-                    catch_unwind(AssertUnwindSafe(|| task.run()))
-                }
+        // With metrics on: the schedule latency of a stamped task, and the
+        // duration of one poll in `poll_sample_mask + 1`.
+        let timed = self.observer.as_ref().and_then(|observer| {
+            if let Some(stamp) = task.metadata().take_scheduled() {
+                observer.scheduled(clock::since_us32(stamp));
             }
-        };
+            (polled & self.scheduler.hooks.poll_sample_mask == 0)
+                .then(|| (observer, std::time::Instant::now()))
+        });
+        let ran = catch_unwind(AssertUnwindSafe(|| task.run()));
+        if let Some((observer, start)) = timed {
+            observer.polled(start.elapsed());
+        }
         self.slot.current.store(NOT_POLLING, Relaxed);
         // The task layer catches every panic of the user's code; this is
         // the worker's own safety net (it must live on).

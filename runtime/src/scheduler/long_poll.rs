@@ -11,7 +11,7 @@ use super::clock;
 use super::slot::NOT_POLLING;
 use super::{PollSnapshot, Scheduler};
 use std::collections::HashMap;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Relaxed, Release};
 use std::sync::{mpsc, Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -66,15 +66,7 @@ fn watch(scheduler: Weak<Scheduler>, threshold: Duration, stopped: mpsc::Receive
     loop {
         match stopped.recv_timeout(period(threshold)) {
             Err(mpsc::RecvTimeoutError::Timeout) => {}
-            _ => {
-                // Nobody watches from here: no poll is shown as long.
-                if let Some(scheduler) = scheduler.upgrade() {
-                    for slot in scheduler.slots().iter() {
-                        slot.long_since_ns.store(0, Relaxed);
-                    }
-                }
-                return;
-            }
+            _ => return,
         }
         let Some(scheduler) = scheduler.upgrade() else {
             return;
@@ -88,7 +80,6 @@ fn watch(scheduler: Weak<Scheduler>, threshold: Duration, stopped: mpsc::Receive
                 let polled = slot.polled.load(Relaxed);
                 if key == NOT_POLLING {
                     seen.remove(&index);
-                    slot.long_since_ns.store(0, Relaxed);
                     continue;
                 }
                 let s = seen.entry(index).or_insert(Seen {
@@ -105,12 +96,12 @@ fn watch(scheduler: Weak<Scheduler>, threshold: Duration, stopped: mpsc::Receive
                         since_ns: now,
                         reported: false,
                     };
-                    slot.long_since_ns.store(0, Relaxed);
-                    slot.seen_polled.store(polled, Relaxed);
                     slot.seen_at_ns.store(now, Relaxed);
+                    // Release: publishes the stamp with the poll it belongs
+                    // to; pairs with the Acquire loads in `culprit.rs`.
+                    slot.seen_polled.store(polled, Release);
                 } else if !s.reported && now - s.since_ns >= threshold_ns {
                     s.reported = true;
-                    slot.long_since_ns.store(s.since_ns, Relaxed);
                     // Exactly the poll decided on: named below even if it
                     // ends (or another starts) before it is looked up.
                     long.push(PollSnapshot::new(index, key, polled));

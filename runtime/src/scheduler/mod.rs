@@ -248,31 +248,31 @@ impl Scheduler {
         }
     }
 
-    /// From a thread that is not a worker: stamps one schedule in
-    /// `schedule_sample_mask + 1` for the schedule-latency histogram (with
-    /// metrics on), counted per thread from a per-thread offset. Workers
-    /// count in their `Local`.
+    /// Counts a schedule on `counter` and stamps `task` for the
+    /// schedule-latency histogram if it is one in `schedule_sample_mask +
+    /// 1`. Workers count in their `Local`, other threads in
+    /// [`stamp_remote`](Self::stamp_remote)'s thread-local.
+    pub(crate) fn sample_schedule(&self, counter: &std::cell::Cell<u32>, task: &Task) {
+        let n = counter.get().wrapping_add(1);
+        counter.set(n);
+        if n & self.hooks.schedule_sample_mask == 0 {
+            task.metadata().stamp_scheduled(clock::now_us32());
+        }
+    }
+
+    /// From a thread that is not a worker (with metrics on): a schedule
+    /// counted per thread, from a per-thread offset so that threads that
+    /// wake a few tasks each and end are sampled too.
     fn stamp_remote(&self, task: &Task) {
         #[cfg(not(loom))]
         if self.hooks.events.is_some() {
             std::thread_local! {
-                // Starts at a different offset on every thread, so threads
-                // that wake a few tasks each and end are sampled too.
                 static SCHEDULES: std::cell::Cell<u32> = std::cell::Cell::new({
                     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
                     NEXT.fetch_add(0x9E37_79B9, std::sync::atomic::Ordering::Relaxed)
                 });
             }
-            let n = SCHEDULES
-                .try_with(|c| {
-                    let n = c.get().wrapping_add(1);
-                    c.set(n);
-                    n
-                })
-                .unwrap_or(1);
-            if n & self.hooks.schedule_sample_mask == 0 {
-                task.metadata().stamp_scheduled(clock::now_us32());
-            }
+            let _ = SCHEDULES.try_with(|c| self.sample_schedule(c, task));
         }
         #[cfg(loom)]
         let _ = task;

@@ -40,9 +40,6 @@ pub(crate) struct Slot {
     /// last saw running, and when it first saw it (`clock::now_ns`).
     pub(crate) seen_polled: std::sync::atomic::AtomicU64,
     pub(crate) seen_at_ns: std::sync::atomic::AtomicU64,
-    /// When the current poll was first seen, if the monitor reported it as
-    /// a long poll (else 0): what `long_poll_running_seconds` shows.
-    pub(crate) long_since_ns: std::sync::atomic::AtomicU64,
 }
 
 /// [`Slot::current`] when the worker is not inside a poll.
@@ -64,7 +61,6 @@ impl Slot {
             current: std::sync::atomic::AtomicU64::new(NOT_POLLING),
             seen_polled: std::sync::atomic::AtomicU64::new(0),
             seen_at_ns: std::sync::atomic::AtomicU64::new(0),
-            long_since_ns: std::sync::atomic::AtomicU64::new(0),
         }
     }
 

@@ -157,14 +157,24 @@ impl Registry {
         Some(made)
     }
 
+    /// The shard of `tag`, locked, with the index of its entry if the task
+    /// with that tag is still there (never a newer task that reused the
+    /// key).
+    fn find(&self, tag: u64) -> (MutexGuard<'_, Shard>, Option<usize>) {
+        let key = key_of(tag);
+        let shard = self.lock(key % SHARDS);
+        let index = shard
+            .tasks
+            .get(key / SHARDS)
+            .filter(|e| tag_of(key, e.info.id) == tag)
+            .map(|_| key / SHARDS);
+        (shard, index)
+    }
+
     /// The task with `tag` is gone (completed or dropped).
     pub(crate) fn remove(&self, tag: u64) {
-        let key = key_of(tag);
-        let mut shard = self.lock(key % SHARDS);
-        let waker = match shard.tasks.get(key / SHARDS) {
-            Some(e) if tag_of(key, e.info.id) == tag => shard.tasks.try_remove(key / SHARDS),
-            _ => None,
-        };
+        let (mut shard, index) = self.find(tag);
+        let waker = index.map(|i| shard.tasks.remove(i));
         drop(shard);
         // Dropped outside the lock: it may free the task.
         drop(waker);
@@ -173,13 +183,9 @@ impl Registry {
     /// Wakes the task with `tag`, if it is still live (never a newer task
     /// that reused its key).
     pub(crate) fn wake(&self, tag: u64) {
-        let key = key_of(tag);
-        let waker = self
-            .lock(key % SHARDS)
-            .tasks
-            .get(key / SHARDS)
-            .filter(|e| tag_of(key, e.info.id) == tag)
-            .map(|e| e.waker.clone());
+        let (shard, index) = self.find(tag);
+        let waker = index.map(|i| shard.tasks[i].waker.clone());
+        drop(shard);
         if let Some(waker) = waker {
             waker.wake();
         }
@@ -200,12 +206,8 @@ impl Registry {
     /// The id and spawn location of the live task with `tag` (`None` once
     /// it is gone, even if a newer task reused its key).
     pub(crate) fn info(&self, tag: u64) -> Option<TaskInfo> {
-        let key = key_of(tag);
-        self.lock(key % SHARDS)
-            .tasks
-            .get(key / SHARDS)
-            .filter(|e| tag_of(key, e.info.id) == tag)
-            .map(|e| e.info)
+        let (shard, index) = self.find(tag);
+        index.map(|i| shard.tasks[i].info)
     }
 
     /// (ever registered, still live), each shard read under its lock once.

@@ -14,7 +14,7 @@ mod workloads;
 use std::time::{Duration, Instant};
 use workloads::*;
 
-const WORKLOADS: [&str; 7] = [
+const WORKLOADS: [&str; 9] = [
     "spawn_many_local",
     "spawn_many_remote_idle",
     "spawn_many_remote_busy1",
@@ -22,7 +22,13 @@ const WORKLOADS: [&str; 7] = [
     "yield_many",
     "ping_pong",
     "chained_spawn",
+    "tcp_echo",
+    "channel_pipeline",
 ];
+
+/// Rows that use tokio's I/O or sync types: against tokio only (tokio's
+/// reactor serves them; async-executor is not a peer there).
+const TOKIO_ONLY: [&str; 2] = ["tcp_echo", "channel_pipeline"];
 
 fn run_one<S: Spawner>(workload: &str, s: &S, local: &SpawnManyLocal) -> Duration {
     match workload {
@@ -46,10 +52,47 @@ fn run_one<S: Spawner>(workload: &str, s: &S, local: &SpawnManyLocal) -> Duratio
                 "yield_many" => yield_many(s),
                 "ping_pong" => ping_pong(s),
                 "chained_spawn" => chained_spawn(s),
+                "tcp_echo" => tcp_echo(s),
+                "channel_pipeline" => channel_pipeline(s),
                 other => unreachable!("{other}"),
             }
             start.elapsed()
         }
+    }
+}
+
+/// `--explain`: where the time of the `busy` workloads goes on unplug,
+/// from the runtime's own counters: how many polls of the load tasks (each
+/// stalls `STALL_DUR`) ran while the remote spawns waited.
+fn explain_busy(unplug: &Unplug, workers: usize) {
+    for (name, spawns) in [
+        ("spawn_many_remote_busy1", NUM_SPAWN),
+        ("spawn_many_remote_busy2", 1_000),
+    ] {
+        let mut rows = Vec::new();
+        for _ in 0..11 {
+            let _load = if name.ends_with('1') {
+                busy1(unplug)
+            } else {
+                busy2(unplug)
+            };
+            let before = unplug.0.stats().tasks_polled;
+            let start = Instant::now();
+            spawn_many_remote(unplug, spawns);
+            let took = start.elapsed();
+            let polls = unplug.0.stats().tasks_polled - before;
+            rows.push((took, polls.saturating_sub(spawns as u64)));
+        }
+        rows.sort();
+        let (took, load_polls) = rows[rows.len() / 2];
+        let stalled = STALL_DUR * (load_polls as u32) / workers as u32;
+        println!(
+            "{name}: {:.3} ms for {spawns} remote spawns; {load_polls} polls of the load \
+             tasks ran meanwhile, {:.3} ms of stalls per worker ({:.0}% of the time)",
+            took.as_secs_f64() * 1e3,
+            stalled.as_secs_f64() * 1e3,
+            100.0 * stalled.as_secs_f64() / took.as_secs_f64()
+        );
     }
 }
 
@@ -77,6 +120,29 @@ fn main() {
     let (only_workload, only_runtime) = (pick("--workload"), pick("--only"));
     let n = num_workers();
     let (_u_rt, unplug) = Unplug::new(n);
+    if let Some(peer) = pick("--after") {
+        let (_t_rt, tokio) = Tokio::new(n);
+        let (_a_threads, asx) = AsyncExecutor::new(n);
+        let local = SpawnManyLocal::new();
+        let w = "spawn_many_remote_busy1";
+        for _ in 0..5 {
+            match peer.as_str() {
+                "tokio" => drop(run_one(w, &tokio, &local)),
+                "asx" => drop(run_one(w, &asx, &local)),
+                _ => {}
+            }
+            let before: Vec<u64> = unplug.0.workers().iter().map(|w| w.tasks_polled).collect();
+            let took = run_one(w, &unplug, &local);
+            let after: Vec<u64> = unplug.0.workers().iter().map(|w| w.tasks_polled).collect();
+            let d: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+            println!("unplug after {peer}: {took:?} polls per worker {d:?}");
+        }
+        return;
+    }
+    if args.iter().any(|a| a == "--explain") {
+        explain_busy(&unplug, n);
+        return;
+    }
     let (_t_rt, tokio) = Tokio::new(n);
     let (_a_threads, asx) = AsyncExecutor::new(n);
     let local = SpawnManyLocal::new();
@@ -109,10 +175,13 @@ fn main() {
             println!("{workload:<26} {rt} median {:.3} ms", median(&mut v));
             continue;
         }
+        let with_asx = !TOKIO_ONLY.contains(&workload);
         // Warm-up: one run each.
         run_one(workload, &unplug, &local);
         run_one(workload, &tokio, &local);
-        run_one(workload, &asx, &local);
+        if with_asx {
+            run_one(workload, &asx, &local);
+        }
         let (mut u, mut t, mut a) = (Vec::new(), Vec::new(), Vec::new());
         for r in 0..rounds {
             // Rotate the order so no runtime always goes first.
@@ -120,18 +189,30 @@ fn main() {
                 match (r + k) % 3 {
                     0 => u.push(run_one(workload, &unplug, &local)),
                     1 => t.push(run_one(workload, &tokio, &local)),
-                    _ => a.push(run_one(workload, &asx, &local)),
+                    _ if with_asx => a.push(run_one(workload, &asx, &local)),
+                    _ => {}
                 }
             }
         }
-        let (u, t, a) = (median(&mut u), median(&mut t), median(&mut a));
+        let (u, t) = (median(&mut u), median(&mut t));
         worst_tokio = worst_tokio.max(u / t);
-        worst_best = worst_best.max(u / t.min(a));
-        println!(
-            "{workload:<26} {u:>10.3} {t:>10.3} {a:>17.3} {:>12.2} {:>21.2}",
-            u / t,
-            u / a
-        );
+        if with_asx {
+            let a = median(&mut a);
+            worst_best = worst_best.max(u / t.min(a));
+            println!(
+                "{workload:<26} {u:>10.3} {t:>10.3} {a:>17.3} {:>12.2} {:>21.2}",
+                u / t,
+                u / a
+            );
+        } else {
+            worst_best = worst_best.max(u / t);
+            println!(
+                "{workload:<26} {u:>10.3} {t:>10.3} {:>17} {:>12.2} {:>21}",
+                "-",
+                u / t,
+                "-"
+            );
+        }
     }
     println!("worst unplug/tokio: {worst_tokio:.2}");
     println!("worst unplug/best peer: {worst_best:.2}");

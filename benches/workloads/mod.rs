@@ -384,3 +384,100 @@ pub fn chained_spawn<S: Spawner>(s: &S) {
         done_rx.recv().unwrap();
     });
 }
+
+// ---- workloads users hit daily (tokio I/O and sync inside tasks) ----
+
+/// `tcp_echo`: `TCP_CONNS` loopback connections, each a client task and a
+/// server task on the runtime under test, `TCP_ROUND_TRIPS` 64-byte echoes
+/// each. Every read waits on the tokio reactor, so this measures where the
+/// reactor's wake-ups land.
+pub const TCP_CONNS: usize = 32;
+pub const TCP_ROUND_TRIPS: usize = 100;
+
+pub fn tcp_echo<S: Spawner>(s: &S) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s2 = s.clone();
+    s.block_on(s.spawn(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let s3 = s2.clone();
+        let server = s2.spawn(async move {
+            let mut conns = Vec::with_capacity(TCP_CONNS);
+            for _ in 0..TCP_CONNS {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                sock.set_nodelay(true).unwrap();
+                conns.push(s3.spawn(async move {
+                    let mut buf = [0u8; 64];
+                    for _ in 0..TCP_ROUND_TRIPS {
+                        sock.read_exact(&mut buf).await.unwrap();
+                        sock.write_all(&buf).await.unwrap();
+                    }
+                }));
+            }
+            for c in conns {
+                c.await;
+            }
+        });
+        let clients: Vec<_> = (0..TCP_CONNS)
+            .map(|i| {
+                s2.spawn(async move {
+                    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+                    sock.set_nodelay(true).unwrap();
+                    let mut buf = [i as u8; 64];
+                    for _ in 0..TCP_ROUND_TRIPS {
+                        sock.write_all(&buf).await.unwrap();
+                        sock.read_exact(&mut buf).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for c in clients {
+            c.await;
+        }
+        server.await;
+    }));
+}
+
+/// `channel_pipeline`: `PIPELINES` chains of `STAGES` tasks linked by
+/// bounded tokio mpsc channels; `PIPELINE_ITEMS` items flow through each,
+/// every stage adding to the item.
+pub const PIPELINES: usize = 4;
+pub const STAGES: usize = 4;
+pub const PIPELINE_ITEMS: u64 = 5_000;
+
+pub fn channel_pipeline<S: Spawner>(s: &S) {
+    let s2 = s.clone();
+    s.block_on(s.spawn(async move {
+        let mut sinks = Vec::new();
+        for _ in 0..PIPELINES {
+            let (first_tx, mut rx) = tokio::sync::mpsc::channel::<u64>(64);
+            for _ in 0..STAGES {
+                let (tx, next_rx) = tokio::sync::mpsc::channel::<u64>(64);
+                s2.spawn_detached(async move {
+                    while let Some(v) = rx.recv().await {
+                        if tx.send(v + 1).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+                rx = next_rx;
+            }
+            s2.spawn_detached(async move {
+                for i in 0..PIPELINE_ITEMS {
+                    first_tx.send(i).await.unwrap();
+                }
+            });
+            sinks.push(s2.spawn(async move {
+                let mut sum = 0u64;
+                while let Some(v) = rx.recv().await {
+                    sum += v;
+                }
+                sum
+            }));
+        }
+        let expected = PIPELINE_ITEMS * (PIPELINE_ITEMS - 1) / 2 + PIPELINE_ITEMS * STAGES as u64;
+        for sink in sinks {
+            assert_eq!(sink.await, expected);
+        }
+    }));
+}

@@ -70,6 +70,20 @@ pub(crate) mod deque {
         pub(crate) fn steal_batch_and_pop(&self, dest: &LocalQueue<T>) -> Steal<T> {
             take_half(&self.0, &dest.0)
         }
+        /// Moves at most `limit` (the one returned included) into `dest`.
+        pub(crate) fn steal_batch_with_limit_and_pop(
+            &self,
+            dest: &LocalQueue<T>,
+            limit: usize,
+        ) -> Steal<T> {
+            let mut src = self.0.lock().unwrap();
+            let Some(first) = src.pop_front() else {
+                return Steal::Empty;
+            };
+            let n = src.len().min(limit.saturating_sub(1));
+            dest.0.lock().unwrap().extend(src.drain(..n));
+            Steal::Success(first)
+        }
         pub(crate) fn is_empty(&self) -> bool {
             self.0.lock().unwrap().is_empty()
         }
@@ -104,6 +118,9 @@ pub(crate) mod deque {
         }
         pub(crate) fn is_empty(&self) -> bool {
             self.0.lock().unwrap().is_empty()
+        }
+        pub(crate) fn len(&self) -> usize {
+            self.0.lock().unwrap().len()
         }
         pub(crate) fn stealer(&self) -> Stealer<T> {
             Stealer(self.0.clone())
@@ -155,6 +172,9 @@ pub(crate) mod regress {
         /// WATCH: a worker that stops watching sleeps without re-checking
         /// for work other workers were offering meanwhile.
         WatchExitWithoutRecheck = 16,
+        /// YIELD-LAST done as a private deferred list (tokio's): yielded
+        /// tasks are invisible to the other workers.
+        YieldedKeptPrivate = 32,
     }
 
     #[cfg(loom)]

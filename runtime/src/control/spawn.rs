@@ -5,7 +5,7 @@
 use super::pool::{Plan, Pool, PoolEntry};
 use super::{ControlError, Controller};
 use crate::scheduler::worker_loop::{self, StartResult};
-use crate::scheduler::{Scheduler, Slot};
+use crate::scheduler::{Queues, Slot};
 use std::sync::{mpsc, Arc};
 use unplug_worker::{Notifier, Protocol, Worker};
 
@@ -33,9 +33,9 @@ impl Controller {
             pool.entries[at].waiting = true;
         }
         let id = pool.take_id();
-        let queue = Scheduler::new_queue();
+        let queues = Queues::new();
         let protocol = Arc::new(Protocol::new());
-        let slot = Arc::new(Slot::new(queue.stealer(), Notifier::new(protocol.clone())));
+        let slot = Arc::new(Slot::new(&queues, Notifier::new(protocol.clone())));
         self.scheduler.install_slot(id, slot.clone());
         let (tx, started) = mpsc::sync_channel::<StartResult>(1);
         let scheduler = self.scheduler.clone();
@@ -49,7 +49,7 @@ impl Controller {
             .cpu_opt(if pin { home } else { None })
             .protocol(protocol)
             .spawn(move |ctx| {
-                worker_loop::run(ctx, scheduler, id, body_slot, queue, |r| {
+                worker_loop::run(ctx, scheduler, id, body_slot, queues, |r| {
                     let _ = tx.send(r);
                 })
             });

@@ -3,8 +3,8 @@
 
 use super::search::Search;
 use super::slot::NOT_POLLING;
-use super::{clock, PollObserver, Scheduler, Slot};
-use crate::loom::deque::{LocalQueue, Steal};
+use super::{clock, PollObserver, Queues, Scheduler, Slot};
+use crate::loom::deque::{LocalQueue, Steal, Stealer};
 use crate::loom::regress::{self, Regression};
 use crate::loom::{fence, Arc, Ordering};
 use crate::task::{unobserved_panic, Task};
@@ -13,8 +13,13 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering::Relaxed;
 
 /// Check the injector before the local queue every this many ticks, so a
-/// busy local queue cannot starve remote spawns (fairness).
+/// busy local queue cannot starve remote spawns (fairness); yielded tasks
+/// join the run queue then at the latest (YIELD-LAST).
 const GLOBAL_CHECK_INTERVAL: u32 = 61;
+
+/// At most this many tasks from the injector at once (about crossbeam-deque's
+/// block size, which bounds a batch anyway); fewer when the injector holds little (INJECTOR-SHARE).
+const MAX_INJECTOR_BATCH: usize = 64;
 
 /// At most this many tasks in a row from the LIFO slot; then the slot's task
 /// goes to the back of the queue, so two tasks pinging each other cannot
@@ -32,7 +37,22 @@ pub(crate) struct Local {
     pub(crate) scheduler: Arc<Scheduler>,
     pub(crate) index: usize,
     pub(crate) slot: Arc<Slot>,
+    /// The run queue.
     pub(crate) queue: LocalQueue<Task>,
+    /// False only when the run queue is surely empty: only this thread
+    /// adds to it (stealers only take), so the owner skips a pop it knows
+    /// would fail (yield-heavy loads run with it empty).
+    run_queued: Cell<bool>,
+    /// Tasks that yielded (YIELD-LAST), run after everything else.
+    yielded: LocalQueue<Task>,
+    /// Yielded tasks left in the round under way (`next_round`): a task
+    /// that yields again goes behind the round, not into it.
+    round_left: Cell<usize>,
+    /// Did this worker run a yielded task since the last 61-tick check?
+    /// If not, they have waited a whole interval: they join the run queue.
+    yielded_served: Cell<bool>,
+    /// The round under way goes ahead of the run queue (it had waited).
+    round_first: Cell<bool>,
     tick: Cell<u32>,
     lifo_polls: Cell<u32>,
     rng: Cell<u64>,
@@ -49,7 +69,7 @@ impl Local {
         scheduler: Arc<Scheduler>,
         index: usize,
         slot: Arc<Slot>,
-        queue: LocalQueue<Task>,
+        queues: Queues,
     ) -> Self {
         let observer = scheduler
             .hooks
@@ -61,7 +81,12 @@ impl Local {
             scheduler,
             index,
             slot,
-            queue,
+            queue: queues.run,
+            run_queued: Cell::new(false),
+            yielded: queues.yielded,
+            round_left: Cell::new(0),
+            yielded_served: Cell::new(false),
+            round_first: Cell::new(false),
             tick: Cell::new(0),
             lifo_polls: Cell::new(0),
             rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1)),
@@ -71,7 +96,7 @@ impl Local {
     }
 
     /// A task woken (or spawned) on this thread: the LIFO slot, or the back
-    /// of the queue for a task that woke itself (a yield).
+    /// of the yielded queue for a task that woke itself (a yield).
     pub(crate) fn schedule_woken(&self, task: Task, yielded: bool) {
         if self.observer.is_some() {
             self.scheduler.sample_schedule(&self.schedules, &task);
@@ -84,10 +109,11 @@ impl Local {
             // queue already holding tasks was offered by the push that
             // started it (and a sleeper that looks takes a queue of two
             // without grace).
-            if offer {
-                self.push_offering(task);
-            } else {
-                self.queue.push(task);
+            let was_empty = self.queue.is_empty() && self.yielded.is_empty();
+            // YIELD-LAST: behind the run queue and the injector.
+            self.yielded.push(task);
+            if offer && was_empty {
+                self.scheduler.offer();
             }
             return;
         }
@@ -118,18 +144,34 @@ impl Local {
     fn push_offering(&self, task: Task) -> bool {
         let was_empty = self.queue.is_empty();
         self.queue.push(task);
+        self.run_queued.set(true);
         if was_empty {
             self.scheduler.offer();
         }
         was_empty
     }
 
-    /// The next task to run from this worker's own sources.
+    /// The next task to run from this worker's own sources, yielded tasks
+    /// aside (`next_round`).
     pub(crate) fn next_task(&self) -> Option<Task> {
         let tick = self.tick.get().wrapping_add(1);
         self.tick.set(tick);
         if tick % GLOBAL_CHECK_INTERVAL == 0 {
+            // YIELD-LAST, bounded: however busy the run queue stays, the
+            // yielded tasks join its back now.
+            // YIELD-LAST, bounded: yielded tasks that waited a whole
+            // interval unserved (the run queue stayed busy) get a round
+            // ahead of the run queue.
+            if !self.yielded_served.replace(false) && !self.yielded.is_empty() {
+                self.round_left.set(self.yielded.len());
+                self.round_first.set(true);
+            }
             if let Some(task) = self.pop_injector() {
+                return Some(task);
+            }
+        }
+        if self.round_first.get() {
+            if let Some(task) = self.pop_round() {
                 return Some(task);
             }
         }
@@ -139,17 +181,74 @@ impl Local {
                 return Some(task);
             }
         } else if let Some(task) = self.slot.take_lifo() {
+            // CHAIN-YIELDS: a chain of spawns (or wake-ups) on this worker
+            // spent its LIFO budget; like a yield, it lets the injector go
+            // first, then waits behind what was queued.
+            let remote = self.pop_injector();
             self.push_local(task);
+            if remote.is_some() {
+                self.lifo_polls.set(0);
+                return remote;
+            }
         }
         self.lifo_polls.set(0);
-        self.queue.pop().or_else(|| self.pop_injector())
+        if self.run_queued.get() {
+            if let Some(task) = self.queue.pop() {
+                return Some(task);
+            }
+            self.run_queued.set(false);
+        }
+        // A round of yielded tasks under way goes on; the injector is looked
+        // at between rounds (and every 61 ticks).
+        if let Some(task) = self.pop_round() {
+            return Some(task);
+        }
+        self.pop_injector()
     }
 
-    /// A batch from the injector into the local queue, returning one.
+    /// The next task of the round of yielded tasks under way, if any.
+    fn pop_round(&self) -> Option<Task> {
+        if self.round_left.get() > 0 {
+            self.round_left.set(self.round_left.get() - 1);
+            if let Some(task) = self.yielded.pop() {
+                self.yielded_served.set(true);
+                return Some(task);
+            }
+            self.round_left.set(0);
+        }
+        self.round_first.set(false);
+        None
+    }
+
+    /// YIELD-LAST: nothing else was found (run queue, LIFO slot, injector,
+    /// the other workers' backlogs), so a round of the yielded tasks
+    /// starts: each of those queued now runs once before the injector is
+    /// looked at again.
+    pub(crate) fn next_round(&self) -> Option<Task> {
+        let task = self.yielded.pop()?;
+        self.yielded_served.set(true);
+        self.round_left.set(self.yielded.len());
+        Some(task)
+    }
+
+    /// A batch from the injector into the run queue, returning one.
+    /// INJECTOR-SHARE: at most this worker's share of what waits there
+    /// (`len / workers`, rounded up, at most 32), so one worker does not
+    /// take a backlog the others could run at once.
     fn pop_injector(&self) -> Option<Task> {
+        let injector = &self.scheduler.injector;
+        if injector.is_empty() {
+            return None;
+        }
+        let workers = self.scheduler.workers_hint().max(1);
+        let share = injector
+            .len()
+            .div_ceil(workers)
+            .clamp(1, MAX_INJECTOR_BATCH);
         loop {
-            match self.scheduler.injector.steal_batch_and_pop(&self.queue) {
+            match injector.steal_batch_with_limit_and_pop(&self.queue, share) {
                 Steal::Success(task) => {
+                    self.run_queued.set(true);
                     if !self.queue.is_empty() {
                         // More than we can run at once: let a sleeper help.
                         self.scheduler.wake_one();
@@ -163,8 +262,12 @@ impl Local {
     }
 
     /// Steals from the other workers (their queues, then their LIFO slots),
-    /// starting at a random one; then the injector.
+    /// starting at a random one; then the injector. A worker holding
+    /// yielded tasks of its own is not idle: it takes only backlogs (a run
+    /// queue of two or more), with no grace period spent on anyone's
+    /// LIFO slot or lone task.
     pub(crate) fn steal(&self) -> Option<Task> {
+        let idle = self.yielded.is_empty();
         let slots = self.scheduler.slots();
         let n = slots.len();
         if n > 1 {
@@ -177,19 +280,28 @@ impl Local {
                 // LIFO-GRACE: a lone queued task (a yield) is its owner's
                 // next, like the LIFO slot's: both are taken only from an
                 // owner stuck in one poll. Judged once per slot.
+                if !idle {
+                    if slot.stealer.len() >= 2 {
+                        if let Some(task) = self.steal_from(&slot.stealer) {
+                            return Some(task);
+                        }
+                    }
+                    continue;
+                }
                 let mut stuck = None;
                 let mut owner_is_stuck = || *stuck.get_or_insert_with(|| owner_stuck(slot));
-                let len = slot.stealer.len();
+                let len = slot.queued();
                 if len >= 2 || (len == 1 && owner_is_stuck()) {
-                    loop {
-                        match slot.stealer.steal_batch_and_pop(&self.queue) {
-                            Steal::Success(task) => {
-                                self.slot.steals.fetch_add(1, Relaxed);
-                                return Some(task);
-                            }
-                            Steal::Retry => continue,
-                            Steal::Empty => break,
+                    // The run queue first: yielded tasks are the owner's
+                    // last, but still taken (REACHABLE).
+                    let stolen = self.steal_from(&slot.stealer).or_else(|| {
+                        if regress::on(Regression::YieldedKeptPrivate) {
+                            return None;
                         }
+                        self.steal_from(&slot.yielded)
+                    });
+                    if stolen.is_some() {
+                        return stolen;
                     }
                 }
                 if slot.has_lifo() && owner_is_stuck() {
@@ -202,6 +314,21 @@ impl Local {
         }
         drop(slots);
         self.pop_injector()
+    }
+
+    /// A batch from `stealer` into the run queue, returning one.
+    fn steal_from(&self, stealer: &Stealer<Task>) -> Option<Task> {
+        loop {
+            match stealer.steal_batch_and_pop(&self.queue) {
+                Steal::Success(task) => {
+                    self.run_queued.set(true);
+                    self.slot.steals.fetch_add(1, Relaxed);
+                    return Some(task);
+                }
+                Steal::Retry => continue,
+                Steal::Empty => return None,
+            }
+        }
     }
 
     /// Runs one task. A task that was aborted drops its future in this poll
@@ -293,6 +420,11 @@ impl Local {
         while let Some(task) = self.queue.pop() {
             dispose(task);
         }
+        while let Some(task) = self.yielded.pop() {
+            dispose(task);
+        }
+        self.round_left.set(0);
+        self.round_first.set(false);
         if closing {
             // Shutdown: cancel what other workers left in the injector too.
             self.scheduler.drain_injector();

@@ -12,8 +12,9 @@
 //!
 //! Where a task goes when it is scheduled:
 //! - woken or spawned on a worker thread of this runtime: that worker's
-//!   LIFO slot (the task it displaces goes to the back of its local queue);
-//!   a task that woke itself (a yield) goes to the back of the local queue;
+//!   LIFO slot (the task it displaces goes to the back of its run queue);
+//!   a task that woke itself (a yield) goes to the back of its queue of
+//!   yielded tasks, run after the run queue and the injector (YIELD-LAST);
 //! - from any other thread: the injector.
 //!
 //! Every push that may leave work where only a busy worker looks wakes at
@@ -34,9 +35,9 @@ mod tests;
 
 pub use culprit::PollCulprit;
 pub(crate) use culprit::PollSnapshot;
-pub(crate) use slot::Slot;
+pub(crate) use slot::{Queues, Slot};
 
-use crate::loom::deque::{Injector, LocalQueue, Steal};
+use crate::loom::deque::{Injector, Steal};
 use crate::loom::regress::{self, Regression};
 use crate::loom::{fence, Arc, AtomicUsize, Ordering, RwLock, RwLockReadGuard};
 use crate::task::{self, JoinHandle, Registry, Task};
@@ -109,6 +110,9 @@ pub(crate) struct Scheduler {
     /// [`OPEN`] → [`CLOSING`] → [`DRAINED`], never back.
     lifecycle: AtomicUsize,
     pub(crate) hooks: Hooks,
+    /// The slot count, kept beside the lock for the hot path. A sizing
+    /// hint only (std atomic, Relaxed: nothing is published through it).
+    workers_hint: std::sync::atomic::AtomicUsize,
 }
 
 impl Scheduler {
@@ -120,6 +124,7 @@ impl Scheduler {
             registry: Arc::new(Registry::new()),
             lifecycle: AtomicUsize::new(OPEN),
             hooks,
+            workers_hint: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -145,6 +150,8 @@ impl Scheduler {
                 slots.push(slot);
             }
         }
+        self.workers_hint
+            .store(slots.len(), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// How many slots there are (live workers and stopped ones whose ids
@@ -352,7 +359,7 @@ impl Scheduler {
     /// the injector, or a queue holding more than its owner's next task)?
     /// The idle sleep's P2 re-check.
     pub(crate) fn has_work_now(&self) -> bool {
-        !self.injector.is_empty() || self.slots().iter().any(|s| s.stealer.len() >= 2)
+        !self.injector.is_empty() || self.slots().iter().any(|s| s.queued() >= 2)
     }
 
     /// Does a worker other than `me` hold work that only it may take for
@@ -379,8 +386,9 @@ impl Scheduler {
         }
     }
 
-    /// A fresh local queue and its slot for a new worker.
-    pub(crate) fn new_queue() -> LocalQueue<Task> {
-        LocalQueue::new_fifo()
+    /// How many worker slots there are (a hint for the injector's batch
+    /// size; parked workers count too).
+    pub(crate) fn workers_hint(&self) -> usize {
+        self.workers_hint.load(std::sync::atomic::Ordering::Relaxed)
     }
 }

@@ -1,15 +1,40 @@
 //! One worker's public face: what other threads may touch.
 
-use crate::loom::deque::Stealer;
+use crate::loom::deque::{LocalQueue, Stealer};
+use crate::loom::regress::{self, Regression};
 use crate::loom::{AtomicPtr, AtomicU64, Ordering};
 use crate::task::Task;
 use std::ptr::{null_mut, NonNull};
 use unplug_worker::Notifier;
 
-/// A worker's stealer, LIFO slot, notifier and counters.
+/// A worker's two queues, owned by its thread (`Local`).
+pub(crate) struct Queues {
+    /// The run queue: tasks displaced from the LIFO slot, injector batches,
+    /// steals.
+    pub(crate) run: LocalQueue<Task>,
+    /// YIELD-LAST: tasks that woke themselves while running (a yield). The
+    /// owner runs them once its run queue, the injector and the other
+    /// workers' backlogs are served, a round at a time (`Local::next_round`),
+    /// and every 61 ticks at the latest. Stealable like the run queue, so a
+    /// yielded task is never stranded behind a long poll (REACHABLE).
+    pub(crate) yielded: LocalQueue<Task>,
+}
+
+impl Queues {
+    pub(crate) fn new() -> Self {
+        Queues {
+            run: LocalQueue::new_fifo(),
+            yielded: LocalQueue::new_fifo(),
+        }
+    }
+}
+
+/// A worker's stealers, LIFO slot, notifier and counters.
 pub(crate) struct Slot {
-    /// Steals from the worker's local queue.
+    /// Steals from the worker's run queue.
     pub(crate) stealer: Stealer<Task>,
+    /// Steals from the worker's queue of yielded tasks.
+    pub(crate) yielded: Stealer<Task>,
     /// The LIFO slot: the task the worker runs next. Any thread may take it;
     /// an idle worker takes it only once the owner has stayed inside one
     /// poll for the grace period (LIFO-GRACE in `local.rs`), so a task put
@@ -46,9 +71,10 @@ pub(crate) struct Slot {
 pub(crate) const NOT_POLLING: u64 = u64::MAX;
 
 impl Slot {
-    pub(crate) fn new(stealer: Stealer<Task>, notifier: Notifier) -> Self {
+    pub(crate) fn new(queues: &Queues, notifier: Notifier) -> Self {
         Slot {
-            stealer,
+            stealer: queues.run.stealer(),
+            yielded: queues.yielded.stealer(),
             lifo: AtomicPtr::new(null_mut()),
             notifier,
             polled: AtomicU64::new(0),
@@ -108,9 +134,23 @@ impl Slot {
         !self.lifo.load(Ordering::Relaxed).is_null()
     }
 
+    /// Tasks in the worker's two queues (a hint).
+    pub(crate) fn queued(&self) -> usize {
+        self.stealer.len() + self.yielded_visible()
+    }
+
+    /// Yielded tasks the other workers may see (all of them, unless the
+    /// loom control makes the list private).
+    fn yielded_visible(&self) -> usize {
+        if regress::on(Regression::YieldedKeptPrivate) {
+            return 0;
+        }
+        self.yielded.len()
+    }
+
     /// Anything queued here that another worker could take?
     pub(crate) fn has_work(&self) -> bool {
-        !self.stealer.is_empty() || self.has_lifo()
+        !self.stealer.is_empty() || self.yielded_visible() > 0 || self.has_lifo()
     }
 }
 

@@ -4,11 +4,9 @@
 use super::context;
 use super::local::Local;
 use super::search::Search;
-use super::{Scheduler, Slot};
-use crate::loom::deque::LocalQueue;
+use super::{Queues, Scheduler, Slot};
 use crate::loom::regress::{self, Regression};
 use crate::loom::Arc;
-use crate::task::Task;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -32,16 +30,16 @@ pub(crate) fn run(
     scheduler: Arc<Scheduler>,
     index: usize,
     slot: Arc<Slot>,
-    queue: LocalQueue<Task>,
+    queues: Queues,
     started: impl FnOnce(StartResult),
 ) {
     let enter = scheduler.hooks.enter.clone();
-    let mut queue = Some(queue);
+    let mut queues = Some(queues);
     let mut started = Some(started);
     let mut body = || {
-        let queue = queue.take().expect("the body runs once");
+        let queues = queues.take().expect("the body runs once");
         let started = started.take().expect("the body runs once");
-        run_loop(ctx, &scheduler, index, &slot, queue, started);
+        run_loop(ctx, &scheduler, index, &slot, queues, started);
     };
     match enter {
         Some(enter) => enter(&mut body),
@@ -54,10 +52,10 @@ fn run_loop(
     scheduler: &Arc<Scheduler>,
     index: usize,
     slot: &Arc<Slot>,
-    queue: LocalQueue<Task>,
+    queues: Queues,
     started: impl FnOnce(StartResult),
 ) {
-    let local = Rc::new(Local::new(scheduler.clone(), index, slot.clone(), queue));
+    let local = Rc::new(Local::new(scheduler.clone(), index, slot.clone(), queues));
     let worker = context::enter_worker(local.clone());
     if let Some(hook) = &scheduler.hooks.on_start {
         if let Err(payload) = catch_unwind(AssertUnwindSafe(|| hook())) {
@@ -71,7 +69,9 @@ fn run_loop(
     loop {
         // P1: leave only for a park or a stop.
         while ctx.keep_running() {
-            if let Some(task) = local.next_task().or_else(|| local.steal()) {
+            // YIELD-LAST: yielded tasks only when nothing else is found.
+            let found = local.next_task().or_else(|| local.steal());
+            if let Some(task) = found.or_else(|| local.next_round()) {
                 local.run(task);
                 continue;
             }

@@ -16,8 +16,9 @@ mod loom_abort;
 mod loom_lifo;
 mod loom_search_handoff;
 mod loom_shutdown;
+mod loom_yield;
 
-use super::{worker_loop, Hooks, Scheduler, Slot};
+use super::{worker_loop, Hooks, Queues, Scheduler, Slot};
 use crate::loom::regress::{self, Regression};
 use crate::loom::{Arc, AtomicBool, AtomicUsize, Ordering::SeqCst};
 use event_listener::{Event, Listener};
@@ -106,13 +107,13 @@ impl Pool {
         let mut threads = Vec::new();
         for _ in 0..n {
             let protocol = std::sync::Arc::new(Protocol::new());
-            let queue = Scheduler::new_queue();
-            let slot = Arc::new(Slot::new(queue.stealer(), Notifier::new(protocol.clone())));
+            let queues = Queues::new();
+            let slot = Arc::new(Slot::new(&queues, Notifier::new(protocol.clone())));
             let index = scheduler.slot_count();
             scheduler.install_slot(index, slot.clone());
             let (s, p) = (scheduler.clone(), protocol.clone());
             threads.push(loom::thread::spawn(move || {
-                worker_loop::run(&p.context(), s, index, slot, queue, |_| {});
+                worker_loop::run(&p.context(), s, index, slot, queues, |_| {});
                 p.mark_exited();
             }));
             protocols.push(protocol);

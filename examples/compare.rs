@@ -96,6 +96,42 @@ fn explain_busy(unplug: &Unplug, workers: usize) {
     }
 }
 
+/// `--explain`: what share of the `tcp_echo` gap is the reactor's own
+/// thread. unplug's tokio reactor runs on a thread of its own; tokio's
+/// workers poll epoll themselves. The same workload on tokio with every
+/// socket registered with a separate 1-worker tokio runtime (a reactor on
+/// its own thread, as unplug has it) shows what that arrangement costs
+/// tokio itself.
+fn explain_io(unplug: &Unplug, workers: usize) {
+    let (_t_rt, tokio) = Tokio::new(workers);
+    let reactor = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (mut u, mut t, mut split) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..11 {
+        let start = Instant::now();
+        tcp_echo(unplug);
+        u.push(start.elapsed());
+        let start = Instant::now();
+        tcp_echo(&tokio);
+        t.push(start.elapsed());
+        let start = Instant::now();
+        tcp_echo_registered_with(&tokio, Some(reactor.handle().clone()));
+        split.push(start.elapsed());
+    }
+    let (u, t, split) = (median(&mut u), median(&mut t), median(&mut split));
+    println!(
+        "tcp_echo: unplug {u:.3} ms, tokio {t:.3} ms ({:.2}x); tokio with its reactor on a \
+         thread of its own {split:.3} ms ({:.2}x tokio): the reactor's thread accounts for \
+         {:.0}% of the gap",
+        u / t,
+        split / t,
+        100.0 * (split - t) / (u - t)
+    );
+}
+
 fn median(v: &mut [Duration]) -> f64 {
     v.sort();
     v[v.len() / 2].as_secs_f64() * 1e3
@@ -141,6 +177,7 @@ fn main() {
     }
     if args.iter().any(|a| a == "--explain") {
         explain_busy(&unplug, n);
+        explain_io(&unplug, n);
         return;
     }
     let (_t_rt, tokio) = Tokio::new(n);

@@ -395,17 +395,42 @@ pub const TCP_CONNS: usize = 32;
 pub const TCP_ROUND_TRIPS: usize = 100;
 
 pub fn tcp_echo<S: Spawner>(s: &S) {
+    tcp_echo_registered_with(s, None)
+}
+
+/// Registers a socket with the reactor of `reactor` (a separate tokio
+/// runtime), or with the current context's for `None`.
+fn register(
+    std: std::net::TcpStream,
+    reactor: &Option<tokio::runtime::Handle>,
+) -> tokio::net::TcpStream {
+    std.set_nonblocking(true).unwrap();
+    std.set_nodelay(true).unwrap();
+    let _guard = reactor.as_ref().map(|h| h.enter());
+    tokio::net::TcpStream::from_std(std).unwrap()
+}
+
+/// `tcp_echo` with every socket registered with `reactor`'s I/O driver
+/// (`None`: the runtime's own), to measure what a reactor on a thread of
+/// its own costs a runtime (`compare --explain`).
+pub fn tcp_echo_registered_with<S: Spawner>(s: &S, reactor: Option<tokio::runtime::Handle>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let s2 = s.clone();
     s.block_on(s.spawn(async move {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = std_listener.local_addr().unwrap();
+        std_listener.set_nonblocking(true).unwrap();
+        let listener = {
+            let _guard = reactor.as_ref().map(|h| h.enter());
+            tokio::net::TcpListener::from_std(std_listener).unwrap()
+        };
         let s3 = s2.clone();
+        let server_reactor = reactor.clone();
         let server = s2.spawn(async move {
             let mut conns = Vec::with_capacity(TCP_CONNS);
             for _ in 0..TCP_CONNS {
-                let (mut sock, _) = listener.accept().await.unwrap();
-                sock.set_nodelay(true).unwrap();
+                let (sock, _) = listener.accept().await.unwrap();
+                let mut sock = register(sock.into_std().unwrap(), &server_reactor);
                 conns.push(s3.spawn(async move {
                     let mut buf = [0u8; 64];
                     for _ in 0..TCP_ROUND_TRIPS {
@@ -420,9 +445,8 @@ pub fn tcp_echo<S: Spawner>(s: &S) {
         });
         let clients: Vec<_> = (0..TCP_CONNS)
             .map(|i| {
+                let mut sock = register(std::net::TcpStream::connect(addr).unwrap(), &reactor);
                 s2.spawn(async move {
-                    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
-                    sock.set_nodelay(true).unwrap();
                     let mut buf = [i as u8; 64];
                     for _ in 0..TCP_ROUND_TRIPS {
                         sock.write_all(&buf).await.unwrap();

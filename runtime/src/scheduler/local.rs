@@ -157,8 +157,6 @@ impl Local {
         let tick = self.tick.get().wrapping_add(1);
         self.tick.set(tick);
         if tick % GLOBAL_CHECK_INTERVAL == 0 {
-            // YIELD-LAST, bounded: however busy the run queue stays, the
-            // yielded tasks join its back now.
             // YIELD-LAST, bounded: yielded tasks that waited a whole
             // interval unserved (the run queue stayed busy) get a round
             // ahead of the run queue.
@@ -175,15 +173,18 @@ impl Local {
                 return Some(task);
             }
         }
-        if self.lifo_polls.get() < MAX_LIFO_POLLS {
+        // CHAIN-YIELDS: the LIFO slot's task next if it is the first link
+        // of a chain, or a later one (up to MAX_LIFO_POLLS) while no remote
+        // work waits.
+        let lifo_polls = self.lifo_polls.get();
+        if lifo_polls == 0 || (lifo_polls < MAX_LIFO_POLLS && self.scheduler.injector.is_empty()) {
             if let Some(task) = self.slot.take_lifo() {
                 self.lifo_polls.set(self.lifo_polls.get() + 1);
                 return Some(task);
             }
         } else if let Some(task) = self.slot.take_lifo() {
-            // CHAIN-YIELDS: a chain of spawns (or wake-ups) on this worker
-            // spent its LIFO budget; like a yield, it lets the injector go
-            // first, then waits behind what was queued.
+            // CHAIN-YIELDS: the chain spent its budget; like a yield, it
+            // lets the injector go first, then waits behind what was queued.
             let remote = self.pop_injector();
             self.push_local(task);
             if remote.is_some() {

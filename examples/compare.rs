@@ -7,6 +7,12 @@
 //! (`BENCH_WORKERS=n` for the worker count, default one per CPU the process
 //! may use, for all three runtimes).
 //! `--quick` is a smoke run: it checks nothing about speed.
+//! `--explain` prints the counters behind the scheduler's fairness rules
+//! (polls of the load while remote spawns waited) and what share of the
+//! tcp_echo gap a reactor on its own thread accounts for.
+//! `--after tokio|asx|none` runs busy1 on unplug right after another
+//! runtime's round, with polls per worker (the load's placement is
+//! bimodal, which is why rounds alternate).
 
 #[path = "../benches/workloads/mod.rs"]
 mod workloads;

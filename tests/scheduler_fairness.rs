@@ -3,6 +3,8 @@
 //! (CHAIN-YIELDS). One worker, so where a task waits is decided by the
 //! scheduler's order alone; the checks count polls, not time.
 
+#![cfg(not(loom))]
+
 mod support;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};

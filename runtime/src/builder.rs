@@ -90,8 +90,8 @@ impl Builder {
         self
     }
 
-    /// The worker threads' name prefix (`<name>-<id>`; the reactor thread
-    /// is `<name>-io`). A name with a NUL byte makes `build()` fail with
+    /// The worker threads' name prefix (`<name>-<id>`; tokio's blocking
+    /// pool threads, started by `spawn_blocking`, are `<name>-io`). A name with a NUL byte makes `build()` fail with
     /// [`BuildError::InvalidThreadName`](crate::BuildError::InvalidThreadName).
     pub fn thread_name(mut self, name: impl Into<String>) -> Self {
         self.thread_name = name.into();

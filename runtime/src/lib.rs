@@ -4,9 +4,10 @@
 //! Embed it like tokio: build a [`Runtime`], [`block_on`](Runtime::block_on)
 //! a future, [`spawn`] tasks, await their [`JoinHandle`]s. Every worker is a
 //! parkable [`unplug_worker::Worker`] following the fixed Linux kthread park
-//! protocol (see `worker/PROTOCOL.md`). tokio's reactor runs beside the
-//! workers, so `tokio::net`, `tokio::time` and `tokio::task::spawn_blocking`
-//! work inside tasks.
+//! protocol (see `worker/PROTOCOL.md`). tokio's reactor runs on the workers
+//! themselves (an idle worker waits inside it; `runtime/IO.md`), so
+//! `tokio::net`, `tokio::time`, `tokio::spawn` and
+//! `tokio::task::spawn_blocking` work inside tasks, on the workers' CPUs.
 //!
 //! ```
 //! use std::time::Duration;
@@ -52,6 +53,8 @@ mod handle;
 mod inner;
 #[cfg(not(loom))]
 pub mod metrics;
+#[cfg(not(loom))]
+mod reactor;
 #[cfg(not(loom))]
 mod runtime;
 #[cfg(not(loom))]

@@ -3,6 +3,7 @@
 use crate::builder::Builder;
 use crate::control::follow::Follower;
 use crate::handle::Handle;
+use crate::reactor::TokioReactor;
 use crate::scheduler::long_poll::Monitor;
 use crate::task::JoinHandle;
 use std::future::Future;
@@ -40,7 +41,9 @@ use std::time::{Duration, Instant};
 ///   must be complete.
 pub struct Runtime {
     handle: Handle,
-    tokio: Option<tokio::runtime::Runtime>,
+    /// The tokio reactor the workers run (`reactor.rs`), shut down after
+    /// them.
+    reactor: Option<std::sync::Arc<TokioReactor>>,
     follower: Option<Follower>,
     monitor: Option<Monitor>,
 }
@@ -56,10 +59,10 @@ impl Runtime {
         Builder::new()
     }
 
-    pub(crate) fn from_parts(handle: Handle, tokio: tokio::runtime::Runtime) -> Self {
+    pub(crate) fn from_parts(handle: Handle, reactor: std::sync::Arc<TokioReactor>) -> Self {
         Runtime {
             handle,
-            tokio: Some(tokio),
+            reactor: Some(reactor),
             follower: None,
             monitor: None,
         }
@@ -194,7 +197,15 @@ impl Runtime {
         // Tasks in the injector and tasks no queue holds (waiting on
         // timers, sockets, channels).
         inner.scheduler.cancel_all();
-        if let Some(tokio) = self.tokio.take() {
+        // The workers are gone, and with them every other owner of the
+        // reactor (a worker that outlived its deadline keeps it alive and
+        // drops it when it ends).
+        let tokio = self
+            .reactor
+            .take()
+            .and_then(|r| std::sync::Arc::try_unwrap(r).ok())
+            .map(TokioReactor::into_runtime);
+        if let Some(tokio) = tokio {
             // Inside a tokio context (our reactor's blocking pool, a worker
             // of ours, or another tokio runtime's thread) a blocking
             // shutdown would wait for this very thread, or panic. Without a
@@ -216,7 +227,7 @@ pub const SELF_DROP_JOIN_LIMIT: Duration = Duration::from_secs(1);
 
 impl Drop for Runtime {
     fn drop(&mut self) {
-        if self.tokio.is_some() {
+        if self.reactor.is_some() {
             self.shutdown(None);
         }
     }

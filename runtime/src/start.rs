@@ -7,8 +7,9 @@ use crate::error::BuildError;
 use crate::handle::Handle;
 use crate::inner::Inner;
 use crate::metrics::RuntimeMetrics;
+use crate::reactor::TokioReactor;
 use crate::runtime::Runtime;
-use crate::scheduler::{Enter, Hooks, Scheduler, WorkerEvents};
+use crate::scheduler::{Enter, Hooks, Reactor, Scheduler, WorkerEvents};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -39,12 +40,11 @@ impl Builder {
         if self.thread_name.contains('\0') {
             return Err(BuildError::InvalidThreadName(self.thread_name));
         }
-        let tokio = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name(format!("{}-io", self.thread_name))
-            .enable_all()
-            .build()
-            .map_err(BuildError::Reactor)?;
+        let reactor = Arc::new(
+            TokioReactor::new(format!("{}-io", self.thread_name)).map_err(BuildError::Reactor)?,
+        );
+        let tokio = reactor.handle().clone();
+        let weak_reactor = Arc::downgrade(&reactor);
         let config = Config {
             pin: self.pin,
             thread_name: self.thread_name,
@@ -63,6 +63,7 @@ impl Builder {
                 schedule_sample_mask: if self.metrics_poll_time { 0 } else { 1023 },
                 long_poll_threshold: long_poll_threshold(self.long_poll_threshold),
                 events: metrics.clone().map(|m| m as Arc<dyn WorkerEvents>),
+                reactor: Some(weak_reactor as Weak<dyn Reactor>),
             };
             let scheduler = Arc::new(Scheduler::new(hooks));
             let control = Arc::new(Controller::new(
@@ -74,7 +75,7 @@ impl Builder {
             Inner {
                 scheduler,
                 control,
-                tokio: tokio.handle().clone(),
+                tokio,
                 metrics: metrics.clone(),
             }
         });
@@ -83,7 +84,7 @@ impl Builder {
             Handle {
                 inner: inner.clone(),
             },
-            tokio,
+            reactor,
         );
         inner.control.start_initial(workers).map_err(|e| match e {
             ControlError::Spawn(e) => BuildError::Worker(e),

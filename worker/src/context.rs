@@ -37,6 +37,68 @@ pub struct WorkerContext<'a> {
     protocol: &'a Protocol,
 }
 
+/// How an idle worker blocks until it is woken (work, park or stop) or its
+/// deadline passes. The default blocks the thread. A runtime can do useful
+/// waiting instead: unplug's workers run the tokio reactor while idle.
+///
+/// The protocol is unchanged by it (P2: the worker registered and
+/// re-checked before `block` is called; P5: a park or stop request
+/// completes `wake`). An implementation must return once `wake` completes,
+/// whatever else it is doing, and must not run the worker's own tasks.
+///
+/// ```
+/// use std::future::Future;
+/// use std::pin::Pin;
+/// use std::task::{Context, Poll, Waker};
+/// use std::time::Instant;
+/// use unplug_worker::IdleBlock;
+///
+/// /// Blocks by polling `wake` with a thread-unparking waker.
+/// struct ParkThread;
+///
+/// impl IdleBlock for ParkThread {
+///     fn block(
+///         &self,
+///         wake: &mut (dyn Future<Output = ()> + Unpin),
+///         deadline: Option<Instant>,
+///     ) -> bool {
+///         struct Unparker(std::thread::Thread);
+///         impl std::task::Wake for Unparker {
+///             fn wake(self: std::sync::Arc<Self>) {
+///                 self.0.unpark();
+///             }
+///         }
+///         let waker = Waker::from(std::sync::Arc::new(Unparker(std::thread::current())));
+///         let mut cx = Context::from_waker(&waker);
+///         loop {
+///             if Pin::new(&mut *wake).poll(&mut cx).is_ready() {
+///                 return false;
+///             }
+///             match deadline {
+///                 Some(d) if Instant::now() >= d => return true,
+///                 Some(d) => std::thread::park_timeout(d - Instant::now()),
+///                 None => std::thread::park(),
+///             }
+///         }
+///     }
+/// }
+/// # let worker = unplug_worker::Worker::builder().spawn(|ctx| {
+/// #     while ctx.keep_running() {
+/// #         ctx.idle_wait_until_with(|| false, None, &ParkThread);
+/// #     }
+/// # }).unwrap();
+/// # worker.stop().unwrap();
+/// ```
+pub trait IdleBlock {
+    /// Blocks until `wake` completes (returns `false`) or `deadline`
+    /// passes (returns `true`).
+    fn block(
+        &self,
+        wake: &mut (dyn std::future::Future<Output = ()> + Unpin),
+        deadline: Option<std::time::Instant>,
+    ) -> bool;
+}
+
 /// Why [`WorkerContext::idle_wait`] returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Wake {
@@ -98,8 +160,28 @@ impl<'a> WorkerContext<'a> {
     /// of sleeping (a timeout is a spurious wake-up to the caller).
     pub fn idle_wait_until(
         &self,
+        has_work: impl FnMut() -> bool,
+        deadline: Option<std::time::Instant>,
+    ) -> Option<Wake> {
+        self.idle_wait_blocking(has_work, deadline, None)
+    }
+
+    /// [`idle_wait_until`](WorkerContext::idle_wait_until) that blocks
+    /// through `block` (see [`IdleBlock`]).
+    pub fn idle_wait_until_with(
+        &self,
+        has_work: impl FnMut() -> bool,
+        deadline: Option<std::time::Instant>,
+        block: &dyn IdleBlock,
+    ) -> Option<Wake> {
+        self.idle_wait_blocking(has_work, deadline, Some(block))
+    }
+
+    fn idle_wait_blocking(
+        &self,
         mut has_work: impl FnMut() -> bool,
         deadline: Option<std::time::Instant>,
+        block: Option<&dyn IdleBlock>,
     ) -> Option<Wake> {
         let p = self.protocol;
         let mut why = |s: usize| {
@@ -123,7 +205,11 @@ impl<'a> WorkerContext<'a> {
             if let Some(wake) = why(waiter.state_at_registration) {
                 return Some(wake);
             }
-            if waiter.sleep_until(deadline) {
+            let timed_out = match block {
+                Some(block) => waiter.sleep_with(deadline, block),
+                None => waiter.sleep_until(deadline),
+            };
+            if timed_out {
                 return why(p.load());
             }
         }
@@ -251,6 +337,21 @@ impl IdleWaiter<'_> {
                 true
             }
         }
+    }
+}
+
+impl IdleWaiter<'_> {
+    /// [`sleep_until`](IdleWaiter::sleep_until) through `block`: the
+    /// registered listener is the future `block` waits on.
+    pub fn sleep_with(
+        mut self,
+        deadline: Option<std::time::Instant>,
+        block: &dyn IdleBlock,
+    ) -> bool {
+        let Some(mut listener) = self.listener.take() else {
+            return false;
+        };
+        block.block(&mut listener, deadline)
     }
 }
 

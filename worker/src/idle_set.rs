@@ -37,7 +37,7 @@
 //! assert_eq!(idle.pop(), None);
 //! ```
 
-use crate::context::{Wake, WorkerContext};
+use crate::context::{IdleBlock, Wake, WorkerContext};
 use crate::loom::{fence, AtomicUsize, Mutex, Ordering::SeqCst};
 
 /// A set of sleeping worker indices with a lock-free "anyone asleep?" check.
@@ -168,9 +168,47 @@ impl IdleSet {
         ctx: &WorkerContext<'_>,
         index: usize,
         searching: &mut bool,
+        has_work: impl FnMut() -> bool,
+        pass_on: impl FnOnce(),
+        deadline: Option<std::time::Instant>,
+    ) -> Option<Wake> {
+        self.sleep_blocking(ctx, index, searching, has_work, pass_on, deadline, None)
+    }
+
+    /// [`sleep_until`](IdleSet::sleep_until) that blocks through `block`
+    /// (see [`IdleBlock`]).
+    #[allow(clippy::too_many_arguments)] // the sleep's whole contract
+    pub fn sleep_until_with(
+        &self,
+        ctx: &WorkerContext<'_>,
+        index: usize,
+        searching: &mut bool,
+        has_work: impl FnMut() -> bool,
+        pass_on: impl FnOnce(),
+        deadline: Option<std::time::Instant>,
+        block: &dyn IdleBlock,
+    ) -> Option<Wake> {
+        self.sleep_blocking(
+            ctx,
+            index,
+            searching,
+            has_work,
+            pass_on,
+            deadline,
+            Some(block),
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn sleep_blocking(
+        &self,
+        ctx: &WorkerContext<'_>,
+        index: usize,
+        searching: &mut bool,
         mut has_work: impl FnMut() -> bool,
         pass_on: impl FnOnce(),
         deadline: Option<std::time::Instant>,
+        block: Option<&dyn IdleBlock>,
     ) -> Option<Wake> {
         if std::mem::take(searching) {
             // Before registering: see the module docs.
@@ -183,7 +221,11 @@ impl IdleSet {
             self.watchers.fetch_add(1, SeqCst);
         }
         self.register(index);
-        let wake = ctx.idle_wait_until(|| !self.is_registered(index) || has_work(), deadline);
+        let recheck = || !self.is_registered(index) || has_work();
+        let wake = match block {
+            Some(block) => ctx.idle_wait_until_with(recheck, deadline, block),
+            None => ctx.idle_wait_until(recheck, deadline),
+        };
         let handed = !self.unregister(index);
         if deadline.is_some() {
             self.watchers.fetch_sub(1, SeqCst);

@@ -3,14 +3,15 @@
 
 use super::search::Search;
 use super::slot::NOT_POLLING;
-use super::{clock, PollObserver, Queues, Scheduler, Slot};
+use super::{clock, PollObserver, Queues, Reactor, Scheduler, Slot};
 use crate::loom::deque::{LocalQueue, Steal, Stealer};
 use crate::loom::regress::{self, Regression};
 use crate::loom::{fence, Arc, Ordering};
 use crate::task::{unobserved_panic, Task};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering::Relaxed;
+use std::task::Waker;
 
 /// Check the injector before the local queue every this many ticks, so a
 /// busy local queue cannot starve remote spawns (fairness); yielded tasks
@@ -62,6 +63,18 @@ pub(crate) struct Local {
     observer: Option<std::sync::Arc<dyn PollObserver>>,
     /// Schedules made on this worker (for sampling).
     schedules: Cell<u32>,
+    /// The reactor this worker runs while idle and turns while busy.
+    pub(crate) reactor: Option<std::sync::Arc<dyn Reactor>>,
+    /// Inside a reactor turn or an idle wait in the reactor: tasks woken
+    /// on this thread are the reactor's, and this worker runs them itself
+    /// as soon as the turn ends (REACTOR-LOCAL).
+    pub(crate) in_turn: Cell<bool>,
+    /// `in_turn` is an idle wait (not a busy worker's turn).
+    pub(crate) waiting_in_reactor: Cell<bool>,
+    /// A task was woken into the run queue during the idle wait.
+    pub(crate) turn_found: Cell<bool>,
+    /// Wakes the idle wait once `turn_found` is set.
+    pub(crate) turn_waker: RefCell<Option<Waker>>,
 }
 
 impl Local {
@@ -71,6 +84,7 @@ impl Local {
         slot: Arc<Slot>,
         queues: Queues,
     ) -> Self {
+        let reactor = scheduler.hooks.reactor.as_ref().and_then(|r| r.upgrade());
         let observer = scheduler
             .hooks
             .events
@@ -92,6 +106,11 @@ impl Local {
             rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1)),
             search: Cell::new(Search::Settled),
             schedules: Cell::new(0),
+            reactor,
+            in_turn: Cell::new(false),
+            waiting_in_reactor: Cell::new(false),
+            turn_found: Cell::new(false),
+            turn_waker: RefCell::new(None),
         }
     }
 
@@ -100,6 +119,10 @@ impl Local {
     pub(crate) fn schedule_woken(&self, task: Task, yielded: bool) {
         if self.observer.is_some() {
             self.scheduler.sample_schedule(&self.schedules, &task);
+        }
+        if self.in_turn.get() {
+            self.schedule_from_reactor(task);
+            return;
         }
         let offer = !regress::on(Regression::LifoFillWakesNobody);
         if yielded {
@@ -126,6 +149,43 @@ impl Local {
             // someone searches.
             None if offer => self.scheduler.offer(),
             None => {}
+        }
+    }
+
+    /// REACTOR-LOCAL: a task the reactor woke on this worker (an I/O event
+    /// or timer it processed, or a spawn from a tokio task it ran) goes to
+    /// the run queue, which this worker runs as soon as the turn ends; the
+    /// first wakes nobody else, later ones wake one sleeper each to help
+    /// (REACHABLE).
+    fn schedule_from_reactor(&self, task: Task) {
+        if !self.waiting_in_reactor.get() {
+            // A busy worker's turn: like any wake-up here, the back of its
+            // queue, offered to a sleeper (the worker has tasks of its own).
+            self.push_local(task);
+            self.run_queued.set(true);
+            return;
+        }
+        let was_empty = self.queue.is_empty();
+        self.queue.push(task);
+        self.run_queued.set(true);
+        if !was_empty {
+            self.scheduler.wake_one();
+        }
+        self.turn_found.set(true);
+        if let Some(waker) = self.turn_waker.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+
+    /// A busy worker's reactor turn (every 61 ticks, rate-limited by the
+    /// reactor): I/O readiness and timers are served however busy the
+    /// workers are.
+    fn turn_reactor(&self) {
+        if let Some(reactor) = &self.reactor {
+            self.in_turn.set(true);
+            reactor.turn();
+            self.in_turn.set(false);
+            self.turn_found.set(false);
         }
     }
 
@@ -157,6 +217,7 @@ impl Local {
         let tick = self.tick.get().wrapping_add(1);
         self.tick.set(tick);
         if tick % GLOBAL_CHECK_INTERVAL == 0 {
+            self.turn_reactor();
             // YIELD-LAST, bounded: yielded tasks that waited a whole
             // interval unserved (the run queue stayed busy) get a round
             // ahead of the run queue.

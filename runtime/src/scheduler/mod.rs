@@ -43,7 +43,7 @@ use crate::loom::{fence, Arc, AtomicUsize, Ordering, RwLock, RwLockReadGuard};
 use crate::task::{self, JoinHandle, Registry, Task};
 use async_task::ScheduleInfo;
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use unplug_worker::IdleSet;
 
 /// What the layers above want to hear from a worker thread.
@@ -64,6 +64,22 @@ pub(crate) trait PollObserver: Send + Sync {
     fn polled(&self, took: Duration);
     /// A sampled task waited `waited` from being scheduled to its poll.
     fn scheduled(&self, waited: Duration);
+}
+
+/// The I/O reactor the layers above run on the workers (`reactor.rs`):
+/// an idle worker waits inside it, a busy one turns it now and then
+/// (REACTOR-ON-WORKERS in `runtime/IO.md`).
+pub(crate) trait Reactor: Send + Sync {
+    /// Blocks until `wake` completes (false) or `deadline` passes (true),
+    /// turning the reactor meanwhile unless another worker already does.
+    fn block(
+        &self,
+        wake: &mut (dyn Future<Output = ()> + Unpin),
+        deadline: Option<Instant>,
+    ) -> bool;
+    /// Processes ready I/O events and due timers without blocking, if no
+    /// worker has done so lately and none is doing it now.
+    fn turn(&self);
 }
 
 /// Runs a worker's body inside the context the layers above set up (the
@@ -87,6 +103,9 @@ pub(crate) struct Hooks {
     pub(crate) schedule_sample_mask: u32,
     /// Polls running longer than this are reported (`None`: no monitor).
     pub(crate) long_poll_threshold: Option<Duration>,
+    /// The reactor the workers run (weak: the runtime owns it, so it can
+    /// shut it down once the workers are gone).
+    pub(crate) reactor: Option<std::sync::Weak<dyn Reactor>>,
 }
 
 /// Lifecycle: running. Tasks are queued and run.

@@ -4,14 +4,17 @@
 use super::context;
 use super::local::Local;
 use super::search::Search;
-use super::{Queues, Scheduler, Slot};
+use super::{Queues, Reactor, Scheduler, Slot};
 use crate::loom::regress::{self, Regression};
 use crate::loom::Arc;
+use std::future::Future;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use unplug_worker::{Wake, WorkerContext};
+use unplug_worker::{IdleBlock, Wake, WorkerContext};
 
 /// How often a watching worker looks at the work other workers hold (the
 /// bound on how long a task can wait behind a long poll while a worker is
@@ -118,21 +121,92 @@ fn sleep(ctx: &WorkerContext<'_>, local: &Local) {
     // either saw this worker or is seen here.
     let watch = scheduler.queued_elsewhere(&local.slot);
     let deadline = watch.then(|| Instant::now() + WATCH_INTERVAL);
-    let wake = scheduler.idle.sleep_until(
-        ctx,
-        local.index,
-        &mut searching,
-        || {
-            scheduler.has_work_now()
-                || (!watch
-                    && !regress::on(Regression::WatchExitWithoutRecheck)
-                    && scheduler.queued_elsewhere(&local.slot))
-        },
-        || scheduler.wake_one(),
-        deadline,
-    );
+    let has_work = || {
+        // REACTOR-LOCAL: what the reactor woke during this wait is this
+        // worker's to run.
+        local.turn_found.get()
+            || scheduler.has_work_now()
+            || (!watch
+                && !regress::on(Regression::WatchExitWithoutRecheck)
+                && scheduler.queued_elsewhere(&local.slot))
+    };
+    let pass_on = || scheduler.wake_one();
+    let wake = match &local.reactor {
+        Some(reactor) => {
+            let block = InReactor {
+                local,
+                reactor: &**reactor,
+            };
+            scheduler.idle.sleep_until_with(
+                ctx,
+                local.index,
+                &mut searching,
+                has_work,
+                pass_on,
+                deadline,
+                &block,
+            )
+        }
+        None => scheduler.idle.sleep_until(
+            ctx,
+            local.index,
+            &mut searching,
+            has_work,
+            pass_on,
+            deadline,
+        ),
+    };
+    local.turn_found.set(false);
     local.search.set(Search::from_flag(searching));
     if wake == Some(Wake::Work) {
         local.slot.wakeups.fetch_add(1, Relaxed);
+    }
+}
+
+/// REACTOR-ON-WORKERS: an idle worker waits inside the reactor, so it is
+/// the one that turns it while no other worker does; what the reactor wakes
+/// meanwhile lands in this worker's run queue and ends the wait
+/// (REACTOR-LOCAL).
+struct InReactor<'a> {
+    local: &'a Local,
+    reactor: &'a dyn Reactor,
+}
+
+impl IdleBlock for InReactor<'_> {
+    fn block(
+        &self,
+        wake: &mut (dyn Future<Output = ()> + Unpin),
+        deadline: Option<Instant>,
+    ) -> bool {
+        let mut until = UntilWoken {
+            wake,
+            local: self.local,
+        };
+        self.local.in_turn.set(true);
+        self.local.waiting_in_reactor.set(true);
+        let timed_out = self.reactor.block(&mut until, deadline);
+        self.local.waiting_in_reactor.set(false);
+        self.local.in_turn.set(false);
+        self.local.turn_waker.borrow_mut().take();
+        timed_out && !self.local.turn_found.get()
+    }
+}
+
+/// Completes when the idle wait's own wake-up (work, park, stop) comes, or
+/// when the reactor woke a task into this worker's run queue.
+struct UntilWoken<'a> {
+    wake: &'a mut (dyn Future<Output = ()> + Unpin),
+    local: &'a Local,
+}
+
+impl Future for UntilWoken<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if Pin::new(&mut *self.wake).poll(cx).is_ready() || self.local.turn_found.get() {
+            return Poll::Ready(());
+        }
+        *self.local.turn_waker.borrow_mut() = Some(cx.waker().clone());
+        Poll::Pending
     }
 }

@@ -1,0 +1,107 @@
+//! REACTOR-ON-WORKERS (`runtime/IO.md`): tokio's I/O and time drivers, in
+//! a current-thread tokio runtime that no thread of its own runs. Idle
+//! workers wait inside it (`Runtime::block_on`: whichever holds tokio's
+//! core turns the drivers; the others wait for the core or their wake-up),
+//! and busy workers turn it without blocking every 61 ticks, at most once
+//! per [`TURN_INTERVAL`] across the pool. So every readiness event and
+//! timer is handled on a worker, on the CPUs the runtime may use, and the
+//! task it wakes runs on the worker that handled it. A task spawned with
+//! `tokio::spawn` from inside the runtime runs there too, on whichever
+//! worker holds the core.
+
+use crate::scheduler::Reactor;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+/// The least time between two busy turns of the reactor (any workers).
+/// An idle worker waiting inside it turns it continuously; this bounds
+/// what serving I/O costs a pool with no idle worker: one `epoll_wait` per
+/// interval, not one per 61 polls (yield_many measured that).
+pub(crate) const TURN_INTERVAL: Duration = Duration::from_micros(100);
+
+/// The reactor: a current-thread tokio runtime with I/O and time enabled.
+pub(crate) struct TokioReactor {
+    rt: tokio::runtime::Runtime,
+    epoch: Instant,
+    /// When a busy turn last began, in nanoseconds since `epoch`. A rate
+    /// limit only: Relaxed, and two workers may both turn at a boundary.
+    last_turn_ns: AtomicU64,
+}
+
+impl TokioReactor {
+    /// A reactor whose blocking pool threads are named `thread_name`.
+    pub(crate) fn new(thread_name: String) -> std::io::Result<TokioReactor> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .thread_name(thread_name)
+            .enable_all()
+            .build()?;
+        Ok(TokioReactor {
+            rt,
+            epoch: Instant::now(),
+            last_turn_ns: AtomicU64::new(0),
+        })
+    }
+
+    pub(crate) fn handle(&self) -> &tokio::runtime::Handle {
+        self.rt.handle()
+    }
+
+    /// The tokio runtime, for shutdown once no worker uses it.
+    pub(crate) fn into_runtime(self) -> tokio::runtime::Runtime {
+        self.rt
+    }
+}
+
+impl Reactor for TokioReactor {
+    fn block(
+        &self,
+        wake: &mut (dyn Future<Output = ()> + Unpin),
+        deadline: Option<Instant>,
+    ) -> bool {
+        self.rt.block_on(async {
+            match deadline {
+                None => {
+                    wake.await;
+                    false
+                }
+                Some(deadline) => {
+                    let deadline = tokio::time::Instant::from_std(deadline);
+                    tokio::time::timeout_at(deadline, wake).await.is_err()
+                }
+            }
+        })
+    }
+
+    fn turn(&self) {
+        let now = self.epoch.elapsed().as_nanos() as u64;
+        if now.saturating_sub(self.last_turn_ns.load(Relaxed)) < TURN_INTERVAL.as_nanos() as u64 {
+            return;
+        }
+        self.last_turn_ns.store(now, Relaxed);
+        // Pending once (waking itself), then ready: with tokio's core, one
+        // pass of its loop runs the tasks spawned on it and one driver
+        // turn that does not block (the self-wake unparked the driver).
+        // Without the core (an idle worker holds it and is turning the
+        // drivers), it returns at once.
+        self.rt.block_on(YieldOnce(false));
+    }
+}
+
+/// Pending on its first poll (after waking itself), ready on the second.
+struct YieldOnce(bool);
+
+impl Future for YieldOnce {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            return Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}

@@ -110,12 +110,23 @@ fn main() {
 
     // Park / unpark latencies with every worker busy.
     let (mut park, mut unpark, mut to_parked) = (Vec::new(), Vec::new(), Vec::new());
+    // Where unpark time goes: the `plug_cpu` call (re-pinning the thread
+    // with sched_setaffinity, then the unpark's CAS and wake-up) happens
+    // before the unpark stamp; the latency runs from that stamp to the
+    // worker running.
+    let (mut plug_calls, mut pins) = (Vec::new(), Vec::new());
     for _ in 0..samples {
         let report = h.unplug_cpu(c1).unwrap();
         park.extend(report.park_latencies.iter().map(|t| t.to_inactive));
         to_parked.extend(report.park_latencies.iter().map(|t| t.to_parked));
         let before: Vec<(usize, u64)> = h.workers().iter().map(|w| (w.id, w.resumes)).collect();
+        let pin_start = Instant::now();
+        affinity::pin_to(0, &[c0]).unwrap();
+        pins.push(pin_start.elapsed());
+        affinity::pin_to(0, &cpus).unwrap();
+        let call = Instant::now();
         let plugged = h.plug_cpu(c1).unwrap();
+        plug_calls.push(call.elapsed());
         for id in plugged.unparked {
             let was = before.iter().find(|(i, _)| *i == id).map_or(0, |b| b.1);
             let deadline = Instant::now() + Duration::from_secs(10);
@@ -208,6 +219,11 @@ fn main() {
         "unpark -> running  p50 {u50:>10.1?} ({:.2}x one-way)   p99 {u99:>10.1?} ({:.2}x one-way)",
         r(u50, one_way),
         r(u99, one_way)
+    );
+    let (c50, p50_pin) = (pct(&mut plug_calls, 0.5), pct(&mut pins, 0.5));
+    println!(
+        "  before the stamp: plug_cpu call p50 {c50:.1?} (one sched_setaffinity p50 {p50_pin:.1?}); \
+         after it: the futex wake-up and the woken thread's first instructions"
     );
     println!("unplug+plug cycles per second under load: {per_second:.0} (load tasks lost: {lost})");
     for (k, share) in capacity.iter().skip(1) {

@@ -9,7 +9,7 @@
 //! `tokio::spawn` from inside the runtime runs there too, on whichever
 //! worker holds the core.
 
-use crate::scheduler::Reactor;
+use crate::scheduler::{PhaseEnd, Reactor};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -87,6 +87,27 @@ impl Reactor for TokioReactor {
         // Without the core (an idle worker holds it and is turning the
         // drivers), it returns at once.
         self.rt.block_on(YieldOnce(false));
+    }
+
+    fn run_budgeted(
+        &self,
+        phase: &mut dyn FnMut(&dyn Fn() -> bool) -> Option<PhaseEnd>,
+    ) -> PhaseEnd {
+        // COOP-BUDGET: tokio's `Handle::block_on` polls its future under a
+        // fresh budget each time (it does not take the core or turn the
+        // drivers, so idle workers keep the reactor). A spent budget ends
+        // one poll: the self-wake makes the next one immediate (a flag, no
+        // system call).
+        let spent = || !tokio::task::coop::has_budget_remaining();
+        self.rt
+            .handle()
+            .block_on(std::future::poll_fn(|cx| match phase(&spent) {
+                Some(end) => Poll::Ready(end),
+                None => {
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
+                }
+            }))
     }
 }
 

@@ -69,6 +69,8 @@ pub(crate) struct Local {
     /// on this thread are the reactor's, and this worker runs them itself
     /// as soon as the turn ends (REACTOR-LOCAL).
     pub(crate) in_turn: Cell<bool>,
+    /// A busy worker's reactor turn is due (every 61 ticks).
+    pub(crate) turn_due: Cell<bool>,
     /// `in_turn` is an idle wait (not a busy worker's turn).
     pub(crate) waiting_in_reactor: Cell<bool>,
     /// A task was woken into the run queue during the idle wait.
@@ -109,6 +111,7 @@ impl Local {
             reactor,
             in_turn: Cell::new(false),
             waiting_in_reactor: Cell::new(false),
+            turn_due: Cell::new(false),
             turn_found: Cell::new(false),
             turn_waker: RefCell::new(None),
         }
@@ -180,7 +183,7 @@ impl Local {
     /// A busy worker's reactor turn (every 61 ticks, rate-limited by the
     /// reactor): I/O readiness and timers are served however busy the
     /// workers are.
-    fn turn_reactor(&self) {
+    pub(crate) fn turn_reactor(&self) {
         if let Some(reactor) = &self.reactor {
             self.in_turn.set(true);
             reactor.turn();
@@ -217,7 +220,8 @@ impl Local {
         let tick = self.tick.get().wrapping_add(1);
         self.tick.set(tick);
         if tick % GLOBAL_CHECK_INTERVAL == 0 {
-            self.turn_reactor();
+            // The run phase ends after this task for a reactor turn.
+            self.turn_due.set(true);
             // YIELD-LAST, bounded: yielded tasks that waited a whole
             // interval unserved (the run queue stayed busy) get a round
             // ahead of the run queue.

@@ -80,6 +80,26 @@ pub(crate) trait Reactor: Send + Sync {
     /// Processes ready I/O events and due timers without blocking, if no
     /// worker has done so lately and none is doing it now.
     fn turn(&self);
+    /// Runs `phase` under tokio's cooperative budget (COOP-BUDGET), so the
+    /// tokio resources the tasks it polls use make a task yield once the
+    /// budget is spent. `phase` gets a probe, "is the budget spent?", and
+    /// returns `None` to be called again with a fresh budget, or why it
+    /// ended.
+    fn run_budgeted(
+        &self,
+        phase: &mut dyn FnMut(&dyn Fn() -> bool) -> Option<PhaseEnd>,
+    ) -> PhaseEnd;
+}
+
+/// Why a worker's run phase ended (`worker_loop::run_phase`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PhaseEnd {
+    /// No task was found: the idle wait.
+    Idle,
+    /// 61 ticks: a busy worker's reactor turn, outside the budget scope.
+    Turn,
+    /// A park or stop request.
+    Leave,
 }
 
 /// Runs a worker's body inside the context the layers above set up (the

@@ -4,7 +4,7 @@
 use super::context;
 use super::local::Local;
 use super::search::Search;
-use super::{Queues, Reactor, Scheduler, Slot};
+use super::{PhaseEnd, Queues, Reactor, Scheduler, Slot};
 use crate::loom::regress::{self, Regression};
 use crate::loom::Arc;
 use std::future::Future;
@@ -72,13 +72,16 @@ fn run_loop(
     loop {
         // P1: leave only for a park or a stop.
         while ctx.keep_running() {
-            // YIELD-LAST: yielded tasks only when nothing else is found.
-            let found = local.next_task().or_else(|| local.steal());
-            if let Some(task) = found.or_else(|| local.next_round()) {
-                local.run(task);
-                continue;
+            let end = match &local.reactor {
+                // COOP-BUDGET: tasks run inside tokio's budget scope.
+                Some(reactor) => reactor.run_budgeted(&mut |spent| run_phase(ctx, &local, spent)),
+                None => run_phase(ctx, &local, &|| false).unwrap_or(PhaseEnd::Turn),
+            };
+            match end {
+                PhaseEnd::Idle => sleep(ctx, &local),
+                PhaseEnd::Turn => local.turn_reactor(),
+                PhaseEnd::Leave => {}
             }
-            sleep(ctx, &local);
         }
         // SEARCH-HANDOFF: a wake-up this worker owes the pool is passed on.
         local.leave();
@@ -105,6 +108,37 @@ fn run_loop(
     drop(worker);
     if let Some(hook) = &scheduler.hooks.on_stop {
         hook();
+    }
+}
+
+/// Runs tasks until none is found, a reactor turn is due or a park or stop
+/// is requested; `None` when tokio's budget is spent (the caller calls
+/// again with a fresh one).
+fn run_phase(
+    ctx: &WorkerContext<'_>,
+    local: &Local,
+    budget_spent: &dyn Fn() -> bool,
+) -> Option<PhaseEnd> {
+    loop {
+        // P1: leave only for a park or a stop.
+        if !ctx.keep_running() {
+            return Some(PhaseEnd::Leave);
+        }
+        // YIELD-LAST: yielded tasks only when nothing else is found.
+        let found = local.next_task().or_else(|| local.steal());
+        let Some(task) = found.or_else(|| local.next_round()) else {
+            return Some(PhaseEnd::Idle);
+        };
+        local.run(task);
+        if local.turn_due.replace(false) {
+            return Some(PhaseEnd::Turn);
+        }
+        // COOP-BUDGET: one budget is shared by the tasks polled since the
+        // last refill, so a task may be told to yield before it used 128
+        // units itself, never after.
+        if budget_spent() {
+            return None;
+        }
     }
 }
 

@@ -84,7 +84,7 @@ pub struct WorkerContext<'a> {
 /// }
 /// # let worker = unplug_worker::Worker::builder().spawn(|ctx| {
 /// #     while ctx.keep_running() {
-/// #         ctx.idle_wait_until_with(|| false, None, &ParkThread);
+/// #         ctx.idle_wait_until_with(|| false, None, Some(&ParkThread));
 /// #     }
 /// # }).unwrap();
 /// # worker.stop().unwrap();
@@ -163,21 +163,12 @@ impl<'a> WorkerContext<'a> {
         has_work: impl FnMut() -> bool,
         deadline: Option<std::time::Instant>,
     ) -> Option<Wake> {
-        self.idle_wait_blocking(has_work, deadline, None)
+        self.idle_wait_until_with(has_work, deadline, None)
     }
 
     /// [`idle_wait_until`](WorkerContext::idle_wait_until) that blocks
-    /// through `block` (see [`IdleBlock`]).
+    /// through `block` (see [`IdleBlock`]; `None`: on the thread).
     pub fn idle_wait_until_with(
-        &self,
-        has_work: impl FnMut() -> bool,
-        deadline: Option<std::time::Instant>,
-        block: &dyn IdleBlock,
-    ) -> Option<Wake> {
-        self.idle_wait_blocking(has_work, deadline, Some(block))
-    }
-
-    fn idle_wait_blocking(
         &self,
         mut has_work: impl FnMut() -> bool,
         deadline: Option<std::time::Instant>,

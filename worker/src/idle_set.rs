@@ -172,35 +172,13 @@ impl IdleSet {
         pass_on: impl FnOnce(),
         deadline: Option<std::time::Instant>,
     ) -> Option<Wake> {
-        self.sleep_blocking(ctx, index, searching, has_work, pass_on, deadline, None)
+        self.sleep_until_with(ctx, index, searching, has_work, pass_on, deadline, None)
     }
 
     /// [`sleep_until`](IdleSet::sleep_until) that blocks through `block`
-    /// (see [`IdleBlock`]).
+    /// (see [`IdleBlock`]; `None`: on the thread).
     #[allow(clippy::too_many_arguments)] // the sleep's whole contract
     pub fn sleep_until_with(
-        &self,
-        ctx: &WorkerContext<'_>,
-        index: usize,
-        searching: &mut bool,
-        has_work: impl FnMut() -> bool,
-        pass_on: impl FnOnce(),
-        deadline: Option<std::time::Instant>,
-        block: &dyn IdleBlock,
-    ) -> Option<Wake> {
-        self.sleep_blocking(
-            ctx,
-            index,
-            searching,
-            has_work,
-            pass_on,
-            deadline,
-            Some(block),
-        )
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn sleep_blocking(
         &self,
         ctx: &WorkerContext<'_>,
         index: usize,
@@ -222,10 +200,7 @@ impl IdleSet {
         }
         self.register(index);
         let recheck = || !self.is_registered(index) || has_work();
-        let wake = match block {
-            Some(block) => ctx.idle_wait_until_with(recheck, deadline, block),
-            None => ctx.idle_wait_until(recheck, deadline),
-        };
+        let wake = ctx.idle_wait_until_with(recheck, deadline, block);
         let handed = !self.unregister(index);
         if deadline.is_some() {
             self.watchers.fetch_sub(1, SeqCst);

@@ -165,31 +165,19 @@ fn sleep(ctx: &WorkerContext<'_>, local: &Local) {
                 && scheduler.queued_elsewhere(&local.slot))
     };
     let pass_on = || scheduler.wake_one();
-    let wake = match &local.reactor {
-        Some(reactor) => {
-            let block = InReactor {
-                local,
-                reactor: &**reactor,
-            };
-            scheduler.idle.sleep_until_with(
-                ctx,
-                local.index,
-                &mut searching,
-                has_work,
-                pass_on,
-                deadline,
-                &block,
-            )
-        }
-        None => scheduler.idle.sleep_until(
-            ctx,
-            local.index,
-            &mut searching,
-            has_work,
-            pass_on,
-            deadline,
-        ),
-    };
+    let in_reactor = local
+        .reactor
+        .as_deref()
+        .map(|reactor| InReactor { local, reactor });
+    let wake = scheduler.idle.sleep_until_with(
+        ctx,
+        local.index,
+        &mut searching,
+        has_work,
+        pass_on,
+        deadline,
+        in_reactor.as_ref().map(|b| b as &dyn IdleBlock),
+    );
     local.turn_found.set(false);
     local.search.set(Search::from_flag(searching));
     if wake == Some(Wake::Work) {

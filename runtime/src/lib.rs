@@ -80,6 +80,13 @@ pub use yield_now::yield_now;
 /// The parkable worker crate this runtime is built on.
 pub use unplug_worker as worker;
 
+// `#[unplug::main]` and `#[unplug::test]`: their documentation, with a
+// runnable example each (doctests of `unplug-macros`, which has `unplug` as
+// a dev-dependency), lives in `runtime/macros/src/lib.rs` and is shown here.
+#[cfg(not(loom))]
+#[doc(inline)]
+pub use unplug_macros::{main, test};
+
 /// Spawns a task on the current runtime (from a task, or inside
 /// `block_on`).
 ///

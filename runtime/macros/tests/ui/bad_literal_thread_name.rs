@@ -1,0 +1,2 @@
+#[unplug::main(thread_name = my_app)]
+async fn main() {}

@@ -1,0 +1,2 @@
+#[unplug::main(workers = "2")]
+async fn main() {}

@@ -1,0 +1,7 @@
+#[unplug::test(workers = 0)]
+async fn zero() {}
+
+#[unplug::test(workers = 2u8)]
+async fn suffixed() {}
+
+fn main() {}

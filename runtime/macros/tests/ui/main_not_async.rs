@@ -1,0 +1,2 @@
+#[unplug::main]
+fn main() {}

@@ -1,0 +1,4 @@
+#[unplug::main]
+async fn main(args: Vec<String>) {
+    let _ = args;
+}

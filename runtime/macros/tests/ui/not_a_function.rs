@@ -1,0 +1,4 @@
+#[unplug::test]
+struct NotAFunction;
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[unplug::test(workers = 1)]
+fn not_async() {}
+
+fn main() {}

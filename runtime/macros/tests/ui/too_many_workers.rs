@@ -1,0 +1,2 @@
+#[unplug::main(workers = 100000)]
+async fn main() {}

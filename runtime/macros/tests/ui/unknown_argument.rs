@@ -1,0 +1,2 @@
+#[unplug::main(workers = 2, worker_count = 2)]
+async fn main() {}

@@ -18,7 +18,8 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
-use support::{wait_for, with_watchdog};
+use std::time::Duration;
+use support::{wait_for, with_watchdog, with_watchdog_for};
 use tokio::sync::{oneshot, watch};
 
 /// What the handlers saw: the threads they ran on, the requests in flight.
@@ -154,6 +155,12 @@ async fn connect_http1(addr: SocketAddr) -> (Sender, tokio::task::JoinHandle<()>
 }
 
 async fn get_text(sender: &mut Sender, addr: SocketAddr, path: &str) -> (StatusCode, String) {
+    let (status, body, _) = get_full(sender, addr, path).await;
+    (status, body)
+}
+
+/// Status, body, and whether the response says `Connection: close`.
+async fn get_full(sender: &mut Sender, addr: SocketAddr, path: &str) -> (StatusCode, String, bool) {
     sender.ready().await.unwrap();
     let request = Request::get(path)
         .header(hyper::header::HOST, addr.to_string())
@@ -161,8 +168,13 @@ async fn get_text(sender: &mut Sender, addr: SocketAddr, path: &str) -> (StatusC
         .unwrap();
     let response = sender.send_request(request).await.unwrap();
     let status = response.status();
+    let closing = response
+        .headers()
+        .get_all(hyper::header::CONNECTION)
+        .iter()
+        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
     let body = response.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8(body.to_vec()).unwrap())
+    (status, String::from_utf8(body.to_vec()).unwrap(), closing)
 }
 
 const CLIENTS: u32 = 32;
@@ -257,79 +269,91 @@ fn http2_streams_are_answered_on_the_workers() {
 
 #[test]
 fn graceful_shutdown_finishes_in_flight_requests_and_refuses_new_connections() {
-    with_watchdog("graceful shutdown of serve", || {
-        const IN_FLIGHT: usize = 8;
-        const IDLE: usize = 4;
-        let mut server = start_server();
-        let addr = server.addr;
-        let clients = client_runtime();
+    // A deadline under 30 s: hyper closes an idle keep-alive connection by
+    // itself after its 30 s header read timeout, which must not pass for
+    // the graceful shutdown's doing.
+    with_watchdog_for(
+        "graceful shutdown of serve",
+        Duration::from_secs(20),
+        || {
+            const IN_FLIGHT: usize = 8;
+            const IDLE: usize = 4;
+            let mut server = start_server();
+            let addr = server.addr;
+            let clients = client_runtime();
 
-        // Idle keep-alive connections: one request answered, then quiet.
-        let idle = clients.block_on(async move {
-            let mut idle = Vec::new();
-            for i in 0..IDLE {
-                let (mut sender, driver) = connect_http1(addr).await;
-                let (status, body) = get_text(&mut sender, addr, &format!("/hit/{i}/0")).await;
-                assert_eq!(
-                    (status, body),
-                    (StatusCode::OK, format!("client {i} request 0"))
-                );
-                idle.push((sender, driver));
-            }
-            idle
-        });
-
-        // Requests in flight: each is inside its handler, waiting on the gate.
-        let in_flight: Vec<_> = (0..IN_FLIGHT)
-            .map(|n| {
-                clients.spawn(async move {
+            // Idle keep-alive connections: one request answered, then quiet.
+            let idle = clients.block_on(async move {
+                let mut idle = Vec::new();
+                for i in 0..IDLE {
                     let (mut sender, driver) = connect_http1(addr).await;
-                    let answer = get_text(&mut sender, addr, &format!("/slow/{n}")).await;
-                    (answer, sender, driver)
+                    let (status, body) = get_text(&mut sender, addr, &format!("/hit/{i}/0")).await;
+                    assert_eq!(
+                        (status, body),
+                        (StatusCode::OK, format!("client {i} request 0"))
+                    );
+                    idle.push((sender, driver));
+                }
+                idle
+            });
+
+            // Requests in flight: each is inside its handler, waiting on the gate.
+            let in_flight: Vec<_> = (0..IN_FLIGHT)
+                .map(|n| {
+                    clients.spawn(async move {
+                        let (mut sender, driver) = connect_http1(addr).await;
+                        let answer = get_full(&mut sender, addr, &format!("/slow/{n}")).await;
+                        (answer, sender, driver)
+                    })
                 })
-            })
-            .collect();
-        wait_for("every slow request inside its handler", || {
-            server.seen.entered.load(SeqCst) == IN_FLIGHT
-        });
+                .collect();
+            wait_for("every slow request inside its handler", || {
+                server.seen.entered.load(SeqCst) == IN_FLIGHT
+            });
 
-        server.stop.take().unwrap().send(()).unwrap();
-        // The listener closes first: new connections are refused while
-        // the requests in flight are still held by the gate.
-        wait_for("the listener to close", || {
-            std::net::TcpStream::connect(addr).is_err()
-        });
-        let refused = std::net::TcpStream::connect(addr).unwrap_err();
-        assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
-        assert!(
-            !server.served.is_finished(),
-            "serve returned with requests still in flight"
-        );
+            server.stop.take().unwrap().send(()).unwrap();
+            // The listener closes first: new connections are refused while
+            // the requests in flight are still held by the gate.
+            wait_for("the listener to close", || {
+                std::net::TcpStream::connect(addr).is_err()
+            });
+            let refused = std::net::TcpStream::connect(addr).unwrap_err();
+            assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+            // The idle connections are closed by the server at once, with the
+            // requests in flight still held.
+            clients.block_on(async move {
+                for (sender, driver) in idle {
+                    driver.await.unwrap();
+                    assert!(sender.is_closed());
+                }
+            });
+            assert!(
+                !server.served.is_finished(),
+                "serve returned with requests still in flight"
+            );
 
-        // Release the handlers: every request in flight is answered in full.
-        server.open_gate.send_replace(true);
-        clients.block_on(async move {
-            for (n, task) in in_flight.into_iter().enumerate() {
-                let ((status, body), sender, driver) = task.await.unwrap();
-                assert_eq!(status, StatusCode::OK);
-                assert_eq!(body, format!("slow {n} done"));
-                // The server closed the connection after that response.
-                driver.await.unwrap();
-                assert!(sender.is_closed());
-            }
-            // The idle connections were closed by the server too.
-            for (sender, driver) in idle {
-                driver.await.unwrap();
-                assert!(sender.is_closed());
-            }
-        });
+            // Release the handlers: every request in flight is answered in full,
+            // marked as the connection's last.
+            server.open_gate.send_replace(true);
+            clients.block_on(async move {
+                for (n, task) in in_flight.into_iter().enumerate() {
+                    let ((status, body, closing), sender, driver) = task.await.unwrap();
+                    assert_eq!(status, StatusCode::OK);
+                    assert_eq!(body, format!("slow {n} done"));
+                    assert!(closing, "no `Connection: close` on an in-flight response");
+                    // The server closed the connection after that response.
+                    driver.await.unwrap();
+                    assert!(sender.is_closed());
+                }
+            });
 
-        // And serve has returned, cleanly.
-        server.rt.block_on(&mut server.served).unwrap().unwrap();
-        let refused = std::net::TcpStream::connect(addr).unwrap_err();
-        assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
-        server.assert_handlers_ran_on_workers();
-    });
+            // And serve has returned, cleanly.
+            server.rt.block_on(&mut server.served).unwrap().unwrap();
+            let refused = std::net::TcpStream::connect(addr).unwrap_err();
+            assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+            server.assert_handlers_ran_on_workers();
+        },
+    );
 }
 
 #[test]

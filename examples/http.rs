@@ -4,7 +4,7 @@
 //! sending sequential GETs, half `/`, half `/work`) runs on a tokio
 //! runtime of its own, so it shares no thread with either server.
 //!
-//! Three rows, each `--seconds` long (default 5, about 17 s in all):
+//! Three rows, each `--seconds` long (default 5, about 15 s in all):
 //! `unplug+hotplug` (the CPU churn above; skipped on a machine with fewer
 //! than 2 allowed CPUs), `unplug` (no churn) and `tokio`. Each prints
 //! requests/s, p50/p99 latency and the server's CPU per request: the

@@ -49,6 +49,8 @@ mod current;
 mod error;
 #[cfg(not(loom))]
 mod handle;
+#[cfg(all(not(loom), feature = "hyper"))]
+pub mod http;
 #[cfg(not(loom))]
 mod inner;
 #[cfg(not(loom))]

@@ -150,12 +150,12 @@ impl Registry {
     }
 
     /// Registers a task spawned at `spawned_at`: `make(tag, id)` builds it
-    /// and returns its waker and its metadata. The tag is the task's registry key (low 32 bits)
-    /// with the low 32 bits of its id above: a key is reused once its task
-    /// is gone, a tag is not (until 2^32 more spawns on that shard), so a
-    /// stale tag never reaches another task (see [`Self::info`],
-    /// [`Self::wake`]). `None` (and `make` not called) once the registry
-    /// is closed.
+    /// and returns its waker and its metadata. The tag is the task's
+    /// registry key (low 32 bits) with the low 32 bits of its id above: a
+    /// key is reused once its task is gone, a tag is not (until 2^32 more
+    /// spawns on that shard), so a stale tag never reaches another task
+    /// (see [`Self::info`], [`Self::wake`], [`Self::abort`]). `None` (and
+    /// `make` not called) once the registry is closed.
     pub(crate) fn insert_with<R>(
         &self,
         spawned_at: &'static Location<'static>,

@@ -1,12 +1,17 @@
-//! The runtime a thread is inside: on worker threads and inside
-//! `block_on`, the runtime `unplug::spawn` and `Handle::current` use.
+//! The runtime a thread is inside: on worker threads, inside `block_on`
+//! and while an [`EnterGuard`] lives, the runtime `unplug::spawn` and
+//! `Handle::current` use.
 
 use crate::inner::Inner;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 thread_local! {
     static HANDLE: RefCell<Option<Arc<Inner>>> = const { RefCell::new(None) };
+    /// How many [`SetCurrent`] guards this thread holds: each guard knows
+    /// its own depth, so one dropped out of order is caught.
+    static DEPTH: Cell<usize> = const { Cell::new(0) };
 }
 
 /// The handle of the runtime this thread is inside, if any.
@@ -15,19 +20,90 @@ pub(crate) fn current() -> Option<Arc<Inner>> {
 }
 
 /// Makes `handle` current on this thread until the guard drops.
-pub(crate) fn enter(runtime: Arc<Inner>) -> EnterGuard {
+pub(crate) fn enter(runtime: Arc<Inner>) -> SetCurrent {
     let previous = HANDLE.with(|h| h.borrow_mut().replace(runtime));
-    EnterGuard { previous }
+    let depth = DEPTH.with(|d| {
+        d.set(d.get() + 1);
+        d.get()
+    });
+    SetCurrent {
+        previous,
+        depth,
+        _not_send: PhantomData,
+    }
 }
 
 /// Restores the previous current handle when dropped.
-pub(crate) struct EnterGuard {
+pub(crate) struct SetCurrent {
     previous: Option<Arc<Inner>>,
+    depth: usize,
+    /// It restores this thread's state: it must drop on this thread.
+    _not_send: PhantomData<*const ()>,
 }
 
-impl Drop for EnterGuard {
+impl Drop for SetCurrent {
     fn drop(&mut self) {
+        let depth = DEPTH.try_with(|d| d.replace(self.depth - 1)).ok();
         let previous = self.previous.take();
         let _ = HANDLE.try_with(|h| *h.borrow_mut() = previous);
+        // Out of order: what was restored is not what the later guard saw
+        // when it was made. Reported after restoring, and not while already
+        // unwinding (a panic there would abort the process).
+        if depth.is_some_and(|d| d != self.depth) && !std::thread::panicking() {
+            panic!(
+                "unplug: `EnterGuard`s dropped out of order: guards returned by \
+                 `Runtime::enter` / `Handle::enter` must be dropped in the reverse \
+                 order of their creation"
+            );
+        }
+    }
+}
+
+/// Makes a runtime current on this thread until dropped
+/// ([`Runtime::enter`](crate::Runtime::enter),
+/// [`Handle::enter`](crate::Handle::enter)): [`spawn`](crate::spawn) and
+/// [`Handle::current`](crate::Handle::current) use that runtime, and
+/// tokio's I/O and timer constructors (`tokio::net`, `tokio::time::sleep`)
+/// its tokio reactor.
+///
+/// Guards nest, of one runtime or several: dropping one restores what was
+/// current before it was made. They must be dropped in the reverse order of
+/// their creation; dropping one out of order **panics** (as tokio's own
+/// `EnterGuard` does), unless the thread is already panicking. The guard is
+/// not `Send`: it belongs to the thread that made it.
+///
+/// ```
+/// let rt = unplug::Runtime::builder().workers(1).build().unwrap();
+/// let task = {
+///     let _guard = rt.enter();
+///     // A plain thread, yet inside the runtime while the guard lives.
+///     let sleep = tokio::time::sleep(std::time::Duration::from_millis(1));
+///     unplug::spawn(async move {
+///         sleep.await;
+///         "slept"
+///     })
+/// };
+/// assert!(unplug::Handle::try_current().is_none());
+/// assert_eq!(rt.block_on(task).unwrap(), "slept");
+/// ```
+#[must_use = "the runtime is current only while the guard lives"]
+pub struct EnterGuard<'a> {
+    // Dropped in declaration order: ours first, then tokio's, the reverse
+    // of how `Handle::enter` makes them (as `block_on` does).
+    _current: SetCurrent,
+    _tokio: tokio::runtime::EnterGuard<'a>,
+}
+
+impl<'a> EnterGuard<'a> {
+    pub(crate) fn new(inner: &'a Arc<Inner>) -> Self {
+        let _tokio = inner.tokio.enter();
+        let _current = enter(inner.clone());
+        EnterGuard { _current, _tokio }
+    }
+}
+
+impl std::fmt::Debug for EnterGuard<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnterGuard").finish_non_exhaustive()
     }
 }

@@ -4,7 +4,7 @@ use crate::block_on;
 use crate::control::{
     ControlError, ParkReport, PlugReport, ResizeReport, RuntimeStats, WorkerInfo,
 };
-use crate::current;
+use crate::current::{self, EnterGuard};
 use crate::inner::Inner;
 use crate::scheduler::Scheduler;
 use crate::task::JoinHandle;
@@ -29,8 +29,8 @@ pub struct Handle {
 }
 
 impl Handle {
-    /// The handle of the runtime this thread runs in (a worker, or inside
-    /// `block_on`).
+    /// The handle of the runtime this thread runs in (a worker, inside
+    /// `block_on`, or while an [`EnterGuard`] lives).
     ///
     /// # Panics
     ///
@@ -57,6 +57,15 @@ impl Handle {
         F::Output: Send + 'static,
     {
         Scheduler::spawn(&self.inner.scheduler, future)
+    }
+
+    /// Makes this runtime current on the calling thread until the guard
+    /// drops: [`spawn`](crate::spawn), [`Handle::current`] and tokio's I/O
+    /// and timer constructors work there as inside a task. Guards nest and
+    /// must be dropped in reverse order; see [`EnterGuard`] (and its
+    /// example).
+    pub fn enter(&self) -> EnterGuard<'_> {
+        EnterGuard::new(&self.inner)
     }
 
     /// Runs `future` to completion on this thread; see

@@ -28,7 +28,7 @@
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
 // Layers, arrows pointing down only (runtime/SCHEDULER.md):
-//   API face: start, runtime, builder, handle, block_on, current, inner, yield_now, error
+//   API face: start, runtime, builder, handle, block_on, current, inner, join_set, yield_now, error
 //   control/ (controller, pool, follow)      metrics/ (exporter, recorder)
 //   scheduler/ (queues, LIFO slot, idle, worker loop)
 //   task/ (task, state word, join handle, registry, panics)
@@ -54,6 +54,8 @@ pub mod http;
 #[cfg(not(loom))]
 mod inner;
 #[cfg(not(loom))]
+mod join_set;
+#[cfg(not(loom))]
 pub mod metrics;
 #[cfg(not(loom))]
 mod reactor;
@@ -70,13 +72,17 @@ pub use control::{
     ControlError, ParkReport, PlugReport, ResizeReport, RuntimeStats, WorkerInfo, MAX_WORKERS,
 };
 #[cfg(not(loom))]
+pub use current::EnterGuard;
+#[cfg(not(loom))]
 pub use error::BuildError;
 #[cfg(not(loom))]
 pub use handle::Handle;
 #[cfg(not(loom))]
+pub use join_set::JoinSet;
+#[cfg(not(loom))]
 pub use runtime::{Runtime, SELF_DROP_JOIN_LIMIT};
 pub use scheduler::PollCulprit;
-pub use task::{unobserved_panics, JoinError, JoinHandle, TaskId};
+pub use task::{unobserved_panics, AbortHandle, JoinError, JoinHandle, TaskId};
 pub use yield_now::yield_now;
 
 /// The parkable worker crate this runtime is built on.
@@ -89,8 +95,8 @@ pub use unplug_worker as worker;
 #[doc(inline)]
 pub use unplug_macros::{main, test};
 
-/// Spawns a task on the current runtime (from a task, or inside
-/// `block_on`).
+/// Spawns a task on the current runtime (from a task, inside `block_on`,
+/// or while an [`EnterGuard`] lives).
 ///
 /// # Panics
 ///

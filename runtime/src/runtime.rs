@@ -146,6 +146,12 @@ impl Runtime {
         self.handle.spawn(future)
     }
 
+    /// Makes this runtime current on the calling thread until the guard
+    /// drops; see [`Handle::enter`] and [`EnterGuard`](crate::EnterGuard).
+    pub fn enter(&self) -> crate::EnterGuard<'_> {
+        self.handle.enter()
+    }
+
     /// Runs `future` on the calling thread until it completes, with this
     /// runtime (and its tokio reactor) as the current one, so `unplug::spawn`,
     /// `tokio::net` and `tokio::time` work inside it.

@@ -3,7 +3,7 @@
 use super::meta::MetaRef;
 use super::panics::unobserved_panic;
 use super::tracked::{Failure, Outcome, Payload};
-use super::TaskMeta;
+use super::{AbortHandle, TaskId, TaskMeta};
 use async_task::{FallibleTask, Task};
 use std::fmt;
 use std::future::Future;
@@ -35,6 +35,9 @@ pub struct JoinHandle<T> {
     /// The awaiter's waker and the guarded waker handed to async-task in
     /// its place, reused while the awaiter's waker stays the same.
     awaiter: Option<(Waker, Waker)>,
+    /// Kept here, not read from the registry: the task leaves the registry
+    /// when its future is dropped, and the tag holds only 32 bits of it.
+    id: TaskId,
 }
 
 /// Wakes the task awaiting a join handle, catching a panic from its waker
@@ -65,12 +68,13 @@ std::thread_local! {
 }
 
 impl<T> JoinHandle<T> {
-    pub(crate) fn new(task: Task<Outcome<T>, TaskMeta>) -> Self {
+    pub(crate) fn new(task: Task<Outcome<T>, TaskMeta>, id: TaskId) -> Self {
         let meta = MetaRef::new(task.metadata());
         JoinHandle {
             task: Some(task.fallible()),
             meta: Some(meta),
             awaiter: None,
+            id,
         }
     }
 
@@ -80,7 +84,33 @@ impl<T> JoinHandle<T> {
             task: None,
             meta: None,
             awaiter: None,
+            id: TaskId::refused(),
         }
+    }
+
+    /// The task's id: unique among the tasks of its runtime, and stable for
+    /// the task's whole life (and after). A task refused at spawn (shutdown
+    /// had begun) has an id of its own too, with the top bit set.
+    ///
+    /// ```
+    /// let rt = unplug::Runtime::builder().workers(1).build().unwrap();
+    /// let a = rt.spawn(async {});
+    /// let b = rt.spawn(async {});
+    /// assert_ne!(a.id(), b.id());
+    /// ```
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+
+    /// A cloneable, `Send + Sync` handle that can cancel this task from
+    /// anywhere, without the right to its output; see [`AbortHandle`] (and
+    /// its example).
+    pub fn abort_handle(&self) -> AbortHandle {
+        let target = self.meta.as_ref().map(|meta| {
+            let meta = meta.get();
+            (meta.registry.clone(), meta.key)
+        });
+        AbortHandle::new(target, self.id)
     }
 
     /// Cancels the task: its future is dropped at its next poll boundary (a
@@ -139,16 +169,16 @@ impl<T> JoinHandle<T> {
     }
 }
 
-impl<T> Future for JoinHandle<T> {
-    type Output = Result<T, JoinError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if self.task.is_none() {
+impl<T> JoinHandle<T> {
+    /// Polls for the output with `cx`'s waker handed to async-task as it
+    /// is, without the guard [`Future::poll`] wraps it in: that waker must
+    /// not panic when woken (async-task would abort the process). For
+    /// wakers of this crate that catch panics themselves (a `JoinSet`'s).
+    pub(crate) fn poll_unguarded(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, JoinError>> {
+        let Some(task) = self.task.as_mut() else {
             return Poll::Ready(Err(JoinError::cancelled()));
-        }
-        let waker = self.guarded(cx.waker());
-        let task = self.task.as_mut().expect("checked above");
-        match Pin::new(task).poll(&mut Context::from_waker(&waker)) {
+        };
+        match Pin::new(task).poll(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(outcome)) => Poll::Ready(match outcome.into_inner() {
                 Ok(value) => Ok(value),
@@ -157,6 +187,18 @@ impl<T> Future for JoinHandle<T> {
             }),
             Poll::Ready(None) => Poll::Ready(Err(JoinError::cancelled())),
         }
+    }
+}
+
+impl<T> Future for JoinHandle<T> {
+    type Output = Result<T, JoinError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if self.task.is_none() {
+            return Poll::Ready(Err(JoinError::cancelled()));
+        }
+        let waker = self.guarded(cx.waker());
+        self.poll_unguarded(&mut Context::from_waker(&waker))
     }
 }
 
@@ -172,6 +214,7 @@ impl<T> Drop for JoinHandle<T> {
 impl<T> fmt::Debug for JoinHandle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JoinHandle")
+            .field("id", &self.id)
             .field("finished", &self.is_finished())
             .finish()
     }

@@ -7,12 +7,14 @@
 //! [`Tracked`](tracked) future; the scheduler moves its [`Task`] (the
 //! `Runnable`) between queues, and the user holds its [`JoinHandle`].
 
+mod abort;
 mod join;
 mod meta;
 mod panics;
 mod registry;
 mod tracked;
 
+pub use abort::AbortHandle;
 pub use join::{JoinError, JoinHandle};
 pub(crate) use meta::TaskMeta;
 pub use panics::unobserved_panics;
@@ -42,7 +44,7 @@ where
     F::Output: Send + 'static,
     S: Fn(Task, ScheduleInfo) + Send + Sync + 'static,
 {
-    registry.insert_with(spawned_at, |key| {
+    registry.insert_with(spawned_at, |key, id| {
         let (runnable, task) = async_task::Builder::new()
             .metadata(TaskMeta::new(key, registry.clone()))
             .spawn(
@@ -50,7 +52,8 @@ where
                 async_task::WithInfo(schedule),
             );
         let waker = runnable.waker();
-        let handle = JoinHandle::new(task);
-        ((runnable, handle), waker)
+        let meta = meta::MetaRef::new(task.metadata());
+        let handle = JoinHandle::new(task, id);
+        ((runnable, handle), waker, meta)
     })
 }

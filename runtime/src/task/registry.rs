@@ -9,6 +9,7 @@
 //! in the injector, and shutdown drops it there (CLOSE-DRAIN in
 //! `runtime/SCHEDULER.md`).
 
+use super::meta::MetaRef;
 use crate::loom::{AtomicBool, Mutex, MutexGuard, Ordering};
 use slab::Slab;
 #[cfg(not(loom))]
@@ -31,6 +32,26 @@ impl TaskId {
     }
 }
 
+/// Ids of tasks refused at spawn (shutdown had begun): the top bit set, so
+/// never the id of a registered task (those count spawns, far below 2^63).
+#[cfg(not(loom))]
+static REFUSED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl TaskId {
+    /// A fresh id for a task refused at spawn, unique in the process.
+    #[cfg(not(loom))]
+    pub(crate) fn refused() -> TaskId {
+        TaskId(1 << 63 | REFUSED.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Under loom nothing process-wide may differ between executions: every
+    /// refused task shares one id (only the models refuse tasks there).
+    #[cfg(loom)]
+    pub(crate) fn refused() -> TaskId {
+        TaskId(1 << 63)
+    }
+}
+
 impl std::fmt::Display for TaskId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.0)
@@ -48,6 +69,11 @@ pub(crate) struct TaskInfo {
 /// One live task.
 struct Entry {
     waker: Waker,
+    // SAFETY (of `MetaRef::get`): `waker` holds a reference on the task
+    // allocation whose header holds the metadata, so it lives as long as
+    // this entry; it is read only while the entry is in the slab, under
+    // the shard lock.
+    meta: MetaRef,
     info: TaskInfo,
 }
 
@@ -123,17 +149,17 @@ impl Registry {
         self.shards[shard].lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a task spawned at `spawned_at`: `make(tag)` builds it and
-    /// returns its waker. The tag is the task's registry key (low 32 bits)
-    /// with the low 32 bits of its id above: a key is reused once its task
-    /// is gone, a tag is not (until 2^32 more spawns on that shard), so a
-    /// stale tag never reaches another task (see [`Self::info`],
-    /// [`Self::wake`]). `None` (and `make` not called) once the registry
-    /// is closed.
+    /// Registers a task spawned at `spawned_at`: `make(tag, id)` builds it
+    /// and returns its waker and its metadata. The tag is the task's
+    /// registry key (low 32 bits) with the low 32 bits of its id above: a
+    /// key is reused once its task is gone, a tag is not (until 2^32 more
+    /// spawns on that shard), so a stale tag never reaches another task
+    /// (see [`Self::info`], [`Self::wake`], [`Self::abort`]). `None` (and
+    /// `make` not called) once the registry is closed.
     pub(crate) fn insert_with<R>(
         &self,
         spawned_at: &'static Location<'static>,
-        make: impl FnOnce(u64) -> (R, Waker),
+        make: impl FnOnce(u64, TaskId) -> (R, Waker, MetaRef),
     ) -> Option<R> {
         let shard = next_shard();
         let mut guard = self.lock(shard);
@@ -149,9 +175,10 @@ impl Registry {
         let key = entry.key() * SHARDS + shard;
         // Unique: this shard's count of spawns, interleaved with the others.
         let id = TaskId((shard_state.spawned * SHARDS + shard) as u64);
-        let (made, waker) = make(tag_of(key, id));
+        let (made, waker, meta) = make(tag_of(key, id), id);
         entry.insert(Entry {
             waker,
+            meta,
             info: TaskInfo { id, spawned_at },
         });
         Some(made)
@@ -189,6 +216,30 @@ impl Registry {
         if let Some(waker) = waker {
             waker.wake();
         }
+    }
+
+    /// Aborts the task with `tag` if it is still live, as
+    /// [`JoinHandle::abort`](super::JoinHandle::abort) does: sets its
+    /// abort bit, then wakes it (ABORT-AT-POLL). A task that has left the
+    /// registry is finished (its future is gone) or being cancelled by
+    /// shutdown: nothing to do.
+    pub(crate) fn abort(&self, tag: u64) {
+        let (shard, index) = self.find(tag);
+        let waker = index.map(|i| {
+            let entry = &shard.tasks[i];
+            entry.meta.get().abort();
+            entry.waker.clone()
+        });
+        drop(shard);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Is the task with `tag` still registered (its future not yet
+    /// dropped, and shutdown not yet past its cancellation)?
+    pub(crate) fn contains(&self, tag: u64) -> bool {
+        self.find(tag).1.is_some()
     }
 
     /// Closes the registry and wakes every live task (shutdown).

@@ -12,7 +12,7 @@
 use crate::scheduler::{PhaseEnd, Reactor};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,9 @@ pub(crate) struct TokioReactor {
     /// When a busy turn last began, in nanoseconds since `epoch`. A rate
     /// limit only: Relaxed, and two workers may both turn at a boundary.
     last_turn_ns: AtomicU64,
+    /// Workers inside an idle wait (one of them holds tokio's core and
+    /// turns the drivers). A hint for TURN-NUDGE: Relaxed.
+    waiting: AtomicUsize,
 }
 
 impl TokioReactor {
@@ -42,6 +45,7 @@ impl TokioReactor {
             rt,
             epoch: Instant::now(),
             last_turn_ns: AtomicU64::new(0),
+            waiting: AtomicUsize::new(0),
         })
     }
 
@@ -61,6 +65,8 @@ impl Reactor for TokioReactor {
         wake: &mut (dyn Future<Output = ()> + Unpin),
         deadline: Option<Instant>,
     ) -> bool {
+        self.waiting.fetch_add(1, Relaxed);
+        let _waiting = Waiting(&self.waiting);
         self.rt.block_on(async {
             match deadline {
                 None => {
@@ -89,6 +95,16 @@ impl Reactor for TokioReactor {
         self.rt.block_on(YieldOnce(false));
     }
 
+    fn in_own_task(&self) -> bool {
+        tokio::task::try_id().is_some()
+    }
+
+    fn starved(&self, period: Duration) -> bool {
+        let now = self.epoch.elapsed().as_nanos() as u64;
+        self.waiting.load(Relaxed) == 0
+            && now.saturating_sub(self.last_turn_ns.load(Relaxed)) >= period.as_nanos() as u64
+    }
+
     fn run_budgeted(
         &self,
         phase: &mut dyn FnMut(&dyn Fn() -> bool) -> Option<PhaseEnd>,
@@ -108,6 +124,15 @@ impl Reactor for TokioReactor {
                     Poll::Pending
                 }
             }))
+    }
+}
+
+/// Counts a worker out of an idle wait, however the wait ends.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
     }
 }
 

@@ -121,6 +121,25 @@ impl IdleSet {
         Some(index)
     }
 
+    /// [`pop_after_fence`](IdleSet::pop_after_fence) that never takes
+    /// worker `me` and wakes one even while a search is under way: for a
+    /// worker that is registered as sleeping but busy inside its idle wait
+    /// (an event loop running one of its own tasks there) and must wake
+    /// another for work it cannot run now. It may itself be the searcher,
+    /// handed a wake-up it cannot act on until that task returns, so the
+    /// one-searcher rule would strand the work.
+    pub fn pop_other_after_fence(&self, me: usize) -> Option<usize> {
+        if self.count.load(SeqCst) == 0 {
+            return None;
+        }
+        let mut sleeping = self.lock();
+        let at = sleeping.iter().rposition(|&i| i != me)?;
+        let index = sleeping.remove(at);
+        self.count.fetch_sub(1, SeqCst);
+        self.searching.fetch_add(1, SeqCst);
+        Some(index)
+    }
+
     /// A searching worker stops searching. Returns true if it was the last
     /// searcher.
     fn end_search(&self) -> bool {

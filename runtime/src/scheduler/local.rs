@@ -161,22 +161,33 @@ impl Local {
     /// first wakes nobody else, later ones wake one sleeper each to help
     /// (REACHABLE).
     fn schedule_from_reactor(&self, task: Task) {
-        if !self.waiting_in_reactor.get() {
-            // A busy worker's turn: like any wake-up here, the back of its
-            // queue, offered to a sleeper (the worker has tasks of its own).
-            self.push_local(task);
-            self.run_queued.set(true);
+        let waiting = self.waiting_in_reactor.get();
+        // The wait ends as soon as the driver's dispatch returns, but not
+        // before a `tokio::spawn` task polled on this worker returns, which
+        // may be long: then the task is pushed like any wake-up here,
+        // offered to a sleeper (REACHABLE).
+        let ends_at_once = waiting && !self.reactor.as_ref().is_some_and(|r| r.in_own_task());
+        if ends_at_once {
+            let was_empty = self.queue.is_empty();
+            self.queue.push(task);
+            if !was_empty {
+                self.scheduler.wake_one();
+            }
+        } else if waiting {
+            // Inside a tokio task's poll in the idle wait: this worker is
+            // still registered as sleeping, and its wait (and the reactor)
+            // is held by that poll. Another worker runs the task.
+            self.scheduler.push_remote_from_idle_wait(task, self.index);
             return;
+        } else {
+            self.push_local(task);
         }
-        let was_empty = self.queue.is_empty();
-        self.queue.push(task);
         self.run_queued.set(true);
-        if !was_empty {
-            self.scheduler.wake_one();
-        }
-        self.turn_found.set(true);
-        if let Some(waker) = self.turn_waker.borrow_mut().take() {
-            waker.wake();
+        if waiting {
+            self.turn_found.set(true);
+            if let Some(waker) = self.turn_waker.borrow_mut().take() {
+                waker.wake();
+            }
         }
     }
 
@@ -185,6 +196,9 @@ impl Local {
     /// workers are.
     pub(crate) fn turn_reactor(&self) {
         if let Some(reactor) = &self.reactor {
+            self.scheduler
+                .turn_wanted
+                .store(false, std::sync::atomic::Ordering::Relaxed);
             self.in_turn.set(true);
             reactor.turn();
             self.in_turn.set(false);

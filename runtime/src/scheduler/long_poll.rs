@@ -3,8 +3,11 @@
 //! threshold — counted (`long_polls_total`), logged with the task's id and
 //! spawn location, and shown while it lasts (`long_poll_running_seconds`).
 //!
+//! It also nudges the workers to turn the reactor when none has for a whole
+//! period (TURN-NUDGE in `runtime/IO.md`).
+//!
 //! It costs the workers nothing beyond the two Relaxed stores of
-//! `Slot::current` around each poll: it reads each worker's poll count and
+//! `Slot::current` around each poll (and one Relaxed load of the nudge): it reads each worker's poll count and
 //! current task, and a poll is "the same" while both stay put.
 
 use super::clock;
@@ -71,6 +74,15 @@ fn watch(scheduler: Weak<Scheduler>, threshold: Duration, stopped: mpsc::Receive
         let Some(scheduler) = scheduler.upgrade() else {
             return;
         };
+        // TURN-NUDGE: nobody turned the reactor for a whole period and no
+        // worker waits inside it: the next worker to finish a poll turns
+        // it, so timers and I/O wait at most about a period plus one poll
+        // while every worker is busy with long polls.
+        if let Some(reactor) = scheduler.hooks.reactor.as_ref().and_then(Weak::upgrade) {
+            if reactor.starved(period(threshold)) {
+                scheduler.turn_wanted.store(true, Relaxed);
+            }
+        }
         let now = clock::now_ns();
         let mut long: Vec<PollSnapshot> = Vec::new();
         {

@@ -89,6 +89,13 @@ pub(crate) trait Reactor: Send + Sync {
         &self,
         phase: &mut dyn FnMut(&dyn Fn() -> bool) -> Option<PhaseEnd>,
     ) -> PhaseEnd;
+    /// Is the calling thread inside a poll of one of the reactor's own
+    /// tasks (`tokio::spawn`)? Such a poll may be long.
+    fn in_own_task(&self) -> bool;
+    /// Has no worker turned the reactor for `period`, with none waiting
+    /// inside it? (The long-poll monitor then asks the busy workers for a
+    /// turn: TURN-NUDGE.)
+    fn starved(&self, period: Duration) -> bool;
 }
 
 /// Why a worker's run phase ended (`worker_loop::run_phase`).
@@ -149,6 +156,10 @@ pub(crate) struct Scheduler {
     /// [`OPEN`] → [`CLOSING`] → [`DRAINED`], never back.
     lifecycle: AtomicUsize,
     pub(crate) hooks: Hooks,
+    /// TURN-NUDGE: the long-poll monitor saw the reactor starved; the next
+    /// worker to finish a poll turns it (and clears this). Relaxed: a hint,
+    /// read after every poll.
+    pub(crate) turn_wanted: std::sync::atomic::AtomicBool,
     /// The slot count, kept beside the lock for the hot path. A sizing
     /// hint only (std atomic, Relaxed: nothing is published through it).
     workers_hint: std::sync::atomic::AtomicUsize,
@@ -164,6 +175,7 @@ impl Scheduler {
             lifecycle: AtomicUsize::new(OPEN),
             hooks,
             workers_hint: std::sync::atomic::AtomicUsize::new(0),
+            turn_wanted: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -349,6 +361,19 @@ impl Scheduler {
 
     /// From outside the workers: the injector, then wake one sleeper.
     pub(crate) fn push_remote(&self, task: Task) {
+        self.push_remote_waking(task, None);
+    }
+
+    /// [`push_remote`](Self::push_remote) from worker `me` while it is
+    /// registered as sleeping but busy inside its idle wait (running a
+    /// tokio task there, which may be long): the sleeper woken is another
+    /// one, even while a search is under way (`me` may be that searcher,
+    /// handed a wake-up it cannot act on until the tokio task returns).
+    pub(crate) fn push_remote_from_idle_wait(&self, task: Task, me: usize) {
+        self.push_remote_waking(task, Some(me));
+    }
+
+    fn push_remote_waking(&self, task: Task, busy_sleeper: Option<usize>) {
         self.stamp_remote(&task);
         self.injector.push(task);
         // CLOSE-DRAIN (defect 2): pairs with the fence in `cancel_all`.
@@ -360,7 +385,14 @@ impl Scheduler {
         fence(Ordering::SeqCst);
         match self.lifecycle.load(Ordering::SeqCst) {
             // The fence above serves the idle set's pairing too.
-            OPEN => self.wake_one_after_fence(),
+            OPEN => match busy_sleeper {
+                None => self.wake_one_after_fence(),
+                Some(me) => {
+                    if let Some(index) = self.idle.pop_other_after_fence(me) {
+                        self.notify(index);
+                    }
+                }
+            },
             DRAINED if !regress::on(Regression::PushIgnoresClosing) => self.drop_late(),
             // CLOSING: shutdown drains it on its own thread.
             _ => {}

@@ -130,7 +130,9 @@ fn run_phase(
             return Some(PhaseEnd::Idle);
         };
         local.run(task);
-        if local.turn_due.replace(false) {
+        // Every 61 ticks, or sooner when the monitor saw the reactor
+        // starved (TURN-NUDGE).
+        if local.turn_due.replace(false) || local.scheduler.turn_wanted.load(Relaxed) {
             return Some(PhaseEnd::Turn);
         }
         // COOP-BUDGET: one budget is shared by the tasks polled since the

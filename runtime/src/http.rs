@@ -130,6 +130,11 @@ where
     }
 }
 
+/// How often an HTTP/2 connection pings an idle peer, and how long it waits
+/// for the answer before closing: bounds what a peer that stops answering
+/// holds (a connection, or a graceful shutdown) to about twice this.
+pub const HTTP2_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Serves HTTP/1.1 and HTTP/2 (prior knowledge, `h2c`) on `listener` with
 /// `service` until `shutdown` completes, then shuts down gracefully.
 ///
@@ -159,8 +164,12 @@ where
 /// HTTP/1 connection closes, one with a request in flight closes after
 /// sending its response; HTTP/2 sends GOAWAY and finishes the streams it
 /// has), and the returned future completes once every connection task has
-/// ended. It waits as long as they take; to bound it, wrap the call in
-/// [`tokio::time::timeout`]. Dropping this future (before or during that
+/// ended. It waits as long as they take: a request still being read or
+/// handled, a client trickling a request head (up to hyper's 30 s header
+/// read timeout), an HTTP/2 peer that stopped answering (up to about twice
+/// [`HTTP2_KEEP_ALIVE`]). To bound it, wrap the call in
+/// [`tokio::time::timeout`]. HTTP/1 clients that half-close after sending
+/// a request still get the response. Dropping this future (before or during that
 /// wait) does not stop the connection tasks already spawned: they are
 /// detached, signalled if the signal was sent, and end with their
 /// connections or with the runtime.
@@ -183,8 +192,15 @@ where
 {
     let runtime = Handle::current();
     let mut builder = auto::Builder::new(Executor::new(runtime.clone()));
-    builder.http1().timer(TokioTimer::new());
-    builder.http2().timer(TokioTimer::new());
+    // A client that half-closes after its request still gets the answer.
+    builder.http1().timer(TokioTimer::new()).half_close(true);
+    // An HTTP/2 peer that stops answering cannot hold a graceful shutdown
+    // (GOAWAY waits for a PING's answer) or a connection forever.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(HTTP2_KEEP_ALIVE)
+        .keep_alive_timeout(HTTP2_KEEP_ALIVE);
     let builder = Arc::new(builder);
 
     // Every connection task holds a receiver: the sender signals them all

@@ -161,29 +161,28 @@ impl Local {
     /// first wakes nobody else, later ones wake one sleeper each to help
     /// (REACHABLE).
     fn schedule_from_reactor(&self, task: Task) {
-        let waiting = self.waiting_in_reactor.get();
-        // The wait ends as soon as the driver's dispatch returns, but not
-        // before a `tokio::spawn` task polled on this worker returns, which
-        // may be long: then the task is pushed like any wake-up here,
-        // offered to a sleeper (REACHABLE).
-        let ends_at_once = waiting && !self.reactor.as_ref().is_some_and(|r| r.in_own_task());
-        if ends_at_once {
+        if self.reactor.as_ref().is_some_and(|r| r.in_own_task()) {
+            // Inside the poll of a `tokio::spawn` task run in the reactor
+            // (idle wait or busy turn), which may be long and holds this
+            // worker: another worker runs the task. This worker may itself
+            // be registered as sleeping, or be the searcher, so the
+            // sleeper woken is another one, search or not.
+            self.scheduler.push_remote_waking_other(task, self.index);
+        } else if self.waiting_in_reactor.get() {
+            // The driver's dispatch in the idle wait: the wait ends when it
+            // returns, and this worker runs the task.
             let was_empty = self.queue.is_empty();
             self.queue.push(task);
+            self.run_queued.set(true);
             if !was_empty {
                 self.scheduler.wake_one();
             }
-        } else if waiting {
-            // Inside a tokio task's poll in the idle wait: this worker is
-            // still registered as sleeping, and its wait (and the reactor)
-            // is held by that poll. Another worker runs the task.
-            self.scheduler.push_remote_from_idle_wait(task, self.index);
-            return;
         } else {
+            // A busy worker's turn: like any wake-up on this worker.
             self.push_local(task);
+            self.run_queued.set(true);
         }
-        self.run_queued.set(true);
-        if waiting {
+        if self.waiting_in_reactor.get() {
             self.turn_found.set(true);
             if let Some(waker) = self.turn_waker.borrow_mut().take() {
                 waker.wake();

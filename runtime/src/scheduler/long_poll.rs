@@ -4,7 +4,8 @@
 //! spawn location, and shown while it lasts (`long_poll_running_seconds`).
 //!
 //! It also nudges the workers to turn the reactor when none has for a whole
-//! period (TURN-NUDGE in `runtime/IO.md`).
+//! period (TURN-NUDGE in `runtime/IO.md`), and wakes a sleeper when work has
+//! waited at two looks in a row while one sleeps (RESCUE).
 //!
 //! It costs the workers nothing beyond the two Relaxed stores of
 //! `Slot::current` around each poll (and one Relaxed load of the nudge): it reads each worker's poll count and
@@ -65,6 +66,7 @@ impl Monitor {
 
 fn watch(scheduler: Weak<Scheduler>, threshold: Duration, stopped: mpsc::Receiver<()>) {
     let mut seen: HashMap<usize, Seen> = HashMap::new();
+    let mut work_waited = false;
     let threshold_ns = threshold.as_nanos().min(u64::MAX as u128) as u64;
     loop {
         match stopped.recv_timeout(period(threshold)) {
@@ -83,6 +85,14 @@ fn watch(scheduler: Weak<Scheduler>, threshold: Duration, stopped: mpsc::Receive
                 scheduler.turn_wanted.store(true, Relaxed);
             }
         }
+        // RESCUE: work queued at two looks in a row while a worker sleeps
+        // (the worker handed the wake-up for it may be held inside a long
+        // `tokio::spawn` task in its idle wait): wake a sleeper anyway.
+        let work_waits = !scheduler.idle.is_empty() && scheduler.has_work_now();
+        if work_waits && work_waited {
+            scheduler.rescue_wake();
+        }
+        work_waited = work_waits;
         let now = clock::now_ns();
         let mut long: Vec<PollSnapshot> = Vec::new();
         {

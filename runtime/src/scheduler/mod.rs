@@ -364,12 +364,12 @@ impl Scheduler {
         self.push_remote_waking(task, None);
     }
 
-    /// [`push_remote`](Self::push_remote) from worker `me` while it is
-    /// registered as sleeping but busy inside its idle wait (running a
-    /// tokio task there, which may be long): the sleeper woken is another
-    /// one, even while a search is under way (`me` may be that searcher,
-    /// handed a wake-up it cannot act on until the tokio task returns).
-    pub(crate) fn push_remote_from_idle_wait(&self, task: Task, me: usize) {
+    /// [`push_remote`](Self::push_remote) from worker `me` while it runs a
+    /// tokio task in the reactor (which may be long): the sleeper woken is
+    /// another one, even while a search is under way (`me` may be
+    /// registered as sleeping, or be that searcher, handed a wake-up it
+    /// cannot act on until the tokio task returns).
+    pub(crate) fn push_remote_waking_other(&self, task: Task, me: usize) {
         self.push_remote_waking(task, Some(me));
     }
 
@@ -396,6 +396,18 @@ impl Scheduler {
             DRAINED if !regress::on(Regression::PushIgnoresClosing) => self.drop_late(),
             // CLOSING: shutdown drains it on its own thread.
             _ => {}
+        }
+    }
+
+    /// RESCUE (the long-poll monitor, when work has waited a whole period
+    /// while a worker sleeps): wakes a sleeper even while a search is under
+    /// way. The searcher may be a worker held inside a long `tokio::spawn`
+    /// task in its idle wait, handed a wake-up it cannot act on; a spare
+    /// wake-up costs one look.
+    pub(crate) fn rescue_wake(&self) {
+        fence(Ordering::SeqCst);
+        if let Some(index) = self.idle.pop_other_after_fence(usize::MAX) {
+            self.notify(index);
         }
     }
 

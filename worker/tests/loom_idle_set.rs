@@ -170,3 +170,59 @@ fn unfixed_check_then_register_strands_a_task_and_loom_catches_it() {
         "expected a deadlock report: {report}"
     );
 }
+
+/// RESCUE / REACTOR-LOCAL's wake-another rule (runtime/IO.md): worker 0 is
+/// registered as sleeping, and may have been handed a wake-up (it is then
+/// the searcher), but it is held inside its idle wait (an event loop runs
+/// one of its own tasks there) and publishes work it cannot run. The
+/// sleeper woken must be another worker, search or not:
+/// `pop_other_after_fence(0)`. The control wakes with the ordinary
+/// `pop_after_fence`, which may return worker 0 itself or nobody (a search
+/// is under way), and loom must catch the stranded task.
+fn held_worker_publishes(wake_another: bool) {
+    let pool = Pool::new(2);
+    let p1 = pool.clone();
+    let worker1 = thread::spawn(move || p1.run_worker(1, true));
+    // Worker 0 goes idle (registers) and is handed a wake-up by some
+    // producer, or worker 1 is, whichever the idle set picks.
+    pool.idle.register(0);
+    if let Some(i) = pool.idle.pop() {
+        if i == 1 {
+            pool.workers[1].notify_work();
+        }
+    }
+    // Held inside its wait, worker 0 publishes.
+    pool.tasks.fetch_add(1, SeqCst);
+    loom::sync::atomic::fence(SeqCst);
+    let woken = if wake_another {
+        pool.idle.pop_other_after_fence(0)
+    } else {
+        pool.idle.pop_after_fence()
+    };
+    if let Some(i) = woken {
+        pool.workers[i].notify_work();
+    }
+    // Worker 0 runs nothing until its event loop's task returns: only
+    // worker 1 can take the task.
+    pool.taken.wait_for(1);
+    pool.idle.unregister(0);
+    pool.workers[1].request_stop();
+    worker1.join().unwrap();
+}
+
+#[test]
+fn work_published_by_a_held_sleeper_wakes_another_worker() {
+    model(|| held_worker_publishes(true));
+}
+
+#[test]
+fn control_waking_the_ordinary_way_strands_the_task_and_loom_catches_it() {
+    let report = model_must_fail(
+        "control_waking_the_ordinary_way_strands_the_task_and_loom_catches_it",
+        || held_worker_publishes(false),
+    );
+    assert!(
+        report.contains("deadlock"),
+        "expected a deadlock report: {report}"
+    );
+}

@@ -72,12 +72,12 @@ fn assert_no_failed(rt: &unplug::Runtime) {
     }
 }
 
-/// Polls `cond` (1 ms apart) until it holds; panics at the deadline.
+/// Waits (yielding) until `cond` holds; panics at the deadline.
 fn wait_until(what: &str, d: Duration, mut cond: impl FnMut() -> bool) {
     let end = Instant::now() + d;
     while !cond() {
         assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(1));
+        std::thread::yield_now();
     }
 }
 
@@ -89,10 +89,14 @@ fn threads_named(prefix: &str) -> usize {
         .count()
 }
 
-/// Lets the workers run out of work and go to their idle wait (scenario
-/// set-up, not synchronisation: the assertions do not depend on it).
-fn settle() {
-    std::thread::sleep(Duration::from_millis(20));
+/// Waits until no worker is running a task: every one is in its idle wait
+/// (or parked), the state each scenario starts from.
+fn settle(rt: &unplug::Runtime) {
+    wait_until("the workers to go idle", Duration::from_secs(10), || {
+        rt.workers()
+            .iter()
+            .all(|w| !matches!(w.state, unplug::worker::WorkerState::Running))
+    });
 }
 
 async fn echo_pair(rounds: usize) {
@@ -125,7 +129,7 @@ fn a1_spawn_from_long_tokio_task_runs_while_other_worker_idle() {
         let rt = rt(2);
         let mut lats = Vec::new();
         for _ in 0..10 {
-            settle();
+            settle(&rt);
             let (tx, rx) = std::sync::mpsc::channel();
             rt.block_on(async move {
                 drop(tokio::spawn(async move {
@@ -160,7 +164,7 @@ fn a1b_wake_from_long_tokio_task_runs_while_other_worker_idle() {
                 let t0 = orx.await.unwrap();
                 let _ = tx.send(t0.elapsed());
             });
-            settle();
+            settle(&rt);
             rt.block_on(async move {
                 drop(tokio::spawn(async move {
                     otx.send(Instant::now()).unwrap();
@@ -327,7 +331,7 @@ fn a7_park_core_holder_latency_and_handoff() {
         let mut worst_timer = Duration::ZERO;
         for round in 0..40 {
             let id = ids[round % 2];
-            settle();
+            settle(&rt);
             let t = Instant::now();
             rt.park_worker(id).unwrap();
             worst_park = worst_park.max(t.elapsed());
@@ -349,7 +353,7 @@ fn a7_park_core_holder_latency_and_handoff() {
             if c0 != c1 {
                 for round in 0..20 {
                     let c = if round % 2 == 0 { c0 } else { c1 };
-                    settle();
+                    settle(&rt);
                     let t = Instant::now();
                     rt.unplug_cpu(c).unwrap();
                     worst_park = worst_park.max(t.elapsed());
@@ -616,7 +620,7 @@ fn busy_runtime_state(rt: &unplug::Runtime) {
                 .unwrap()
         }));
     });
-    settle();
+    settle(rt);
 }
 
 #[test]
@@ -788,7 +792,7 @@ fn a16_shutdown_timeout_while_tokio_task_long_poll() {
 fn a18_park_latency_core_holder_running_tokio_task() {
     watchdog("a18", 30, || {
         let rt = rt(2);
-        settle();
+        settle(&rt);
         let who = Arc::new(Mutex::new(None::<String>));
         let w2 = who.clone();
         let started = Arc::new(AtomicBool::new(false));

@@ -19,7 +19,8 @@ use std::task::Waker;
 const GLOBAL_CHECK_INTERVAL: u32 = 61;
 
 /// At most this many tasks from the injector at once (about crossbeam-deque's
-/// block size, which bounds a batch anyway); fewer when the injector holds little (INJECTOR-SHARE).
+/// block size, which bounds a batch anyway); fewer when the injector holds
+/// little (INJECTOR-SHARE).
 const MAX_INJECTOR_BATCH: usize = 64;
 
 /// At most this many tasks in a row from the LIFO slot; then the slot's task
@@ -32,6 +33,18 @@ const MAX_LIFO_POLLS: u32 = 3;
 /// than a long one.
 #[cfg(not(loom))]
 const LIFO_GRACE: std::time::Duration = std::time::Duration::from_micros(5);
+
+/// Where in the reactor this worker is (REACTOR-LOCAL decides by it where
+/// a task woken there goes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Turn {
+    /// Not in the reactor: wake-ups take the ordinary paths.
+    None,
+    /// A busy worker's non-blocking turn.
+    Busy,
+    /// The idle wait, inside the reactor.
+    IdleWait,
+}
 
 /// A worker thread's own state. Lives only on that thread.
 pub(crate) struct Local {
@@ -68,11 +81,9 @@ pub(crate) struct Local {
     /// Inside a reactor turn or an idle wait in the reactor: tasks woken
     /// on this thread are the reactor's, and this worker runs them itself
     /// as soon as the turn ends (REACTOR-LOCAL).
-    pub(crate) in_turn: Cell<bool>,
+    pub(crate) turn: Cell<Turn>,
     /// A busy worker's reactor turn is due (every 61 ticks).
     pub(crate) turn_due: Cell<bool>,
-    /// `in_turn` is an idle wait (not a busy worker's turn).
-    pub(crate) waiting_in_reactor: Cell<bool>,
     /// A task was woken into the run queue during the idle wait.
     pub(crate) turn_found: Cell<bool>,
     /// Wakes the idle wait once `turn_found` is set.
@@ -109,8 +120,7 @@ impl Local {
             search: Cell::new(Search::Settled),
             schedules: Cell::new(0),
             reactor,
-            in_turn: Cell::new(false),
-            waiting_in_reactor: Cell::new(false),
+            turn: Cell::new(Turn::None),
             turn_due: Cell::new(false),
             turn_found: Cell::new(false),
             turn_waker: RefCell::new(None),
@@ -123,7 +133,7 @@ impl Local {
         if self.observer.is_some() {
             self.scheduler.sample_schedule(&self.schedules, &task);
         }
-        if self.in_turn.get() {
+        if self.turn.get() != Turn::None {
             self.schedule_from_reactor(task);
             return;
         }
@@ -168,7 +178,7 @@ impl Local {
             // be registered as sleeping, or be the searcher, so the
             // sleeper woken is another one, search or not.
             self.scheduler.push_remote_waking_other(task, self.index);
-        } else if self.waiting_in_reactor.get() {
+        } else if self.turn.get() == Turn::IdleWait {
             // The driver's dispatch in the idle wait: the wait ends when it
             // returns, and this worker runs the task.
             let was_empty = self.queue.is_empty();
@@ -182,7 +192,7 @@ impl Local {
             self.push_local(task);
             self.run_queued.set(true);
         }
-        if self.waiting_in_reactor.get() {
+        if self.turn.get() == Turn::IdleWait {
             self.turn_found.set(true);
             if let Some(waker) = self.turn_waker.borrow_mut().take() {
                 waker.wake();
@@ -198,9 +208,9 @@ impl Local {
             self.scheduler
                 .turn_wanted
                 .store(false, std::sync::atomic::Ordering::Relaxed);
-            self.in_turn.set(true);
+            self.turn.set(Turn::Busy);
             reactor.turn();
-            self.in_turn.set(false);
+            self.turn.set(Turn::None);
             self.turn_found.set(false);
         }
     }

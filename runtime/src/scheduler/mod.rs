@@ -406,6 +406,7 @@ impl Scheduler {
     /// wake-up costs one look.
     pub(crate) fn rescue_wake(&self) {
         fence(Ordering::SeqCst);
+        // No worker index is `usize::MAX`: any sleeper may be taken.
         if let Some(index) = self.idle.pop_other_after_fence(usize::MAX) {
             self.notify(index);
         }

@@ -2,7 +2,7 @@
 //! the scheduler inside.
 
 use super::context;
-use super::local::Local;
+use super::local::{Local, Turn};
 use super::search::Search;
 use super::{PhaseEnd, Queues, Reactor, Scheduler, Slot};
 use crate::loom::regress::{self, Regression};
@@ -206,11 +206,9 @@ impl IdleBlock for InReactor<'_> {
             wake,
             local: self.local,
         };
-        self.local.in_turn.set(true);
-        self.local.waiting_in_reactor.set(true);
+        self.local.turn.set(Turn::IdleWait);
         let timed_out = self.reactor.block(&mut until, deadline);
-        self.local.waiting_in_reactor.set(false);
-        self.local.in_turn.set(false);
+        self.local.turn.set(Turn::None);
         self.local.turn_waker.borrow_mut().take();
         timed_out && !self.local.turn_found.get()
     }

@@ -224,9 +224,14 @@ impl Scheduler {
         }
         let scheduler = this.clone();
         let spawned_at = std::panic::Location::caller();
-        match task::build(&this.registry, spawned_at, future, move |task, info| {
-            Scheduler::schedule(&scheduler, task, info)
-        }) {
+        // SAFETY: the schedule function owns `scheduler`, an `Arc` of the
+        // scheduler that owns `this.registry`.
+        let built = unsafe {
+            task::build(&this.registry, spawned_at, future, move |task, info| {
+                Scheduler::schedule(&scheduler, task, info)
+            })
+        };
+        match built {
             Some((runnable, handle)) => {
                 Scheduler::schedule_spawned(this, runnable);
                 handle

@@ -108,7 +108,7 @@ impl<T> JoinHandle<T> {
     pub fn abort_handle(&self) -> AbortHandle {
         let target = self.meta.as_ref().map(|meta| {
             let meta = meta.get();
-            (meta.registry.clone(), meta.key)
+            (meta.registry_arc(), meta.key)
         });
         AbortHandle::new(target, self.id)
     }
@@ -133,7 +133,7 @@ impl<T> JoinHandle<T> {
             let meta = meta.get();
             meta.abort();
             // Get it polled, so it sees the bit (ABORT-AT-POLL).
-            meta.registry.wake(meta.key);
+            meta.registry().wake(meta.key);
         }
     }
 

@@ -33,7 +33,13 @@ pub(crate) type Task = Runnable<TaskMeta>;
 /// `registry` (so shutdown can reach it wherever it waits). Returns the
 /// runnable, not yet scheduled, and its join handle; `None` once the
 /// registry is closed (the future is dropped).
-pub(crate) fn build<F, S>(
+///
+/// # Safety
+///
+/// `schedule` must own the `Arc` behind `registry` (directly or through
+/// its owner): the task's metadata borrows the registry for as long as
+/// the task's allocation lives ([`meta::RegistryRef::new`]).
+pub(crate) unsafe fn build<F, S>(
     registry: &Arc<Registry>,
     spawned_at: &'static std::panic::Location<'static>,
     future: F,
@@ -46,7 +52,11 @@ where
 {
     registry.insert_with(spawned_at, |key, id| {
         let (runnable, task) = async_task::Builder::new()
-            .metadata(TaskMeta::new(key, registry.clone()))
+            // SAFETY: this function's contract: `schedule`, stored in the
+            // same allocation, owns the registry's `Arc`.
+            .metadata(TaskMeta::new(key, unsafe {
+                meta::RegistryRef::new(registry)
+            }))
             .spawn(
                 |meta| tracked::Tracked::new(future, meta),
                 async_task::WithInfo(schedule),

@@ -75,7 +75,7 @@ pin_project_lite::pin_project! {
             }
             // The task is gone (completed, cancelled or torn down).
             let meta = this.meta.get();
-            meta.registry.remove(meta.key);
+            meta.registry().remove(meta.key);
         }
     }
 }

@@ -175,6 +175,13 @@ pub(crate) mod regress {
         /// YIELD-LAST done as a private deferred list (tokio's): yielded
         /// tasks are invisible to the other workers.
         YieldedKeptPrivate = 32,
+        /// ABORT-REGISTER: a task entering the registry at its first
+        /// `Pending` does not look at the abort bit afterwards.
+        RegisterWithoutAbortCheck = 64,
+        /// REGISTER-ON-PENDING: the future's drop reads the tag and then
+        /// marks it gone in two steps (not one swap), so an abort handle
+        /// registering the task in between leaves an entry behind.
+        DropTagInTwoSteps = 128,
     }
 
     #[cfg(loom)]

@@ -20,10 +20,10 @@ pub(crate) fn now_us32() -> u32 {
     (origin().elapsed().as_micros() as u32).max(1)
 }
 
-/// Time from stamp `since` (of [`now_us32`]) to now, correct across one
-/// wrap.
-pub(crate) fn since_us32(since: u32) -> Duration {
-    Duration::from_micros(u64::from(now_us32().wrapping_sub(since)))
+/// Time from a stamp of [`now_us32`] cut to its low 30 bits (a task's
+/// schedule stamp) to now, correct across one wrap (17.9 minutes).
+pub(crate) fn since_us30(since: u32) -> Duration {
+    Duration::from_micros(u64::from(now_us32().wrapping_sub(since) & ((1 << 30) - 1)))
 }
 
 /// Time from stamp `since` (of [`now_ns`]) to now.

@@ -4,6 +4,7 @@
 use super::clock;
 use super::slot::NOT_POLLING;
 use super::Scheduler;
+use crate::task::site::Site;
 use crate::task::TaskId;
 use std::panic::Location;
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
@@ -12,10 +13,8 @@ use std::time::{Duration, Instant};
 /// A task found inside one long poll: what a slow park, a timed-out
 /// unplug and the long-poll log name.
 ///
-/// `task` and `spawned_at` are `None` when the task had already finished
-/// but its last run was still under way (dropping its output, or running
-/// a waker's `wake`, inside the worker's call): the worker is held all
-/// the same.
+/// `task` and `spawned_at` are always set today; they are `Option`s so a
+/// culprit whose task cannot be named can still be reported.
 ///
 /// ```
 /// # fn show(c: &unplug::PollCulprit) {
@@ -26,7 +25,8 @@ use std::time::{Duration, Instant};
 pub struct PollCulprit {
     /// The worker it holds.
     pub worker: usize,
-    /// The task (`None`: finished, its last run still under way).
+    /// The task (the one whose poll it is, even if it finished and its
+    /// last run is still under way).
     pub task: Option<TaskId>,
     /// Where it was spawned (`unplug::spawn`, `Handle::spawn` and
     /// `Runtime::spawn` are `#[track_caller]`).
@@ -40,7 +40,7 @@ impl std::fmt::Display for PollCulprit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match (self.task, self.spawned_at) {
             (Some(task), Some(at)) => write!(f, "task {task} (spawned at {at})")?,
-            _ => f.write_str("a finished task still inside its last run (dropping its output?)")?,
+            _ => f.write_str("an unnamed task")?,
         }
         write!(
             f,
@@ -54,21 +54,30 @@ impl std::fmt::Display for PollCulprit {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct PollSnapshot {
     worker: usize,
+    /// The id of the task in the poll.
     key: u64,
+    /// Where it was spawned (`Slot::current_at`).
+    site: Site,
     polled: u64,
     at: Instant,
 }
 
 impl PollSnapshot {
-    /// The poll of `worker` with tag `key` and poll count `polled`, seen
-    /// now.
-    pub(crate) fn new(worker: usize, key: u64, polled: u64) -> Self {
+    /// The poll of `worker` (whose slot is `slot`) with task id `key` and
+    /// poll count `polled`, seen now.
+    pub(crate) fn new(worker: usize, slot: &super::Slot, key: u64, polled: u64) -> Self {
         PollSnapshot {
             worker,
             key,
+            site: Site::from_bits(slot.current_at.load(Relaxed)),
             polled,
             at: Instant::now(),
         }
+    }
+
+    /// The spawn site read with the id.
+    fn spawned_at(&self) -> Option<&'static Location<'static>> {
+        crate::task::site::resolve(self.site)
     }
 }
 
@@ -96,13 +105,9 @@ impl Scheduler {
     pub(crate) fn poll_snapshot(&self, index: usize) -> Option<PollSnapshot> {
         let slots = self.slots();
         let slot = slots.get(index)?;
-        let key = slot.current.load(Relaxed);
-        (key != NOT_POLLING).then(|| PollSnapshot {
-            worker: index,
-            key,
-            polled: slot.polled.load(Relaxed),
-            at: Instant::now(),
-        })
+        // Acquire: pairs with the worker's Release store (see `Slot`).
+        let key = slot.current.load(Acquire);
+        (key != NOT_POLLING).then(|| PollSnapshot::new(index, slot, key, slot.polled.load(Relaxed)))
     }
 
     /// The culprit of `snap` if that same poll is still running, with how
@@ -125,14 +130,12 @@ impl Scheduler {
     }
 
     /// The culprit of `snap` with `running_for` as given (the poll may
-    /// have ended since). Its task is `None` if it has left the registry
-    /// (the tag never names a newer task that reused the key).
+    /// have ended since).
     pub(crate) fn describe(&self, snap: &PollSnapshot, running_for: Duration) -> PollCulprit {
-        let info = self.registry.info(snap.key);
         PollCulprit {
             worker: snap.worker,
-            task: info.map(|i| i.id),
-            spawned_at: info.map(|i| i.spawned_at),
+            task: Some(TaskId::from_u64(snap.key)),
+            spawned_at: snap.spawned_at(),
             running_for,
         }
     }

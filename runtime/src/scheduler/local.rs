@@ -431,12 +431,17 @@ impl Local {
         let polled = self.slot.polled.fetch_add(1, Relaxed);
         // For culprits: which task this worker is inside (Relaxed: read by
         // the long-poll monitor and the controller as a diagnostic only).
-        self.slot.current.store(task.metadata().key, Relaxed);
+        let meta = task.metadata();
+        self.slot.current_at.store(meta.site().to_bits(), Relaxed);
+        // Release: pairs with the culprit readers' Acquire (see `Slot`).
+        self.slot
+            .current
+            .store(meta.id().as_u64(), std::sync::atomic::Ordering::Release);
         // With metrics on: the schedule latency of a stamped task, and the
         // duration of one poll in `poll_sample_mask + 1`.
         let timed = self.observer.as_ref().and_then(|observer| {
             if let Some(stamp) = task.metadata().take_scheduled() {
-                observer.scheduled(clock::since_us32(stamp));
+                observer.scheduled(clock::since_us30(stamp));
             }
             (polled & self.scheduler.hooks.poll_sample_mask == 0)
                 .then(|| (observer, std::time::Instant::now()))

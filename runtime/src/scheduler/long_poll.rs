@@ -98,7 +98,8 @@ fn watch(scheduler: Weak<Scheduler>, threshold: Duration, stopped: mpsc::Receive
         {
             let slots = scheduler.slots();
             for (index, slot) in slots.iter().enumerate() {
-                let key = slot.current.load(Relaxed);
+                // Acquire: pairs with the worker's Release (see `Slot`).
+                let key = slot.current.load(std::sync::atomic::Ordering::Acquire);
                 let polled = slot.polled.load(Relaxed);
                 if key == NOT_POLLING {
                     seen.remove(&index);
@@ -126,7 +127,7 @@ fn watch(scheduler: Weak<Scheduler>, threshold: Duration, stopped: mpsc::Receive
                     s.reported = true;
                     // Exactly the poll decided on: named below even if it
                     // ends (or another starts) before it is looked up.
-                    long.push(PollSnapshot::new(index, key, polled));
+                    long.push(PollSnapshot::new(index, slot, key, polled));
                 }
             }
         }

@@ -226,19 +226,16 @@ impl Scheduler {
         let spawned_at = std::panic::Location::caller();
         // SAFETY: the schedule function owns `scheduler`, an `Arc` of the
         // scheduler that owns `this.registry`.
-        let built = unsafe {
+        let (runnable, handle) = unsafe {
             task::build(&this.registry, spawned_at, future, move |task, info| {
                 Scheduler::schedule(&scheduler, task, info)
             })
         };
-        match built {
-            Some((runnable, handle)) => {
-                Scheduler::schedule_spawned(this, runnable);
-                handle
-            }
-            // Closed between the check above and the registry's lock.
-            None => JoinHandle::cancelled(),
-        }
+        // Shutdown may have begun since the check above: the push then
+        // leaves the task where shutdown's drains drop it (CLOSE-DRAIN), and
+        // its handle reports it cancelled.
+        Scheduler::schedule_spawned(this, runnable);
+        handle
     }
 
     /// Shutdown has begun.

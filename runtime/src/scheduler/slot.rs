@@ -57,10 +57,14 @@ pub(crate) struct Slot {
     pub(crate) last_unpark_ns: AtomicU64,
     /// Times this worker came back from a park.
     pub(crate) resumes: AtomicU64,
-    /// The registry tag of the task being polled, or [`NOT_POLLING`].
-    /// Written by the worker around every poll (two Relaxed stores); read
-    /// by the long-poll monitor and the controller for culprits only.
+    /// The id of the task being polled, or [`NOT_POLLING`]. Written by the
+    /// worker around every poll; read by the long-poll monitor and the
+    /// controller for culprits only.
     pub(crate) current: std::sync::atomic::AtomicU64,
+    /// Where that task was spawned (`task::site::Site` bits), stored
+    /// before `current` (Release there, Acquire by the readers: the site
+    /// read after an id is that poll's or a later one's).
+    pub(crate) current_at: std::sync::atomic::AtomicU32,
     /// Written by the long-poll monitor: the `polled` count of the poll it
     /// last saw running, and when it first saw it (`clock::now_ns`).
     pub(crate) seen_polled: std::sync::atomic::AtomicU64,
@@ -85,6 +89,7 @@ impl Slot {
             last_unpark_ns: AtomicU64::new(0),
             resumes: AtomicU64::new(0),
             current: std::sync::atomic::AtomicU64::new(NOT_POLLING),
+            current_at: std::sync::atomic::AtomicU32::new(u32::MAX),
             seen_polled: std::sync::atomic::AtomicU64::new(0),
             seen_at_ns: std::sync::atomic::AtomicU64::new(0),
         }

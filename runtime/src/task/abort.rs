@@ -30,9 +30,10 @@ use std::fmt;
 /// [`JoinHandle::abort_handle`]: crate::JoinHandle::abort_handle
 #[derive(Clone)]
 pub struct AbortHandle {
-    /// The registry the task is in, and its tag there (a tag is never
-    /// reused, so a stale handle never reaches a newer task); `None` for a
-    /// task refused at spawn (shutdown had begun).
+    /// The registry the task is in, and its key there (checked with the
+    /// id, which is never reused, so a stale handle never reaches a newer
+    /// task); `None` for a task refused at spawn, already finished, or
+    /// being cancelled by shutdown when the handle was made.
     target: Option<(Arc<Registry>, u64)>,
     id: TaskId,
 }
@@ -46,7 +47,7 @@ impl AbortHandle {
     /// does. Aborting a finished task, or aborting twice, does nothing.
     pub fn abort(&self) {
         if let Some((registry, tag)) = &self.target {
-            registry.abort(*tag);
+            registry.abort(*tag, self.id);
         }
     }
 
@@ -61,7 +62,7 @@ impl AbortHandle {
     pub fn is_finished(&self) -> bool {
         self.target
             .as_ref()
-            .is_none_or(|(registry, tag)| !registry.contains(*tag))
+            .is_none_or(|(registry, tag)| !registry.contains(*tag, self.id))
     }
 
     /// The task's id, the same as its join handle's

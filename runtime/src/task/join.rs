@@ -2,6 +2,7 @@
 
 use super::meta::MetaRef;
 use super::panics::unobserved_panic;
+use super::registry::Registered;
 use super::tracked::{Failure, Outcome, Payload};
 use super::{AbortHandle, TaskId, TaskMeta};
 use async_task::{FallibleTask, Task};
@@ -68,7 +69,8 @@ std::thread_local! {
 }
 
 impl<T> JoinHandle<T> {
-    pub(crate) fn new(task: Task<Outcome<T>, TaskMeta>, id: TaskId) -> Self {
+    pub(crate) fn new(task: Task<Outcome<T>, TaskMeta>) -> Self {
+        let id = task.metadata().id();
         let meta = MetaRef::new(task.metadata());
         JoinHandle {
             task: Some(task.fallible()),
@@ -106,9 +108,14 @@ impl<T> JoinHandle<T> {
     /// anywhere, without the right to its output; see [`AbortHandle`] (and
     /// its example).
     pub fn abort_handle(&self) -> AbortHandle {
-        let target = self.meta.as_ref().map(|meta| {
+        // The task enters the registry now if it has not yet (without a
+        // waker: it has not waited), so the handle can find it later.
+        let target = self.meta.as_ref().and_then(|meta| {
             let meta = meta.get();
-            (meta.registry_arc(), meta.key)
+            match meta.registry().register(meta, None) {
+                Registered::Key(key) => Some((meta.registry_arc(), key)),
+                Registered::Gone | Registered::Closed => None,
+            }
         });
         AbortHandle::new(target, self.id)
     }
@@ -131,9 +138,9 @@ impl<T> JoinHandle<T> {
     pub fn abort(&self) {
         if let Some(meta) = &self.meta {
             let meta = meta.get();
-            meta.abort();
-            // Get it polled, so it sees the bit (ABORT-AT-POLL).
-            meta.registry().wake(meta.key);
+            // Sets the bit and gets the task polled, so it sees it
+            // (ABORT-AT-POLL, ABORT-REGISTER).
+            meta.registry().abort_task(meta);
         }
     }
 

@@ -12,6 +12,7 @@ mod join;
 mod meta;
 mod panics;
 mod registry;
+pub(crate) mod site;
 mod tracked;
 
 pub use abort::AbortHandle;
@@ -29,10 +30,10 @@ use std::future::Future;
 /// A scheduled task: what the queues hold.
 pub(crate) type Task = Runnable<TaskMeta>;
 
-/// Builds a task for `future` whose wake-ups call `schedule`, registered in
-/// `registry` (so shutdown can reach it wherever it waits). Returns the
-/// runnable, not yet scheduled, and its join handle; `None` once the
-/// registry is closed (the future is dropped).
+/// Builds a task for `future` whose wake-ups call `schedule`, counted in
+/// `registry` (it enters the registry if it ever waits: REGISTER-ON-PENDING,
+/// in `registry.rs`). Returns the runnable, not yet scheduled, and its join
+/// handle.
 ///
 /// # Safety
 ///
@@ -44,26 +45,21 @@ pub(crate) unsafe fn build<F, S>(
     spawned_at: &'static std::panic::Location<'static>,
     future: F,
     schedule: S,
-) -> Option<(Task, JoinHandle<F::Output>)>
+) -> (Task, JoinHandle<F::Output>)
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
     S: Fn(Task, ScheduleInfo) + Send + Sync + 'static,
 {
-    registry.insert_with(spawned_at, |key, id| {
-        let (runnable, task) = async_task::Builder::new()
-            // SAFETY: this function's contract: `schedule`, stored in the
-            // same allocation, owns the registry's `Arc`.
-            .metadata(TaskMeta::new(key, unsafe {
-                meta::RegistryRef::new(registry)
-            }))
-            .spawn(
-                |meta| tracked::Tracked::new(future, meta),
-                async_task::WithInfo(schedule),
-            );
-        let waker = runnable.waker();
-        let meta = meta::MetaRef::new(task.metadata());
-        let handle = JoinHandle::new(task, id);
-        ((runnable, handle), waker, meta)
-    })
+    let id = registry.spawned();
+    // SAFETY: this function's contract: `schedule`, stored in the same
+    // allocation, owns the registry's `Arc`.
+    let registry_ref = unsafe { meta::RegistryRef::new(registry) };
+    let (runnable, task) = async_task::Builder::new()
+        .metadata(TaskMeta::new(id, spawned_at, registry_ref))
+        .spawn(
+            |meta| tracked::Tracked::new(future, meta),
+            async_task::WithInfo(schedule),
+        );
+    (runnable, JoinHandle::new(task))
 }

@@ -1,22 +1,30 @@
-//! Every live task, so that shutdown can reach the ones no queue holds (a
-//! task waiting on a timer or a socket) and cancel them.
+//! Every task that waits where no queue holds it (on a timer, a socket, a
+//! channel), so that shutdown can reach it and cancel it; and the counts of
+//! tasks spawned and finished.
 //!
-//! Sharded: each spawn takes the spawning thread's next shard in turn, so
-//! one thread's spawns spread over every shard and the workers completing
-//! them (each locking its task's shard) rarely meet on one lock. Each entry
-//! is the task's waker; at shutdown the registry is closed and every waker
-//! woken: the schedule function, seeing the runtime closing, puts the task
-//! in the injector, and shutdown drops it there (CLOSE-DRAIN in
-//! `runtime/SCHEDULER.md`).
+//! REGISTER-ON-PENDING (`runtime/SCHEDULER.md`): a task enters the registry
+//! when its poll first returns `Pending`, not at spawn. Until then it is
+//! always in a queue or inside a poll, where shutdown's drains reach it, so
+//! a task that completes in its first poll never touches a shard lock: the
+//! registry had been a third of a remote spawn's cost on the spawning thread
+//! (`perf` of `spawn_many_remote_idle`: the shard lock, the slab entry and
+//! the lock's contention with the workers removing entries). An
+//! [`AbortHandle`](super::AbortHandle) registers its task at once (without
+//! a waker), so that it can find the task later.
+//!
+//! Sharded by task id, so one thread's spawns spread over every shard and
+//! the workers completing them (each locking its task's shard) rarely meet
+//! on one lock. Each entry holds the task's waker (once the task waited);
+//! at shutdown the registry is closed and every waker woken: the schedule
+//! function, seeing the runtime closing, puts the task in the injector,
+//! and shutdown drops it there (CLOSE-DRAIN in `runtime/SCHEDULER.md`).
 
-use super::meta::MetaRef;
+use super::meta::{MetaRef, TaskMeta};
 use crate::loom::{AtomicBool, Mutex, MutexGuard, Ordering};
 use slab::Slab;
 #[cfg(not(loom))]
 use std::cell::Cell;
-use std::panic::Location;
-#[cfg(not(loom))]
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::AtomicU64;
 use std::task::Waker;
 
 /// A task's id: unique among the tasks one runtime ever spawned (ids are
@@ -29,6 +37,11 @@ impl TaskId {
     /// The id as a number.
     pub fn as_u64(self) -> u64 {
         self.0
+    }
+
+    /// The id whose number is `n` (read back from a worker's slot).
+    pub(crate) fn from_u64(n: u64) -> TaskId {
+        TaskId(n)
     }
 }
 
@@ -58,23 +71,25 @@ impl std::fmt::Display for TaskId {
     }
 }
 
-/// What the registry knows of a live task besides its waker.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct TaskInfo {
-    pub(crate) id: TaskId,
-    /// Where it was spawned (`#[track_caller]` on the spawn functions).
-    pub(crate) spawned_at: &'static Location<'static>,
-}
+/// `TaskMeta::tag` before the task entered the registry.
+pub(crate) const UNREGISTERED: u32 = u32::MAX;
+/// `TaskMeta::tag` once the task's future was dropped: it never enters the
+/// registry again. Any other value is the task's registry key (keys stay
+/// below these two while fewer than about 4 billion tasks wait at once).
+pub(crate) const GONE: u32 = u32::MAX - 1;
 
-/// One live task.
+/// One registered task.
 struct Entry {
-    waker: Waker,
-    // SAFETY (of `MetaRef::get`): `waker` holds a reference on the task
-    // allocation whose header holds the metadata, so it lives as long as
-    // this entry; it is read only while the entry is in the slab, under
-    // the shard lock.
+    /// Its waker, once it waited (`None`: registered by an abort handle
+    /// before its first `Pending`; it is then in a queue or a poll).
+    waker: Option<Waker>,
+    // SAFETY (of `MetaRef::get`): the entry is removed by the task's own
+    // future's `Drop` (`Tracked`), before async-task frees the header
+    // holding the metadata, and read only under the shard lock.
     meta: MetaRef,
-    info: TaskInfo,
+    /// The task's id: a key is reused once its task is gone, an id never,
+    /// so a stale key never reaches a newer task.
+    id: TaskId,
 }
 
 #[cfg(not(loom))]
@@ -83,150 +98,241 @@ const SHARDS: usize = 32;
 #[cfg(loom)]
 const SHARDS: usize = 2;
 
-pub(crate) struct Registry {
-    shards: Vec<Mutex<Shard>>,
-    closed: AtomicBool,
-}
+/// Spawn and finish counters, one pair per home of a thread (so a thread
+/// counting rarely shares a cache line with another).
+#[cfg(not(loom))]
+const COUNTERS: usize = 16;
+#[cfg(loom)]
+const COUNTERS: usize = 1;
 
-/// One shard: its live tasks, and how many it ever registered (counted
-/// under the lock already held, so no shared counter is contended).
+/// A pair of counters on a cache line of its own. Counts only (std
+/// atomics, Relaxed): they publish nothing. A task's finish is counted in
+/// its future's `Drop`, which async-task orders before the task's output
+/// reaches its join handle, so once every task was joined the counts are
+/// exact.
 #[derive(Default)]
-struct Shard {
-    tasks: Slab<Entry>,
-    spawned: usize,
+#[repr(align(128))]
+struct Counts {
+    spawned: AtomicU64,
+    finished: AtomicU64,
 }
 
-// This thread's next shard; starts at a different place per thread.
+pub(crate) struct Registry {
+    shards: Vec<Mutex<Slab<Entry>>>,
+    closed: AtomicBool,
+    counts: Vec<Counts>,
+    /// Ids under loom: nothing process-wide may differ between executions,
+    /// so each registry (one per execution) counts its own.
+    #[cfg(loom)]
+    next_id: AtomicU64,
+}
+
+/// What [`Registry::register`] found.
+pub(crate) enum Registered {
+    /// The task is in the registry under this key.
+    Key(u64),
+    /// Its future is already gone.
+    Gone,
+    /// Shutdown closed the registry.
+    Closed,
+}
+
+// This thread's home among the counters: one per thread, round-robin.
 #[cfg(not(loom))]
 std::thread_local! {
-    static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+    static HOME: Cell<usize> = const { Cell::new(usize::MAX) };
+    /// This thread's block of ids: next, end.
+    static IDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
 }
 
 #[cfg(not(loom))]
-static NEXT_START: AtomicUsize = AtomicUsize::new(0);
-
-#[cfg(not(loom))]
-fn next_shard() -> usize {
-    SHARD
-        .try_with(|s| {
-            let mut shard = s.get();
-            if shard == usize::MAX {
-                shard = NEXT_START.fetch_add(7, std::sync::atomic::Ordering::Relaxed);
-            }
-            s.set(shard.wrapping_add(1));
-            shard % SHARDS
-        })
-        .unwrap_or(0)
+fn home() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    HOME.try_with(|h| {
+        if h.get() == usize::MAX {
+            h.set(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % COUNTERS);
+        }
+        h.get()
+    })
+    .unwrap_or(0)
 }
 
-/// Under loom every execution must replay the same way for the same
-/// schedule: no process-wide counter may leak from one execution into the
-/// next, so every task takes shard 0.
 #[cfg(loom)]
-fn next_shard() -> usize {
+fn home() -> usize {
     0
 }
 
-/// A task's tag: its registry key with its id's low 32 bits above.
-fn tag_of(key: usize, id: TaskId) -> u64 {
-    (key as u64 & 0xFFFF_FFFF) | (id.0 << 32)
-}
-
-/// The registry key inside a tag.
-fn key_of(tag: u64) -> usize {
-    (tag & 0xFFFF_FFFF) as usize
-}
+/// Ids are handed to threads in blocks this long, so spawning threads do
+/// not share a counter's cache line.
+#[cfg(not(loom))]
+const ID_BLOCK: u64 = 1024;
 
 impl Registry {
     pub(crate) fn new() -> Self {
         Registry {
-            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Slab::new())).collect(),
             closed: AtomicBool::new(false),
+            counts: (0..COUNTERS).map(|_| Counts::default()).collect(),
+            #[cfg(loom)]
+            next_id: AtomicU64::new(1),
         }
     }
 
-    fn lock(&self, shard: usize) -> MutexGuard<'_, Shard> {
+    fn lock(&self, shard: usize) -> MutexGuard<'_, Slab<Entry>> {
         self.shards[shard].lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a task spawned at `spawned_at`: `make(tag, id)` builds it
-    /// and returns its waker and its metadata. The tag is the task's
-    /// registry key (low 32 bits) with the low 32 bits of its id above: a
-    /// key is reused once its task is gone, a tag is not (until 2^32 more
-    /// spawns on that shard), so a stale tag never reaches another task
-    /// (see [`Self::info`], [`Self::wake`], [`Self::abort`]). `None` (and
-    /// `make` not called) once the registry is closed.
-    pub(crate) fn insert_with<R>(
-        &self,
-        spawned_at: &'static Location<'static>,
-        make: impl FnOnce(u64, TaskId) -> (R, Waker, MetaRef),
-    ) -> Option<R> {
-        let shard = next_shard();
-        let mut guard = self.lock(shard);
-        // Checked under the shard lock: `close` drains each shard under its
-        // lock after setting `closed`, so no entry can slip in after. (The
-        // lock orders the two; Relaxed is enough.)
-        if self.closed.load(Ordering::Relaxed) {
-            return None;
-        }
-        let shard_state = &mut *guard;
-        shard_state.spawned += 1;
-        let entry = shard_state.tasks.vacant_entry();
-        let key = entry.key() * SHARDS + shard;
-        // Unique: this shard's count of spawns, interleaved with the others.
-        let id = TaskId((shard_state.spawned * SHARDS + shard) as u64);
-        let (made, waker, meta) = make(tag_of(key, id), id);
-        entry.insert(Entry {
-            waker,
-            meta,
-            info: TaskInfo { id, spawned_at },
+    /// A new task: its id (unique in the process, so in this runtime; from
+    /// this thread's block), counted as spawned.
+    pub(crate) fn spawned(&self) -> TaskId {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.counts[home()].spawned.fetch_add(1, Relaxed);
+        self.next_id()
+    }
+
+    #[cfg(not(loom))]
+    fn next_id(&self) -> TaskId {
+        use std::sync::atomic::Ordering::Relaxed;
+        static NEXT_BLOCK: AtomicU64 = AtomicU64::new(1);
+        let from_block = IDS.try_with(|ids| {
+            let (mut next, mut end) = ids.get();
+            if next == end {
+                next = NEXT_BLOCK.fetch_add(ID_BLOCK, Relaxed);
+                end = next + ID_BLOCK;
+            }
+            ids.set((next + 1, end));
+            next
         });
-        Some(made)
+        // A thread being torn down has no block: one id on its own.
+        TaskId(from_block.unwrap_or_else(|_| NEXT_BLOCK.fetch_add(1, Relaxed)))
     }
 
-    /// The shard of `tag`, locked, with the index of its entry if the task
-    /// with that tag is still there (never a newer task that reused the
-    /// key).
-    fn find(&self, tag: u64) -> (MutexGuard<'_, Shard>, Option<usize>) {
-        let key = key_of(tag);
-        let shard = self.lock(key % SHARDS);
-        let index = shard
-            .tasks
-            .get(key / SHARDS)
-            .filter(|e| tag_of(key, e.info.id) == tag)
-            .map(|_| key / SHARDS);
-        (shard, index)
+    #[cfg(loom)]
+    fn next_id(&self) -> TaskId {
+        TaskId(
+            self.next_id
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
-    /// The task with `tag` is gone (completed or dropped).
-    pub(crate) fn remove(&self, tag: u64) {
-        let (mut shard, index) = self.find(tag);
-        let waker = index.map(|i| shard.tasks.remove(i));
+    /// A task's future was dropped (it completed, was cancelled or torn
+    /// down): counted, and its entry, if it had one (`key`), removed.
+    pub(crate) fn finished(&self, key: Option<u32>) {
+        self.counts[home()]
+            .finished
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let Some(key) = key else { return };
+        let mut shard = self.lock(key as usize % SHARDS);
+        // `try_remove`: shutdown may have drained the entry already.
+        let entry = shard.try_remove(key as usize / SHARDS);
         drop(shard);
-        // Dropped outside the lock: it may free the task.
-        drop(waker);
+        // Dropped outside the lock (the entry's waker is a reference on
+        // the task's allocation).
+        drop(entry);
     }
 
-    /// Wakes the task with `tag`, if it is still live (never a newer task
-    /// that reused its key).
-    pub(crate) fn wake(&self, tag: u64) {
-        let (shard, index) = self.find(tag);
-        let waker = index.map(|i| shard.tasks[i].waker.clone());
+    /// Puts the task of `meta` in the registry, with `waker` if given (or
+    /// adds `waker` to its entry if it is there without one). The caller
+    /// keeps the task's allocation alive.
+    ///
+    /// The tag's CAS races only the future's `Drop`, which swaps in
+    /// [`GONE`] without the lock: every other change of the tag and of the
+    /// entries happens under the shard lock of the task's id.
+    pub(crate) fn register(&self, meta: &TaskMeta, waker: Option<&Waker>) -> Registered {
+        let shard = (meta.id().as_u64() % SHARDS as u64) as usize;
+        let mut guard = self.lock(shard);
+        // Checked under the shard lock: `close_and_wake_all` drains each
+        // shard under its lock after setting `closed`, so no entry can slip
+        // in after. (The lock orders the two; Relaxed is enough.)
+        if self.closed.load(Ordering::Relaxed) {
+            return Registered::Closed;
+        }
+        match meta.tag().load(Ordering::Acquire) {
+            GONE => Registered::Gone,
+            UNREGISTERED => {
+                let entry = guard.vacant_entry();
+                let key = (entry.key() * SHARDS + shard) as u32;
+                debug_assert!(key < GONE, "registry keys fit below the tag's markers");
+                // AcqRel: races the drop's swap (see `TaskMeta::take_key_at_drop`).
+                match meta.tag().compare_exchange(
+                    UNREGISTERED,
+                    key,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => {
+                        if waker.is_some() {
+                            meta.mark_waker_registered();
+                        }
+                        entry.insert(Entry {
+                            waker: waker.cloned(),
+                            meta: MetaRef::new(meta),
+                            id: meta.id(),
+                        });
+                        Registered::Key(key.into())
+                    }
+                    // The only other writer: the future's drop.
+                    Err(_) => Registered::Gone,
+                }
+            }
+            key => {
+                // The entry is there: its removal follows the swap to GONE
+                // and needs this lock.
+                if let (Some(waker), Some(entry)) = (waker, guard.get_mut(key as usize / SHARDS)) {
+                    if entry.waker.is_none() {
+                        entry.waker = Some(waker.clone());
+                        meta.mark_waker_registered();
+                    }
+                }
+                Registered::Key(key.into())
+            }
+        }
+    }
+
+    /// The entry of `key` if it is still the task with `id`.
+    fn find(&self, key: u64, id: TaskId) -> (MutexGuard<'_, Slab<Entry>>, Option<usize>) {
+        let shard = self.lock(key as usize % SHARDS);
+        let index = key as usize / SHARDS;
+        let found = shard.get(index).is_some_and(|e| e.id == id);
+        (shard, found.then_some(index))
+    }
+
+    /// [`JoinHandle::abort`](super::JoinHandle::abort): sets the task's
+    /// abort bit, then wakes it if it waited.
+    ///
+    /// ABORT-REGISTER: the bit is set before this takes the shard lock of
+    /// the task's id, and a registration runs under that same lock and
+    /// looks at the bit after it. Either the registration came first (this
+    /// finds the entry and its waker) or this came first (the registrant
+    /// sees the bit and wakes the task itself). A task not registered has
+    /// never waited: it is in a queue or in its first poll, and its next
+    /// poll start or its registration sees the bit.
+    pub(crate) fn abort_task(&self, meta: &TaskMeta) {
+        meta.abort();
+        let id = meta.id();
+        let shard = self.lock((id.as_u64() % SHARDS as u64) as usize);
+        let waker = match meta.tag().load(Ordering::Acquire) {
+            UNREGISTERED | GONE => None,
+            key => shard
+                .get(key as usize / SHARDS)
+                .filter(|e| e.id == id)
+                .and_then(|e| e.waker.clone()),
+        };
         drop(shard);
         if let Some(waker) = waker {
             waker.wake();
         }
     }
 
-    /// Aborts the task with `tag` if it is still live, as
+    /// Aborts the task `id` at `key` if it is still live, as
     /// [`JoinHandle::abort`](super::JoinHandle::abort) does: sets its
     /// abort bit, then wakes it (ABORT-AT-POLL). A task that has left the
     /// registry is finished (its future is gone) or being cancelled by
     /// shutdown: nothing to do.
-    pub(crate) fn abort(&self, tag: u64) {
-        let (shard, index) = self.find(tag);
-        let waker = index.map(|i| {
-            let entry = &shard.tasks[i];
+    pub(crate) fn abort(&self, key: u64, id: TaskId) {
+        let (shard, index) = self.find(key, id);
+        let waker = index.and_then(|i| {
+            let entry = &shard[i];
             entry.meta.get().abort();
             entry.waker.clone()
         });
@@ -236,42 +342,38 @@ impl Registry {
         }
     }
 
-    /// Is the task with `tag` still registered (its future not yet
-    /// dropped, and shutdown not yet past its cancellation)?
-    pub(crate) fn contains(&self, tag: u64) -> bool {
-        self.find(tag).1.is_some()
+    /// Is the task `id` still at `key` (its future not yet dropped, and
+    /// shutdown not yet past its cancellation)?
+    pub(crate) fn contains(&self, key: u64, id: TaskId) -> bool {
+        self.find(key, id).1.is_some()
     }
 
-    /// Closes the registry and wakes every live task (shutdown).
+    /// Closes the registry and wakes every task that waited (shutdown).
+    /// The others are in queues, which shutdown drains.
     pub(crate) fn close_and_wake_all(&self) {
         // Ordered before each shard's drain by that shard's lock.
         self.closed.store(true, Ordering::Relaxed);
         for shard in 0..SHARDS {
-            let wakers: Vec<Waker> = self.lock(shard).tasks.drain().map(|e| e.waker).collect();
+            let wakers: Vec<Waker> = self.lock(shard).drain().filter_map(|e| e.waker).collect();
             for waker in wakers {
                 waker.wake();
             }
         }
     }
 
-    /// The id and spawn location of the live task with `tag` (`None` once
-    /// it is gone, even if a newer task reused its key).
-    pub(crate) fn info(&self, tag: u64) -> Option<TaskInfo> {
-        let (shard, index) = self.find(tag);
-        index.map(|i| shard.tasks[i].info)
-    }
-
-    /// (ever registered, still live), each shard read under its lock once.
+    /// (ever spawned, still live). Exact once the tasks counted were
+    /// joined (see [`Counts`]); while tasks are in flight the sums are
+    /// read at slightly different moments (finishes first, and the live
+    /// count saturates at zero).
     pub(crate) fn counts(&self) -> (usize, usize) {
-        (0..SHARDS).fold((0, 0), |(spawned, live), s| {
-            let shard = self.lock(s);
-            (spawned + shard.spawned, live + shard.tasks.len())
-        })
+        use std::sync::atomic::Ordering::Relaxed;
+        let finished: u64 = self.counts.iter().map(|c| c.finished.load(Relaxed)).sum();
+        let spawned: u64 = self.counts.iter().map(|c| c.spawned.load(Relaxed)).sum();
+        (spawned as usize, spawned.saturating_sub(finished) as usize)
     }
 
-    /// Tasks spawned and not yet completed or dropped (locks each shard in
-    /// turn).
+    /// Tasks spawned and not yet completed or dropped.
     pub(crate) fn live(&self) -> usize {
-        (0..SHARDS).map(|s| self.lock(s).tasks.len()).sum()
+        self.counts().1
     }
 }

@@ -6,6 +6,7 @@
 
 use super::meta::{MetaRef, TaskMeta};
 use super::panics::unobserved_panic;
+use super::registry::Registered;
 use crate::loom::regress::{self, Regression};
 use std::any::Any;
 use std::future::Future;
@@ -73,10 +74,36 @@ pin_project_lite::pin_project! {
             if let Err(payload) = drop_future(this.future) {
                 unobserved_panic("a task future's Drop", payload);
             }
-            // The task is gone (completed, cancelled or torn down).
+            // The task is gone (completed, cancelled or torn down): counted,
+            // and out of the registry if it was in.
             let meta = this.meta.get();
-            meta.registry().remove(meta.key);
+            meta.registry().finished(meta.take_key_at_drop());
         }
+    }
+}
+
+/// REGISTER-ON-PENDING: the task is about to wait where no queue holds
+/// it, so shutdown must be able to reach it: the registry gets its waker
+/// (once; later `Pending`s find the hint bit and return).
+fn register_on_pending(meta: &TaskMeta, waker: &std::task::Waker) {
+    if meta.waker_registered() {
+        return;
+    }
+    match meta.registry().register(meta, Some(waker)) {
+        // ABORT-REGISTER (`Registry::abort_task`): an abort that took the
+        // shard lock before this registration set the bit before it, and
+        // found no waker to wake: it is seen here.
+        Registered::Key(_) => {
+            if meta.is_aborted() && !regress::on(Regression::RegisterWithoutAbortCheck) {
+                waker.wake_by_ref();
+            }
+        }
+        // Shutdown already woke every registered task: get in line the same
+        // way (the schedule function sends a closing runtime's tasks to the
+        // injector, which shutdown drains).
+        Registered::Closed => waker.wake_by_ref(),
+        // Not while the future is being polled.
+        Registered::Gone => {}
     }
 }
 
@@ -120,7 +147,10 @@ impl<F: Future> Future for Tracked<F> {
             return Poll::Ready(SafeDrop::new(Err(Failure::Cancelled)));
         };
         let result = match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
-            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Pending) => {
+                register_on_pending(this.meta.get(), cx.waker());
+                return Poll::Pending;
+            }
             Ok(Poll::Ready(value)) => match drop_future(this.future.as_mut()) {
                 Ok(()) => Ok(value),
                 // The output is fine but the future's `Drop` panicked: the

@@ -13,6 +13,7 @@
 //! [`model_must_fail`]).
 
 mod loom_abort;
+mod loom_abort_handle;
 mod loom_lifo;
 mod loom_search_handoff;
 mod loom_shutdown;

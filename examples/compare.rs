@@ -8,8 +8,9 @@
 //! may use, for all three runtimes).
 //! `--quick` is a smoke run: it checks nothing about speed.
 //! `--explain` prints the counters behind the scheduler's fairness rules
-//! (polls of the load while remote spawns waited) and what share of the
-//! tcp_echo gap a reactor on its own thread accounts for.
+//! (polls of the load while remote spawns waited) and tcp_echo on tokio
+//! arranged three ways (as it is, with a reactor thread of its own, and
+//! thread-per-core: the ceiling of perfect locality).
 //! `--after tokio|asx|none` runs busy1 on unplug right after another
 //! runtime's round, with polls per worker (the load's placement is
 //! bimodal, which is why rounds alternate).
@@ -102,12 +103,17 @@ fn explain_busy(unplug: &Unplug, workers: usize) {
     }
 }
 
-/// `--explain`: what share of the `tcp_echo` gap is the reactor's own
-/// thread. unplug's tokio reactor runs on a thread of its own; tokio's
-/// workers poll epoll themselves. The same workload on tokio with every
-/// socket registered with a separate 1-worker tokio runtime (a reactor on
-/// its own thread, as unplug has it) shows what that arrangement costs
-/// tokio itself.
+/// `--explain`: where `tcp_echo` stands. Three arrangements of the same
+/// workload on tokio beside unplug's:
+/// - tokio's multi-thread runtime as it is (the row's peer);
+/// - the same with every socket registered with a separate 1-worker tokio
+///   runtime: a reactor on a thread of its own, which unplug had before its
+///   reactor moved onto the workers (`runtime/IO.md`, design A);
+/// - thread-per-core: one current-thread tokio runtime per worker, each
+///   with its own reactor and its share of the connections, no task ever
+///   changing threads. Perfect locality: the ceiling of a design with a
+///   reactor per worker (IO.md, design C), which nothing that balances
+///   load across workers through one reactor can reach.
 fn explain_io(unplug: &Unplug, workers: usize) {
     let (_t_rt, tokio) = Tokio::new(workers);
     let reactor = tokio::runtime::Builder::new_multi_thread()
@@ -115,8 +121,16 @@ fn explain_io(unplug: &Unplug, workers: usize) {
         .enable_all()
         .build()
         .unwrap();
-    let (mut u, mut t, mut split) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..11 {
+    let per_core: Vec<_> = (0..workers)
+        .map(|_| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let (mut u, mut t, mut split, mut tpc) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..21 {
         let start = Instant::now();
         tcp_echo(unplug);
         u.push(start.elapsed());
@@ -126,15 +140,19 @@ fn explain_io(unplug: &Unplug, workers: usize) {
         let start = Instant::now();
         tcp_echo_registered_with(&tokio, Some(reactor.handle().clone()));
         split.push(start.elapsed());
+        let start = Instant::now();
+        tcp_echo_thread_per_core(&per_core);
+        tpc.push(start.elapsed());
     }
-    let (u, t, split) = (median(&mut u), median(&mut t), median(&mut split));
+    let (u, t) = (median(&mut u), median(&mut t));
+    let (split, tpc) = (median(&mut split), median(&mut tpc));
     println!(
         "tcp_echo: unplug {u:.3} ms, tokio {t:.3} ms ({:.2}x); tokio with its reactor on a \
-         thread of its own {split:.3} ms ({:.2}x tokio): the reactor's thread accounts for \
-         {:.0}% of the gap",
+         thread of its own {split:.3} ms ({:.2}x tokio); thread-per-core ({workers} \
+         current-thread runtimes, a reactor each) {tpc:.3} ms ({:.2}x tokio)",
         u / t,
         split / t,
-        100.0 * (split - t) / (u - t)
+        tpc / t
     );
 }
 

@@ -414,52 +414,69 @@ fn register(
 /// (`None`: the runtime's own), to measure what a reactor on a thread of
 /// its own costs a runtime (`compare --explain`).
 pub fn tcp_echo_registered_with<S: Spawner>(s: &S, reactor: Option<tokio::runtime::Handle>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let s2 = s.clone();
-    s.block_on(s.spawn(async move {
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = std_listener.local_addr().unwrap();
-        std_listener.set_nonblocking(true).unwrap();
-        let listener = {
-            let _guard = reactor.as_ref().map(|h| h.enter());
-            tokio::net::TcpListener::from_std(std_listener).unwrap()
-        };
-        let s3 = s2.clone();
-        let server_reactor = reactor.clone();
-        let server = s2.spawn(async move {
-            let mut conns = Vec::with_capacity(TCP_CONNS);
-            for _ in 0..TCP_CONNS {
-                let (sock, _) = listener.accept().await.unwrap();
-                let mut sock = register(sock.into_std().unwrap(), &server_reactor);
-                conns.push(s3.spawn(async move {
-                    let mut buf = [0u8; 64];
-                    for _ in 0..TCP_ROUND_TRIPS {
-                        sock.read_exact(&mut buf).await.unwrap();
-                        sock.write_all(&buf).await.unwrap();
-                    }
-                }));
-            }
-            for c in conns {
-                c.await;
-            }
-        });
-        let clients: Vec<_> = (0..TCP_CONNS)
-            .map(|i| {
-                let mut sock = register(std::net::TcpStream::connect(addr).unwrap(), &reactor);
-                s2.spawn(async move {
-                    let mut buf = [i as u8; 64];
-                    for _ in 0..TCP_ROUND_TRIPS {
-                        sock.write_all(&buf).await.unwrap();
-                        sock.read_exact(&mut buf).await.unwrap();
-                    }
-                })
-            })
-            .collect();
-        for c in clients {
+    s.block_on(s.spawn(echo_session(s2, TCP_CONNS, reactor)));
+}
+
+/// `tcp_echo` as a thread-per-core runtime would run it: one current-thread
+/// tokio runtime per thread, each with its own reactor and `TCP_CONNS /
+/// runtimes.len()` connections, no task ever leaving its thread. The
+/// ceiling of perfect locality (`compare --explain`).
+pub fn tcp_echo_thread_per_core(runtimes: &[tokio::runtime::Runtime]) {
+    let conns = TCP_CONNS / runtimes.len();
+    std::thread::scope(|scope| {
+        for rt in runtimes {
+            scope.spawn(move || rt.block_on(echo_session(Tokio(rt.handle().clone()), conns, None)));
+        }
+    });
+}
+
+/// `conns` loopback connections on `s`, each a client task and a server
+/// task, `TCP_ROUND_TRIPS` 64-byte echoes each.
+async fn echo_session<S: Spawner>(s2: S, conns: usize, reactor: Option<tokio::runtime::Handle>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = std_listener.local_addr().unwrap();
+    std_listener.set_nonblocking(true).unwrap();
+    let listener = {
+        let _guard = reactor.as_ref().map(|h| h.enter());
+        tokio::net::TcpListener::from_std(std_listener).unwrap()
+    };
+    let s3 = s2.clone();
+    let server_reactor = reactor.clone();
+    let server = s2.spawn(async move {
+        let mut accepted = Vec::with_capacity(conns);
+        for _ in 0..conns {
+            let (sock, _) = listener.accept().await.unwrap();
+            let mut sock = register(sock.into_std().unwrap(), &server_reactor);
+            accepted.push(s3.spawn(async move {
+                let mut buf = [0u8; 64];
+                for _ in 0..TCP_ROUND_TRIPS {
+                    sock.read_exact(&mut buf).await.unwrap();
+                    sock.write_all(&buf).await.unwrap();
+                }
+            }));
+        }
+        for c in accepted {
             c.await;
         }
-        server.await;
-    }));
+    });
+    let clients: Vec<_> = (0..conns)
+        .map(|i| {
+            let mut sock = register(std::net::TcpStream::connect(addr).unwrap(), &reactor);
+            s2.spawn(async move {
+                let mut buf = [i as u8; 64];
+                for _ in 0..TCP_ROUND_TRIPS {
+                    sock.write_all(&buf).await.unwrap();
+                    sock.read_exact(&mut buf).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.await;
+    }
+    server.await;
 }
 
 /// `channel_pipeline`: `PIPELINES` chains of `STAGES` tasks linked by

@@ -40,6 +40,7 @@ impl std::fmt::Display for PollCulprit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match (self.task, self.spawned_at) {
             (Some(task), Some(at)) => write!(f, "task {task} (spawned at {at})")?,
+            (Some(task), None) => write!(f, "task {task} (its poll ended as it was looked at)")?,
             _ => f.write_str("an unnamed task")?,
         }
         write!(
@@ -63,13 +64,13 @@ pub(crate) struct PollSnapshot {
 }
 
 impl PollSnapshot {
-    /// The poll of `worker` (whose slot is `slot`) with task id `key` and
-    /// poll count `polled`, seen now.
-    pub(crate) fn new(worker: usize, slot: &super::Slot, key: u64, polled: u64) -> Self {
+    /// The poll of `worker` of task `key` (spawned at `site`, read with it
+    /// by `CurrentPoll::read`) and poll count `polled`, seen now.
+    pub(crate) fn new(worker: usize, key: u64, site: Site, polled: u64) -> Self {
         PollSnapshot {
             worker,
             key,
-            site: Site::from_bits(slot.current_at.load(Relaxed)),
+            site,
             polled,
             at: Instant::now(),
         }
@@ -91,7 +92,7 @@ impl Scheduler {
         };
         // Acquire: pairs with the monitor's Release store, so the stamp
         // read next is the one of the poll matched here.
-        let seen = slot.current.load(Relaxed) != NOT_POLLING
+        let seen = slot.current.id() != NOT_POLLING
             && slot.seen_polled.load(Acquire) == slot.polled.load(Relaxed);
         let running = clock::since_ns(slot.seen_at_ns.load(Relaxed));
         if seen && running >= threshold {
@@ -105,9 +106,13 @@ impl Scheduler {
     pub(crate) fn poll_snapshot(&self, index: usize) -> Option<PollSnapshot> {
         let slots = self.slots();
         let slot = slots.get(index)?;
-        // Acquire: pairs with the worker's Release store (see `Slot`).
-        let key = slot.current.load(Acquire);
-        (key != NOT_POLLING).then(|| PollSnapshot::new(index, slot, key, slot.polled.load(Relaxed)))
+        let (key, site) = slot.current.read()?;
+        Some(PollSnapshot::new(
+            index,
+            key,
+            site,
+            slot.polled.load(Relaxed),
+        ))
     }
 
     /// The culprit of `snap` if that same poll is still running, with how
@@ -117,8 +122,7 @@ impl Scheduler {
         let (still, seen) = {
             let slots = self.slots();
             let slot = slots.get(snap.worker)?;
-            let still =
-                slot.current.load(Relaxed) == snap.key && slot.polled.load(Relaxed) == snap.polled;
+            let still = slot.current.id() == snap.key && slot.polled.load(Relaxed) == snap.polled;
             // Acquire: as in `long_poll_running`.
             let seen = (slot.seen_polled.load(Acquire) == snap.polled)
                 .then(|| clock::since_ns(slot.seen_at_ns.load(Relaxed)));

@@ -2,7 +2,6 @@
 //! next task, how it steals, runs, and hands its queue over when it parks.
 
 use super::search::Search;
-use super::slot::NOT_POLLING;
 use super::{clock, PollObserver, Queues, Reactor, Scheduler, Slot};
 use crate::loom::deque::{LocalQueue, Steal, Stealer};
 use crate::loom::regress::{self, Regression};
@@ -429,14 +428,9 @@ impl Local {
             return;
         }
         let polled = self.slot.polled.fetch_add(1, Relaxed);
-        // For culprits: which task this worker is inside (Relaxed: read by
-        // the long-poll monitor and the controller as a diagnostic only).
+        // For culprits: which task this worker is inside (CULPRIT-SITE).
         let meta = task.metadata();
-        self.slot.current_at.store(meta.site().to_bits(), Relaxed);
-        // Release: pairs with the culprit readers' Acquire (see `Slot`).
-        self.slot
-            .current
-            .store(meta.id().as_u64(), std::sync::atomic::Ordering::Release);
+        self.slot.current.enter(meta.id().as_u64(), meta.site());
         // With metrics on: the schedule latency of a stamped task, and the
         // duration of one poll in `poll_sample_mask + 1`.
         let timed = self.observer.as_ref().and_then(|observer| {
@@ -450,7 +444,7 @@ impl Local {
         if let Some((observer, start)) = timed {
             observer.polled(start.elapsed());
         }
-        self.slot.current.store(NOT_POLLING, Relaxed);
+        self.slot.current.leave();
         // The task layer catches every panic of the user's code; this is
         // the worker's own safety net (it must live on).
         if let Err(payload) = ran {

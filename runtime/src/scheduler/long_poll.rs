@@ -12,7 +12,6 @@
 //! current task, and a poll is "the same" while both stay put.
 
 use super::clock;
-use super::slot::NOT_POLLING;
 use super::{PollSnapshot, Scheduler};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::{Relaxed, Release};
@@ -98,13 +97,12 @@ fn watch(scheduler: Weak<Scheduler>, threshold: Duration, stopped: mpsc::Receive
         {
             let slots = scheduler.slots();
             for (index, slot) in slots.iter().enumerate() {
-                // Acquire: pairs with the worker's Release (see `Slot`).
-                let key = slot.current.load(std::sync::atomic::Ordering::Acquire);
-                let polled = slot.polled.load(Relaxed);
-                if key == NOT_POLLING {
+                // The id with its site, as one pair (CULPRIT-SITE).
+                let Some((key, site)) = slot.current.read() else {
                     seen.remove(&index);
                     continue;
-                }
+                };
+                let polled = slot.polled.load(Relaxed);
                 let s = seen.entry(index).or_insert(Seen {
                     polled: u64::MAX,
                     key,
@@ -127,7 +125,7 @@ fn watch(scheduler: Weak<Scheduler>, threshold: Duration, stopped: mpsc::Receive
                     s.reported = true;
                     // Exactly the poll decided on: named below even if it
                     // ends (or another starts) before it is looked up.
-                    long.push(PollSnapshot::new(index, slot, key, polled));
+                    long.push(PollSnapshot::new(index, key, site, polled));
                 }
             }
         }

@@ -24,6 +24,7 @@
 mod clock;
 pub(crate) mod context;
 mod culprit;
+mod current_poll;
 mod local;
 pub(crate) mod long_poll;
 mod search;

@@ -1,5 +1,6 @@
 //! One worker's public face: what other threads may touch.
 
+pub(crate) use super::current_poll::{CurrentPoll, NOT_POLLING};
 use crate::loom::deque::{LocalQueue, Stealer};
 use crate::loom::regress::{self, Regression};
 use crate::loom::{AtomicPtr, AtomicU64, Ordering};
@@ -57,22 +58,13 @@ pub(crate) struct Slot {
     pub(crate) last_unpark_ns: AtomicU64,
     /// Times this worker came back from a park.
     pub(crate) resumes: AtomicU64,
-    /// The id of the task being polled, or [`NOT_POLLING`]. Written by the
-    /// worker around every poll; read by the long-poll monitor and the
-    /// controller for culprits only.
-    pub(crate) current: std::sync::atomic::AtomicU64,
-    /// Where that task was spawned (`task::site::Site` bits), stored
-    /// before `current` (Release there, Acquire by the readers: the site
-    /// read after an id is that poll's or a later one's).
-    pub(crate) current_at: std::sync::atomic::AtomicU32,
+    /// The task being polled (its id and spawn site), for culprits.
+    pub(crate) current: CurrentPoll,
     /// Written by the long-poll monitor: the `polled` count of the poll it
     /// last saw running, and when it first saw it (`clock::now_ns`).
     pub(crate) seen_polled: std::sync::atomic::AtomicU64,
     pub(crate) seen_at_ns: std::sync::atomic::AtomicU64,
 }
-
-/// [`Slot::current`] when the worker is not inside a poll.
-pub(crate) const NOT_POLLING: u64 = u64::MAX;
 
 impl Slot {
     pub(crate) fn new(queues: &Queues, notifier: Notifier) -> Self {
@@ -88,8 +80,7 @@ impl Slot {
             wakeups: AtomicU64::new(0),
             last_unpark_ns: AtomicU64::new(0),
             resumes: AtomicU64::new(0),
-            current: std::sync::atomic::AtomicU64::new(NOT_POLLING),
-            current_at: std::sync::atomic::AtomicU32::new(u32::MAX),
+            current: CurrentPoll::new(),
             seen_polled: std::sync::atomic::AtomicU64::new(0),
             seen_at_ns: std::sync::atomic::AtomicU64::new(0),
         }

@@ -13,8 +13,10 @@ use std::time::{Duration, Instant};
 /// A task found inside one long poll: what a slow park, a timed-out
 /// unplug and the long-poll log name.
 ///
-/// `task` and `spawned_at` are always set today; they are `Option`s so a
-/// culprit whose task cannot be named can still be reported.
+/// `task` is always set today (an `Option` so that a culprit whose task
+/// cannot be named could still be reported); `spawned_at` is `None` when
+/// the poll ended just as the worker was looked at (CULPRIT-SITE in
+/// `scheduler/current_poll.rs`).
 ///
 /// ```
 /// # fn show(c: &unplug::PollCulprit) {
@@ -29,7 +31,8 @@ pub struct PollCulprit {
     /// last run is still under way).
     pub task: Option<TaskId>,
     /// Where it was spawned (`unplug::spawn`, `Handle::spawn` and
-    /// `Runtime::spawn` are `#[track_caller]`).
+    /// `Runtime::spawn` are `#[track_caller]`); `None` if the poll ended
+    /// as it was looked at.
     pub spawned_at: Option<&'static Location<'static>>,
     /// How long that one poll had run when it was looked at (at least:
     /// measured from when the poll was first seen).

@@ -130,7 +130,6 @@ fn watch(scheduler: Weak<Scheduler>, threshold: Duration, stopped: mpsc::Receive
             }
         }
         for snap in long {
-            // The registry look-up locks a shard: after the slots' lock.
             let culprit = scheduler
                 .culprit_if_still(&snap)
                 .unwrap_or_else(|| scheduler.describe(&snap, threshold));

@@ -1,6 +1,9 @@
 //! Defect 1: an abort landing between the worker taking a task and the
 //! task being marked running was lost; the handle never resolved and the
-//! future was never dropped. ABORT-AT-POLL closes the window.
+//! future was never dropped. ABORT-AT-POLL closes the window. The same
+//! race with the task's first `Pending`, which registers it
+//! (REGISTER-ON-PENDING), is ABORT-REGISTER: an abort that found the task
+//! unregistered must be seen by the registrant.
 
 use super::*;
 
@@ -38,6 +41,19 @@ fn control_abort_checked_before_run_is_caught() {
     let report = model_must_fail(
         "scheduler::tests::loom_abort::control_abort_checked_before_run_is_caught",
         Regression::AbortCheckedBeforeRun,
+        abort_races_the_pick_up,
+    );
+    assert!(
+        report.contains("deadlock"),
+        "expected a deadlock:\n{report}"
+    );
+}
+
+#[test]
+fn control_register_without_abort_check_is_caught() {
+    let report = model_must_fail(
+        "scheduler::tests::loom_abort::control_register_without_abort_check_is_caught",
+        Regression::RegisterWithoutAbortCheck,
         abort_races_the_pick_up,
     );
     assert!(

@@ -1,8 +1,8 @@
 //! REGISTER-ON-PENDING: a task enters the registry at its first `Pending`,
 //! or when an abort handle is made for it. The handle's registration races
 //! the task's end (the future's drop marks the tag gone with one swap, and
-//! a registration that loses leaves nothing behind); the first `Pending`'s
-//! registration races an abort (ABORT-REGISTER, a Dekker pair).
+//! a registration that loses leaves nothing behind). (The first `Pending`'s
+//! registration racing an abort, ABORT-REGISTER, is `loom_abort`'s model.)
 
 use super::*;
 
@@ -37,44 +37,5 @@ fn control_drop_tag_in_two_steps_is_caught() {
     assert!(
         report.contains("finished"),
         "expected the handle to see a live task:\n{report}"
-    );
-}
-
-/// One worker; the main thread spawns a task that waits without waking
-/// itself and aborts it while the task's first poll registers it.
-fn abort_races_the_first_pending() {
-    let pool = Pool::start(1);
-    let dropped = Arc::new(AtomicUsize::new(0));
-    let handle = Scheduler::spawn(&pool.scheduler, pending_forever(DropCount(dropped.clone())));
-    // Let the worker start the task first in some executions.
-    loom::thread::yield_now();
-    handle.abort();
-    assert!(
-        block_on(handle).unwrap_err().is_cancelled(),
-        "an aborted task ends cancelled"
-    );
-    pool.shutdown();
-    assert_eq!(
-        dropped.load(SeqCst),
-        1,
-        "the future is dropped exactly once"
-    );
-}
-
-#[test]
-fn an_abort_racing_the_first_pending_is_never_lost() {
-    model(abort_races_the_first_pending);
-}
-
-#[test]
-fn control_register_without_abort_check_is_caught() {
-    let report = model_must_fail(
-        "scheduler::tests::loom_abort_handle::control_register_without_abort_check_is_caught",
-        Regression::RegisterWithoutAbortCheck,
-        abort_races_the_first_pending,
-    );
-    assert!(
-        report.contains("deadlock"),
-        "expected a deadlock:\n{report}"
     );
 }

@@ -110,11 +110,15 @@ pub enum Wake {
     Stop,
 }
 
-impl<'a> WorkerContext<'a> {
-    pub(crate) fn new(protocol: &'a Protocol) -> Self {
-        WorkerContext { protocol }
+impl Protocol {
+    /// The worker-side view. Call it on the worker thread. (Defined here,
+    /// beside the view, so that the protocol does not depend on it.)
+    pub fn context(&self) -> WorkerContext<'_> {
+        WorkerContext { protocol: self }
     }
+}
 
+impl<'a> WorkerContext<'a> {
     /// The protocol this context belongs to.
     pub fn protocol(&self) -> &'a Protocol {
         self.protocol

@@ -8,7 +8,6 @@
 //! can run the same protocol.
 
 use crate::completion::{wait_until, Spin};
-use crate::context::WorkerContext;
 use crate::error::ParkError;
 use crate::loom::{AtomicUsize, Ordering::SeqCst};
 use crate::state::{
@@ -173,11 +172,6 @@ impl Protocol {
             #[cfg(not(loom))]
             unparked_at: std::sync::atomic::AtomicU64::new(0),
         }
-    }
-
-    /// The worker-side view. Call it on the worker thread.
-    pub fn context(&self) -> WorkerContext<'_> {
-        WorkerContext::new(self)
     }
 
     /// What the worker is doing now (a snapshot).
@@ -583,7 +577,7 @@ impl Protocol {
         }
     }
 
-    // ---- worker side, used by `WorkerContext` ----
+    // ---- worker side, used by the worker's context (`context.rs`) ----
 
     #[inline]
     pub(crate) fn load(&self) -> usize {

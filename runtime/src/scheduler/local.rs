@@ -423,7 +423,7 @@ impl Local {
     /// (ABORT-AT-POLL, in the task layer).
     pub(crate) fn run(&self, task: Task) {
         self.found_work();
-        if regress::on(Regression::AbortCheckedBeforeRun) && task.metadata().is_aborted() {
+        if regress::on(Regression::AbortCheckedBeforeRun) && task.metadata().words().is_aborted() {
             drop(task); // defect 1, kept only as the loom model's control
             return;
         }
@@ -434,7 +434,7 @@ impl Local {
         // With metrics on: the schedule latency of a stamped task, and the
         // duration of one poll in `poll_sample_mask + 1`.
         let timed = self.observer.as_ref().and_then(|observer| {
-            if let Some(stamp) = task.metadata().take_scheduled() {
+            if let Some(stamp) = task.metadata().words().take_scheduled() {
                 observer.scheduled(clock::since_us30(stamp));
             }
             (polled & self.scheduler.hooks.poll_sample_mask == 0)

@@ -317,7 +317,7 @@ impl Scheduler {
         let n = counter.get().wrapping_add(1);
         counter.set(n);
         if n & self.hooks.schedule_sample_mask == 0 {
-            task.metadata().stamp_scheduled(clock::now_us32());
+            task.metadata().words().stamp_scheduled(clock::now_us32());
         }
     }
 

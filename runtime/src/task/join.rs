@@ -112,7 +112,7 @@ impl<T> JoinHandle<T> {
         // waker: it has not waited), so the handle can find it later.
         let target = self.meta.as_ref().and_then(|meta| {
             let meta = meta.get();
-            match meta.registry().register(meta, None) {
+            match meta.registry().register(meta.words(), meta.id(), None) {
                 Registered::Key(key) => Some((meta.registry_arc(), key)),
                 Registered::Gone | Registered::Closed => None,
             }
@@ -140,7 +140,7 @@ impl<T> JoinHandle<T> {
             let meta = meta.get();
             // Sets the bit and gets the task polled, so it sees it
             // (ABORT-AT-POLL, ABORT-REGISTER).
-            meta.registry().abort_task(meta);
+            meta.registry().abort_task(meta.words(), meta.id());
         }
     }
 

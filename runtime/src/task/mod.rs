@@ -14,6 +14,7 @@ mod panics;
 mod registry;
 pub(crate) mod site;
 mod tracked;
+mod words;
 
 pub use abort::AbortHandle;
 pub use join::{JoinError, JoinHandle};

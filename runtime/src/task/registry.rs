@@ -19,7 +19,7 @@
 //! function, seeing the runtime closing, puts the task in the injector,
 //! and shutdown drops it there (CLOSE-DRAIN in `runtime/SCHEDULER.md`).
 
-use super::meta::{MetaRef, TaskMeta};
+use super::words::{TaskWords, WordsRef, GONE, UNREGISTERED};
 use crate::loom::{AtomicBool, Mutex, MutexGuard, Ordering};
 use slab::Slab;
 #[cfg(not(loom))]
@@ -71,22 +71,15 @@ impl std::fmt::Display for TaskId {
     }
 }
 
-/// `TaskMeta::tag` before the task entered the registry.
-pub(crate) const UNREGISTERED: u32 = u32::MAX;
-/// `TaskMeta::tag` once the task's future was dropped: it never enters the
-/// registry again. Any other value is the task's registry key (keys stay
-/// below these two while fewer than about 4 billion tasks wait at once).
-pub(crate) const GONE: u32 = u32::MAX - 1;
-
 /// One registered task.
 struct Entry {
     /// Its waker, once it waited (`None`: registered by an abort handle
     /// before its first `Pending`; it is then in a queue or a poll).
     waker: Option<Waker>,
-    // SAFETY (of `MetaRef::get`): the entry is removed by the task's own
+    // SAFETY (of `WordsRef::get`): the entry is removed by the task's own
     // future's `Drop` (`Tracked`), before async-task frees the header
-    // holding the metadata, and read only under the shard lock.
-    meta: MetaRef,
+    // holding the words, and read only under the shard lock.
+    words: WordsRef,
     /// The task's id: a key is reused once its task is gone, an id never,
     /// so a stale key never reaches a newer task.
     id: TaskId,
@@ -231,15 +224,20 @@ impl Registry {
         drop(entry);
     }
 
-    /// Puts the task of `meta` in the registry, with `waker` if given (or
-    /// adds `waker` to its entry if it is there without one). The caller
-    /// keeps the task's allocation alive.
+    /// Puts task `id`, whose words are `words`, in the registry, with
+    /// `waker` if given (or adds `waker` to its entry if it is there
+    /// without one). The caller keeps the task's allocation alive.
     ///
     /// The tag's CAS races only the future's `Drop`, which swaps in
     /// [`GONE`] without the lock: every other change of the tag and of the
     /// entries happens under the shard lock of the task's id.
-    pub(crate) fn register(&self, meta: &TaskMeta, waker: Option<&Waker>) -> Registered {
-        let shard = (meta.id().as_u64() % SHARDS as u64) as usize;
+    pub(crate) fn register(
+        &self,
+        words: &TaskWords,
+        id: TaskId,
+        waker: Option<&Waker>,
+    ) -> Registered {
+        let shard = (id.as_u64() % SHARDS as u64) as usize;
         let mut guard = self.lock(shard);
         // Checked under the shard lock: `close_and_wake_all` drains each
         // shard under its lock after setting `closed`, so no entry can slip
@@ -247,14 +245,14 @@ impl Registry {
         if self.closed.load(Ordering::Relaxed) {
             return Registered::Closed;
         }
-        match meta.tag().load(Ordering::Acquire) {
+        match words.tag().load(Ordering::Acquire) {
             GONE => Registered::Gone,
             UNREGISTERED => {
                 let entry = guard.vacant_entry();
                 let key = (entry.key() * SHARDS + shard) as u32;
                 debug_assert!(key < GONE, "registry keys fit below the tag's markers");
                 // AcqRel: races the drop's swap (see `TaskMeta::take_key_at_drop`).
-                match meta.tag().compare_exchange(
+                match words.tag().compare_exchange(
                     UNREGISTERED,
                     key,
                     Ordering::AcqRel,
@@ -262,12 +260,12 @@ impl Registry {
                 ) {
                     Ok(_) => {
                         if waker.is_some() {
-                            meta.mark_waker_registered();
+                            words.mark_waker_registered();
                         }
                         entry.insert(Entry {
                             waker: waker.cloned(),
-                            meta: MetaRef::new(meta),
-                            id: meta.id(),
+                            words: WordsRef::new(words),
+                            id,
                         });
                         Registered::Key(key.into())
                     }
@@ -281,7 +279,7 @@ impl Registry {
                 if let (Some(waker), Some(entry)) = (waker, guard.get_mut(key as usize / SHARDS)) {
                     if entry.waker.is_none() {
                         entry.waker = Some(waker.clone());
-                        meta.mark_waker_registered();
+                        words.mark_waker_registered();
                     }
                 }
                 Registered::Key(key.into())
@@ -307,11 +305,10 @@ impl Registry {
     /// sees the bit and wakes the task itself). A task not registered has
     /// never waited: it is in a queue or in its first poll, and its next
     /// poll start or its registration sees the bit.
-    pub(crate) fn abort_task(&self, meta: &TaskMeta) {
-        meta.abort();
-        let id = meta.id();
+    pub(crate) fn abort_task(&self, words: &TaskWords, id: TaskId) {
+        words.abort();
         let shard = self.lock((id.as_u64() % SHARDS as u64) as usize);
-        let waker = match meta.tag().load(Ordering::Acquire) {
+        let waker = match words.tag().load(Ordering::Acquire) {
             UNREGISTERED | GONE => None,
             key => shard
                 .get(key as usize / SHARDS)
@@ -333,7 +330,7 @@ impl Registry {
         let (shard, index) = self.find(key, id);
         let waker = index.and_then(|i| {
             let entry = &shard[i];
-            entry.meta.get().abort();
+            entry.words.get().abort();
             entry.waker.clone()
         });
         drop(shard);

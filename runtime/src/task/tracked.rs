@@ -77,7 +77,7 @@ pin_project_lite::pin_project! {
             // The task is gone (completed, cancelled or torn down): counted,
             // and out of the registry if it was in.
             let meta = this.meta.get();
-            meta.registry().finished(meta.take_key_at_drop());
+            meta.registry().finished(meta.words().take_key_at_drop());
         }
     }
 }
@@ -86,15 +86,16 @@ pin_project_lite::pin_project! {
 /// it, so shutdown must be able to reach it: the registry gets its waker
 /// (once; later `Pending`s find the hint bit and return).
 fn register_on_pending(meta: &TaskMeta, waker: &std::task::Waker) {
-    if meta.waker_registered() {
+    let words = meta.words();
+    if words.waker_registered() {
         return;
     }
-    match meta.registry().register(meta, Some(waker)) {
+    match meta.registry().register(words, meta.id(), Some(waker)) {
         // ABORT-REGISTER (`Registry::abort_task`): an abort that took the
         // shard lock before this registration set the bit before it, and
         // found no waker to wake: it is seen here.
         Registered::Key(_) => {
-            if meta.is_aborted() && !regress::on(Regression::RegisterWithoutAbortCheck) {
+            if words.is_aborted() && !regress::on(Regression::RegisterWithoutAbortCheck) {
                 waker.wake_by_ref();
             }
         }
@@ -135,7 +136,9 @@ impl<F: Future> Future for Tracked<F> {
         // lands before this load is seen now; one that lands after it finds
         // the task RUNNING, so its wake-up reschedules the task and the next
         // poll sees it. No window is left in between.
-        if this.meta.get().is_aborted_at_poll() && !regress::on(Regression::AbortCheckedBeforeRun) {
+        if this.meta.get().words().is_aborted_at_poll()
+            && !regress::on(Regression::AbortCheckedBeforeRun)
+        {
             let outcome = match drop_future(this.future.as_mut()) {
                 Ok(()) => Failure::Cancelled,
                 Err(payload) => Failure::Panicked(payload),

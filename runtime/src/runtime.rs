@@ -50,7 +50,7 @@ pub struct Runtime {
 
 impl Runtime {
     /// A runtime with the default configuration (see [`Builder::new`]).
-    pub fn new() -> Result<Runtime, crate::BuildError> {
+    pub fn new() -> Result<Runtime, crate::error::BuildError> {
         Builder::new().build()
     }
 
@@ -84,12 +84,15 @@ impl Runtime {
     /// assert_eq!(workers.len(), 2);
     /// assert!(workers.iter().all(|w| w.os_tid > 0));
     /// ```
-    pub fn workers(&self) -> Vec<crate::WorkerInfo> {
+    pub fn workers(&self) -> Vec<crate::control::WorkerInfo> {
         self.handle.workers()
     }
 
     /// See [`Handle::unplug_cpu`].
-    pub fn unplug_cpu(&self, cpu: usize) -> Result<crate::ParkReport, crate::ControlError> {
+    pub fn unplug_cpu(
+        &self,
+        cpu: usize,
+    ) -> Result<crate::control::ParkReport, crate::control::ControlError> {
         self.handle.unplug_cpu(cpu)
     }
 
@@ -98,17 +101,23 @@ impl Runtime {
         &self,
         cpu: usize,
         timeout: Duration,
-    ) -> Result<crate::ParkReport, crate::ControlError> {
+    ) -> Result<crate::control::ParkReport, crate::control::ControlError> {
         self.handle.unplug_cpu_timeout(cpu, timeout)
     }
 
     /// See [`Handle::plug_cpu`].
-    pub fn plug_cpu(&self, cpu: usize) -> Result<crate::PlugReport, crate::ControlError> {
+    pub fn plug_cpu(
+        &self,
+        cpu: usize,
+    ) -> Result<crate::control::PlugReport, crate::control::ControlError> {
         self.handle.plug_cpu(cpu)
     }
 
     /// See [`Handle::park_worker`].
-    pub fn park_worker(&self, id: usize) -> Result<crate::ParkReport, crate::ControlError> {
+    pub fn park_worker(
+        &self,
+        id: usize,
+    ) -> Result<crate::control::ParkReport, crate::control::ControlError> {
         self.handle.park_worker(id)
     }
 
@@ -117,17 +126,20 @@ impl Runtime {
         &self,
         id: usize,
         cpu: Option<usize>,
-    ) -> Result<crate::PlugReport, crate::ControlError> {
+    ) -> Result<crate::control::PlugReport, crate::control::ControlError> {
         self.handle.unpark_worker(id, cpu)
     }
 
     /// See [`Handle::set_workers`].
-    pub fn set_workers(&self, n: usize) -> Result<crate::ResizeReport, crate::ControlError> {
+    pub fn set_workers(
+        &self,
+        n: usize,
+    ) -> Result<crate::control::ResizeReport, crate::control::ControlError> {
         self.handle.set_workers(n)
     }
 
     /// See [`Handle::stats`].
-    pub fn stats(&self) -> crate::RuntimeStats {
+    pub fn stats(&self) -> crate::control::RuntimeStats {
         self.handle.stats()
     }
 
@@ -147,8 +159,8 @@ impl Runtime {
     }
 
     /// Makes this runtime current on the calling thread until the guard
-    /// drops; see [`Handle::enter`] and [`EnterGuard`](crate::EnterGuard).
-    pub fn enter(&self) -> crate::EnterGuard<'_> {
+    /// drops; see [`Handle::enter`] and [`EnterGuard`](crate::current::EnterGuard).
+    pub fn enter(&self) -> crate::current::EnterGuard<'_> {
         self.handle.enter()
     }
 

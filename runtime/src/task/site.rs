@@ -6,8 +6,9 @@
 //! address and one compare. Sites are never removed: there are as many as
 //! there are spawn calls in the program text.
 
+use std::collections::HashMap;
 use std::panic::Location;
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex};
 
 /// A spawn site's index in the table (`u32::MAX`: none).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,10 +29,19 @@ impl Site {
     }
 }
 
-/// Every site seen, by index.
-static SITES: Mutex<Vec<&'static Location<'static>>> = Mutex::new(Vec::new());
+/// Every site seen: by index, and the index of each by address (a miss of
+/// a thread's cache is one hash look-up under the lock, however many
+/// sites the program has).
+#[derive(Default)]
+struct Sites {
+    by_index: Vec<&'static Location<'static>>,
+    by_addr: HashMap<usize, u32>,
+}
 
-const CACHE: usize = 64;
+static SITES: LazyLock<Mutex<Sites>> = LazyLock::new(Mutex::default);
+
+/// Entries in each thread's cache (direct-mapped by address; 4 KB).
+const CACHE: usize = 256;
 
 std::thread_local! {
     /// Recently interned sites: (address, index), by a hash of the address.
@@ -56,21 +66,24 @@ pub(crate) fn intern(site: &'static Location<'static>) -> Site {
 }
 
 fn intern_slow(site: &'static Location<'static>) -> Site {
+    let addr = site as *const Location<'static> as usize;
     let mut sites = SITES.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(i) = sites.iter().position(|s| std::ptr::eq(*s, site)) {
-        return Site(i as u32);
+    if let Some(&index) = sites.by_addr.get(&addr) {
+        return Site(index);
     }
-    if sites.len() >= u32::MAX as usize - 1 {
+    if sites.by_index.len() >= u32::MAX as usize - 1 {
         return Site::NONE;
     }
-    sites.push(site);
-    Site(sites.len() as u32 - 1)
+    let index = sites.by_index.len() as u32;
+    sites.by_index.push(site);
+    sites.by_addr.insert(addr, index);
+    Site(index)
 }
 
 /// The site with index `site`, if any.
 pub(crate) fn resolve(site: Site) -> Option<&'static Location<'static>> {
     let sites = SITES.lock().unwrap_or_else(|p| p.into_inner());
-    sites.get(site.0 as usize).copied()
+    sites.by_index.get(site.0 as usize).copied()
 }
 
 #[cfg(all(test, not(loom)))]

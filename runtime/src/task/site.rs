@@ -40,8 +40,8 @@ struct Sites {
 
 static SITES: LazyLock<Mutex<Sites>> = LazyLock::new(Mutex::default);
 
-/// Entries in each thread's cache (direct-mapped by address; 4 KB).
-const CACHE: usize = 256;
+/// Entries in each thread's cache (direct-mapped by address; 1 KB).
+const CACHE: usize = 64;
 
 std::thread_local! {
     /// Recently interned sites: (address, index), by a hash of the address.

@@ -113,7 +113,12 @@ fn explain_busy(unplug: &Unplug, workers: usize) {
 ///   with its own reactor and its share of the connections, no task ever
 ///   changing threads. Perfect locality: the ceiling of a design with a
 ///   reactor per worker (IO.md, design C), which nothing that balances
-///   load across workers through one reactor can reach.
+///   load across workers through one reactor can reach;
+/// - thread-per-core with half, then all, of each thread's clients talking
+///   to a server task on the other thread: every task stays on one thread,
+///   but the two ends of a connection are not placed together (what
+///   keeping tasks where they are, without knowing who talks to whom,
+///   gives).
 fn explain_io(unplug: &Unplug, workers: usize) {
     let (_t_rt, tokio) = Tokio::new(workers);
     let reactor = tokio::runtime::Builder::new_multi_thread()
@@ -130,6 +135,7 @@ fn explain_io(unplug: &Unplug, workers: usize) {
         })
         .collect();
     let (mut u, mut t, mut split, mut tpc) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut half, mut all) = (Vec::new(), Vec::new());
     for _ in 0..21 {
         let start = Instant::now();
         tcp_echo(unplug);
@@ -141,18 +147,29 @@ fn explain_io(unplug: &Unplug, workers: usize) {
         tcp_echo_registered_with(&tokio, Some(reactor.handle().clone()));
         split.push(start.elapsed());
         let start = Instant::now();
-        tcp_echo_thread_per_core(&per_core);
+        tcp_echo_thread_per_core(&per_core, None);
         tpc.push(start.elapsed());
+        let start = Instant::now();
+        tcp_echo_thread_per_core(&per_core, Some(2));
+        half.push(start.elapsed());
+        let start = Instant::now();
+        tcp_echo_thread_per_core(&per_core, Some(1));
+        all.push(start.elapsed());
     }
     let (u, t) = (median(&mut u), median(&mut t));
     let (split, tpc) = (median(&mut split), median(&mut tpc));
+    let (half, all) = (median(&mut half), median(&mut all));
     println!(
         "tcp_echo: unplug {u:.3} ms, tokio {t:.3} ms ({:.2}x); tokio with its reactor on a \
          thread of its own {split:.3} ms ({:.2}x tokio); thread-per-core ({workers} \
-         current-thread runtimes, a reactor each) {tpc:.3} ms ({:.2}x tokio)",
+         current-thread runtimes, a reactor each) {tpc:.3} ms ({:.2}x tokio); the same with \
+         half of the connections across threads {half:.3} ms ({:.2}x tokio), with all of \
+         them across {all:.3} ms ({:.2}x tokio)",
         u / t,
         split / t,
-        tpc / t
+        tpc / t,
+        half / t,
+        all / t
     );
 }
 

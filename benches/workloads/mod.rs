@@ -420,13 +420,35 @@ pub fn tcp_echo_registered_with<S: Spawner>(s: &S, reactor: Option<tokio::runtim
 
 /// `tcp_echo` as a thread-per-core runtime would run it: one current-thread
 /// tokio runtime per thread, each with its own reactor and `TCP_CONNS /
-/// runtimes.len()` connections, no task ever leaving its thread. The
-/// ceiling of perfect locality (`compare --explain`).
-pub fn tcp_echo_thread_per_core(runtimes: &[tokio::runtime::Runtime]) {
-    let conns = TCP_CONNS / runtimes.len();
+/// runtimes.len()` connections, no task ever leaving its thread
+/// (`compare --explain`). With `crossed_every = None` both ends of every
+/// connection live on one thread: the ceiling of perfect locality. With
+/// `Some(k)`, every k-th client of each thread connects to the next
+/// thread's listener, so those connections' two ends stay on two threads
+/// for good: what a design that keeps each task on one worker, without
+/// knowing which tasks talk to each other, would get.
+pub fn tcp_echo_thread_per_core(
+    runtimes: &[tokio::runtime::Runtime],
+    crossed_every: Option<usize>,
+) {
+    let n = runtimes.len();
+    let conns = TCP_CONNS / n;
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let addrs: Vec<_> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
     std::thread::scope(|scope| {
-        for rt in runtimes {
-            scope.spawn(move || rt.block_on(echo_session(Tokio(rt.handle().clone()), conns, None)));
+        for (r, (rt, listener)) in runtimes.iter().zip(listeners).enumerate() {
+            // Each thread sends as many connections to the next one as it
+            // gets from the previous one, so every listener accepts `conns`.
+            let targets = (0..conns)
+                .map(|i| match crossed_every {
+                    Some(k) if i % k == 0 => addrs[(r + 1) % n],
+                    _ => addrs[r],
+                })
+                .collect();
+            let s = Tokio(rt.handle().clone());
+            scope.spawn(move || rt.block_on(echo_pairs(s, listener, targets, None)));
         }
     });
 }
@@ -434,9 +456,23 @@ pub fn tcp_echo_thread_per_core(runtimes: &[tokio::runtime::Runtime]) {
 /// `conns` loopback connections on `s`, each a client task and a server
 /// task, `TCP_ROUND_TRIPS` 64-byte echoes each.
 async fn echo_session<S: Spawner>(s2: S, conns: usize, reactor: Option<tokio::runtime::Handle>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    echo_pairs(s2, listener, vec![addr; conns], reactor).await
+}
+
+/// A server task accepting `targets.len()` connections on `listener`, one
+/// echo task per connection, and one client task per address in
+/// `targets`, all spawned on `s`; sockets registered with `reactor`'s
+/// driver (`None`: the current context's).
+async fn echo_pairs<S: Spawner>(
+    s2: S,
+    std_listener: std::net::TcpListener,
+    targets: Vec<std::net::SocketAddr>,
+    reactor: Option<tokio::runtime::Handle>,
+) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = std_listener.local_addr().unwrap();
+    let conns = targets.len();
     std_listener.set_nonblocking(true).unwrap();
     let listener = {
         let _guard = reactor.as_ref().map(|h| h.enter());
@@ -461,8 +497,10 @@ async fn echo_session<S: Spawner>(s2: S, conns: usize, reactor: Option<tokio::ru
             c.await;
         }
     });
-    let clients: Vec<_> = (0..conns)
-        .map(|i| {
+    let clients: Vec<_> = targets
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| {
             let mut sock = register(std::net::TcpStream::connect(addr).unwrap(), &reactor);
             s2.spawn(async move {
                 let mut buf = [i as u8; 64];

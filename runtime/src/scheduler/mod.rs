@@ -79,8 +79,10 @@ pub(crate) trait Reactor: Send + Sync {
         deadline: Option<Instant>,
     ) -> bool;
     /// Processes ready I/O events and due timers without blocking, if no
-    /// worker has done so lately and none is doing it now.
-    fn turn(&self);
+    /// worker has done so lately (within the hot interval for a `hot`
+    /// caller, HOT-TURNS) and none is doing it now. False when the rate
+    /// limit skipped the turn.
+    fn turn(&self, hot: bool) -> bool;
     /// Runs `phase` under tokio's cooperative budget (COOP-BUDGET), so the
     /// tokio resources the tasks it polls use make a task yield once the
     /// budget is spent. `phase` gets a probe, "is the budget spent?", and
@@ -104,7 +106,8 @@ pub(crate) trait Reactor: Send + Sync {
 pub(crate) enum PhaseEnd {
     /// No task was found: the idle wait.
     Idle,
-    /// 61 ticks: a busy worker's reactor turn, outside the budget scope.
+    /// A busy worker's reactor turn (every 61 ticks, or 8 under HOT-TURNS),
+    /// outside the budget scope.
     Turn,
     /// A park or stop request.
     Leave,

@@ -130,8 +130,8 @@ fn run_phase(
             return Some(PhaseEnd::Idle);
         };
         local.run(task);
-        // Every 61 ticks, or sooner when the monitor saw the reactor
-        // starved (TURN-NUDGE).
+        // Every 61 ticks (8 under HOT-TURNS), or sooner when the monitor
+        // saw the reactor starved (TURN-NUDGE).
         if local.turn_due.replace(false) || local.scheduler.turn_wanted.load(Relaxed) {
             return Some(PhaseEnd::Turn);
         }
@@ -180,7 +180,7 @@ fn sleep(ctx: &WorkerContext<'_>, local: &Local) {
         deadline,
         in_reactor.as_ref().map(|b| b as &dyn IdleBlock),
     );
-    local.turn_found.set(false);
+    local.idle_wait_ended();
     local.search.set(Search::from_flag(searching));
     if wake == Some(Wake::Work) {
         local.slot.wakeups.fetch_add(1, Relaxed);

@@ -1,6 +1,7 @@
 //! A worker thread's own side of the scheduler: where it looks for the
 //! next task, how it steals, runs, and hands its queue over when it parks.
 
+use super::budget::Refills;
 use super::search::Search;
 use super::{clock, PollObserver, Queues, Reactor, Scheduler, Slot};
 use crate::loom::deque::{LocalQueue, Steal, Stealer};
@@ -102,6 +103,8 @@ pub(crate) struct Local {
     pub(crate) turn_found: Cell<bool>,
     /// Wakes the idle wait once `turn_found` is set.
     pub(crate) turn_waker: RefCell<Option<Waker>>,
+    /// When the run phase refills tokio's budget (BUDGET-REFILL).
+    pub(crate) refills: Refills,
 }
 
 impl Local {
@@ -140,6 +143,7 @@ impl Local {
             turn_woke: Cell::new(false),
             turn_found: Cell::new(false),
             turn_waker: RefCell::new(None),
+            refills: Refills::default(),
         }
     }
 

@@ -8,7 +8,8 @@
 //! - `local`: a worker thread's own side (`next_task`, `steal`, `run`,
 //!   `migrate`); `search`: the one-wake-at-a-time obligations;
 //!   `worker_loop`: the body each parkable worker runs; `context`: the
-//!   thread-local that tells a worker thread which scheduler it serves.
+//!   thread-local that tells a worker thread which scheduler it serves;
+//!   `budget`: when a run phase refills tokio's cooperative budget.
 //!
 //! Where a task goes when it is scheduled:
 //! - woken or spawned on a worker thread of this runtime: that worker's
@@ -21,6 +22,7 @@
 //! most one sleeper (`IdleSet::pop`), never all (REACHABLE in
 //! SCHEDULER.md).
 
+mod budget;
 mod clock;
 pub(crate) mod context;
 mod culprit;

@@ -77,6 +77,10 @@ fn run_loop(
                 Some(reactor) => reactor.run_budgeted(&mut |spent| run_phase(ctx, &local, spent)),
                 None => run_phase(ctx, &local, &|| false).unwrap_or(PhaseEnd::Turn),
             };
+            if end != PhaseEnd::Leave {
+                // The next phase starts under a fresh budget.
+                local.refills.refilled();
+            }
             match end {
                 PhaseEnd::Idle => sleep(ctx, &local),
                 PhaseEnd::Turn => local.turn_reactor(),
@@ -137,8 +141,9 @@ fn run_phase(
         }
         // COOP-BUDGET: one budget is shared by the tasks polled since the
         // last refill, so a task may be told to yield before it used 128
-        // units itself, never after.
-        if budget_spent() {
+        // units itself, never after; BUDGET-REFILL gives each poll its own
+        // while the tasks spend it fast.
+        if local.refills.after_poll(budget_spent()) {
             return None;
         }
     }

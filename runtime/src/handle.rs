@@ -77,7 +77,7 @@ impl Handle {
 
     /// Tasks spawned on this runtime and not yet completed or dropped.
     pub fn live_tasks(&self) -> usize {
-        self.inner.scheduler.registry.live()
+        self.inner.scheduler.registry().live()
     }
 
     /// Unplugs `cpu`: parks the worker(s) on it by the fixed protocol (their

@@ -213,7 +213,7 @@ impl Controller {
         RuntimeStats {
             tasks_polled: slots.iter().map(|s| s.polled.load(Relaxed)).sum(),
             tasks_migrated: slots.iter().map(|s| s.migrated.load(Relaxed)).sum(),
-            live_tasks: self.scheduler.registry.live(),
+            live_tasks: self.scheduler.registry().live(),
             follow_changes: self.follow_changes.load(Relaxed),
         }
     }

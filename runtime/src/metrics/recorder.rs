@@ -303,7 +303,7 @@ impl RuntimeMetrics {
     /// refreshes the gauges.
     pub(crate) fn publish(&self, control: &Controller) {
         let scheduler = &control.scheduler;
-        let (spawned, live) = scheduler.registry.counts();
+        let (spawned, live) = scheduler.registry().counts();
         self.spawned.absolute(spawned as u64);
         self.completed.absolute((spawned - live) as u64);
         self.global_depth.set(scheduler.injector.len() as f64);

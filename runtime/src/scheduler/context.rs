@@ -44,6 +44,20 @@ pub(crate) fn with_local<R>(scheduler: &Arc<Scheduler>, f: impl FnOnce(Option<&L
     }
 }
 
+/// Runs `f` with this thread's worker state if it belongs to the scheduler
+/// at `scheduler` (compared by address only: it may be dangling for all
+/// this function cares, it is never read).
+pub(crate) fn with_local_ptr<R>(
+    scheduler: *const Scheduler,
+    f: impl FnOnce(Option<&Local>) -> R,
+) -> R {
+    let local = WORKER.try_with(|w| w.borrow().clone()).ok().flatten();
+    match local.as_deref() {
+        Some(local) if std::ptr::eq(Arc::as_ptr(&local.scheduler), scheduler) => f(Some(local)),
+        _ => f(None),
+    }
+}
+
 /// Is this thread a worker of any unplug runtime?
 pub(crate) fn in_worker() -> bool {
     WORKER.try_with(|w| w.borrow().is_some()).unwrap_or(false)

@@ -43,9 +43,10 @@ pub(crate) use slot::{Queues, Slot};
 use crate::loom::deque::{Injector, Steal};
 use crate::loom::regress::{self, Regression};
 use crate::loom::{fence, Arc, AtomicUsize, Ordering, RwLock, RwLockReadGuard};
-use crate::task::{self, JoinHandle, Registry, Task};
+use crate::task::{self, JoinHandle, Registry, Task, TaskOwner};
 use async_task::ScheduleInfo;
 use std::future::Future;
+use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 use unplug_worker::IdleSet;
 
@@ -154,11 +155,19 @@ const CLOSING: usize = 1;
 const DRAINED: usize = 2;
 
 /// State shared by the workers, the handles and every task.
+///
+/// TASK-OWNER (`task/owner.rs`): `owner` comes first in a `#[repr(C)]`
+/// layout, so a pointer to it is a pointer to the scheduler; every task
+/// holds one count of the scheduler's `Arc` through it, and its schedule
+/// function ([`schedule_task`]) finds the scheduler there.
+#[repr(C)]
 pub(crate) struct Scheduler {
+    /// The task layer's view: the registry, and the scheduler's `Arc`
+    /// count. At offset 0 (checked below).
+    owner: TaskOwner,
     pub(crate) injector: Injector<Task>,
     slots: RwLock<Vec<Arc<Slot>>>,
     pub(crate) idle: IdleSet,
-    pub(crate) registry: Arc<Registry>,
     /// [`OPEN`] → [`CLOSING`] → [`DRAINED`], never back.
     lifecycle: AtomicUsize,
     pub(crate) hooks: Hooks,
@@ -177,12 +186,21 @@ impl Scheduler {
             injector: Injector::new(),
             slots: RwLock::new(Vec::new()),
             idle: IdleSet::new(),
-            registry: Arc::new(Registry::new()),
+            // SAFETY: `owner` is the first field of this `#[repr(C)]`
+            // struct, and a `Scheduler` is only ever used inside an `Arc`
+            // (`Scheduler::new`'s callers wrap it at once, before any task
+            // is built); `retain` and `release` count that `Arc`.
+            owner: unsafe { TaskOwner::new(Registry::new(), retain, release) },
             lifecycle: AtomicUsize::new(OPEN),
             hooks,
             workers_hint: std::sync::atomic::AtomicUsize::new(0),
             turn_wanted: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// The registry of its live tasks.
+    pub(crate) fn registry(&self) -> &Registry {
+        self.owner.registry()
     }
 
     /// Every worker's slot, by worker index.
@@ -228,15 +246,10 @@ impl Scheduler {
         if this.is_closing() {
             return JoinHandle::cancelled();
         }
-        let scheduler = this.clone();
         let spawned_at = std::panic::Location::caller();
-        // SAFETY: the schedule function owns `scheduler`, an `Arc` of the
-        // scheduler that owns `this.registry`.
-        let (runnable, handle) = unsafe {
-            task::build(&this.registry, spawned_at, future, move |task, info| {
-                Scheduler::schedule(&scheduler, task, info)
-            })
-        };
+        // TASK-OWNER: the task counts `this` through its metadata; the
+        // schedule function captures nothing.
+        let (runnable, handle) = task::build(&this.owner, spawned_at, future, schedule_task);
         // Shutdown may have begun since the check above: the push then
         // leaves the task where shutdown's drains drop it (CLOSE-DRAIN), and
         // its handle reports it cancelled.
@@ -264,7 +277,7 @@ impl Scheduler {
     /// pusher drops what it pushes (CLOSE-DRAIN).
     pub(crate) fn cancel_all(&self) {
         self.drain_injector();
-        self.registry.close_and_wake_all();
+        self.registry().close_and_wake_all();
         self.drain_injector();
         self.lifecycle.store(DRAINED, Ordering::SeqCst);
         // CLOSE-DRAIN: pairs with the fence in `push_remote`.
@@ -342,19 +355,6 @@ impl Scheduler {
         }
         #[cfg(loom)]
         let _ = task;
-    }
-
-    /// async-task's schedule function: a task was woken.
-    pub(crate) fn schedule(this: &Arc<Self>, task: Task, info: ScheduleInfo) {
-        if this.is_closing() {
-            // Never dropped here, inside somebody's `wake()`: see CLOSING.
-            this.push_remote(task);
-            return;
-        }
-        context::with_local(this, |local| match local {
-            Some(local) => local.schedule_woken(task, info.woken_while_running),
-            None => this.push_remote(task),
-        })
     }
 
     /// A newly spawned task.
@@ -483,4 +483,57 @@ impl Scheduler {
     pub(crate) fn workers_hint(&self) -> usize {
         self.workers_hint.load(std::sync::atomic::Ordering::Relaxed)
     }
+}
+
+// TASK-OWNER: a pointer to `Scheduler::owner` is a pointer to the
+// scheduler.
+const _: () = assert!(std::mem::offset_of!(Scheduler, owner) == 0);
+
+/// `TaskOwner`'s `retain`: one more count of the scheduler's `Arc`.
+///
+/// # Safety
+///
+/// `owner` is the `owner` field of a live scheduler in an `Arc`.
+unsafe fn retain(owner: NonNull<TaskOwner>) {
+    // SAFETY: the caller's contract; the field is at offset 0 of the
+    // `#[repr(C)]` scheduler, so this is the `Arc`'s data pointer.
+    unsafe { Arc::increment_strong_count(owner.as_ptr() as *const Scheduler) }
+}
+
+/// `TaskOwner`'s `release`: gives a count back (the last one frees the
+/// scheduler).
+///
+/// # Safety
+///
+/// As for [`retain`], and the count given back was taken by it.
+unsafe fn release(owner: NonNull<TaskOwner>) {
+    // SAFETY: as in `retain`; the count was taken there.
+    unsafe { Arc::decrement_strong_count(owner.as_ptr() as *const Scheduler) }
+}
+
+/// async-task's schedule function (zero-sized: TASK-OWNER): a task was
+/// woken. On a worker of its scheduler, that worker's LIFO slot or yielded
+/// queue (the worker's own `Arc` keeps the scheduler alive); anywhere else,
+/// or once shutdown began, the injector.
+fn schedule_task(task: Task, info: ScheduleInfo) {
+    let scheduler = task.metadata().owner() as *const TaskOwner as *const Scheduler;
+    context::with_local_ptr(scheduler, |local| match local {
+        Some(local) if !local.scheduler.is_closing() => {
+            local.schedule_woken(task, info.woken_while_running)
+        }
+        // Never dropped here, inside somebody's `wake()`: see CLOSING.
+        Some(local) => local.scheduler.push_remote(task),
+        None => {
+            // Once queued, the task may be run or dropped by another
+            // thread, and its count of the scheduler with it: a waker (one
+            // count of the task itself, uncontended) keeps the task, and so
+            // the scheduler, alive until the push is done. (On a worker the
+            // worker's own `Arc` does that.)
+            let _keep = task.waker();
+            // SAFETY: the task counts its scheduler (TASK-OWNER), and
+            // `_keep` keeps the task alive for as long as this borrow.
+            let scheduler = unsafe { &*scheduler };
+            scheduler.push_remote(task);
+        }
+    })
 }

@@ -1,11 +1,12 @@
 //! What every task carries besides its future: its tag and state words,
-//! its id, where it was spawned, and the registry it is counted in.
+//! its id, where it was spawned, and a counted reference to its owner (the
+//! scheduler, and the registry it is counted in).
 
+use super::owner::{OwnerRef, TaskOwner};
 use super::registry::Registry;
 use super::site::{self, Site};
 use super::words::TaskWords;
 use super::TaskId;
-use crate::loom::Arc;
 use std::panic::Location;
 use std::ptr::NonNull;
 
@@ -17,9 +18,10 @@ use std::ptr::NonNull;
 /// first put the id and spawn site here beside a 64-bit tag and a separate
 /// stamp: 40 bytes, and 0.46 `futex` calls per spawn on glibc's arena
 /// lock). Now 28 bytes at 4-byte alignment (the spawn site as a 4-byte
-/// index, the id and the registry pointer in [`Packed4`]): async-task's
+/// index, the id and the owner pointer in [`Packed4`]): async-task's
 /// header then places its `propagate_panic` flag in the last 4 bytes, so
-/// the header is 64 bytes, as it was with 24 bytes of metadata.
+/// the header is 64 bytes, as it was with 24 bytes of metadata. The
+/// schedule function beside it is zero-sized (TASK-OWNER, `owner.rs`).
 #[repr(C)]
 pub(crate) struct TaskMeta {
     /// Its registry tag and state word (`words.rs`).
@@ -28,13 +30,11 @@ pub(crate) struct TaskMeta {
     site: Site,
     /// Its id, for its join handle and for culprits.
     id: Packed4<TaskId>,
-    /// The registry it is in (it leaves when its future is dropped).
-    /// Borrowed, not counted: a per-task `Arc` clone was one atomic
-    /// increment on the spawning thread and one decrement on the worker
-    /// that freed the task, on a cache line every spawn and every
-    /// completion shared (measured: the hottest instruction of a remote
-    /// spawn, `perf annotate` of `spawn_many_remote_idle`).
-    registry: Packed4<RegistryRef>,
+    /// Its owner: one counted reference ([`OwnerRef::into_raw`]), given
+    /// back when async-task drops this metadata, after the future (every
+    /// use of the metadata, the future's `Drop` included, sees the owner
+    /// and its registry alive).
+    owner: Packed4<NonNull<TaskOwner>>,
 }
 
 /// A value stored at 4-byte alignment (so `TaskMeta` has no padding), only
@@ -50,16 +50,12 @@ impl<T: Copy> Packed4<T> {
 }
 
 impl TaskMeta {
-    pub(crate) fn new(
-        id: TaskId,
-        spawned_at: &'static Location<'static>,
-        registry: RegistryRef,
-    ) -> Self {
+    pub(crate) fn new(id: TaskId, spawned_at: &'static Location<'static>, owner: OwnerRef) -> Self {
         TaskMeta {
             words: TaskWords::new(),
             site: site::intern(spawned_at),
             id: Packed4(id),
-            registry: Packed4(registry),
+            owner: Packed4(owner.into_raw()),
         }
     }
 
@@ -77,57 +73,31 @@ impl TaskMeta {
         self.site
     }
 
+    /// Its owner.
+    pub(crate) fn owner(&self) -> &TaskOwner {
+        // SAFETY: the metadata holds a count of the owner until it is
+        // dropped, so the owner outlives this borrow; shared access only.
+        unsafe { self.owner.get().as_ref() }
+    }
+
     /// The registry the task is in.
     pub(crate) fn registry(&self) -> &Registry {
-        let registry = self.registry.get();
-        // SAFETY: `RegistryRef::new`'s contract: the owning `Arc` outlives
-        // the task allocation that holds this metadata; shared access only.
-        unsafe { registry.0.as_ref() }
-    }
-
-    /// A counted reference to that registry, for a holder that may outlive
-    /// the task ([`AbortHandle`](super::AbortHandle)).
-    pub(crate) fn registry_arc(&self) -> Arc<Registry> {
-        self.registry.get().to_arc()
+        self.owner().registry()
     }
 }
 
-/// The registry a task is in, borrowed from the `Arc` that owns it for as
-/// long as the task's allocation lives.
-#[derive(Clone, Copy)]
-pub(crate) struct RegistryRef(NonNull<Registry>);
-
-impl RegistryRef {
-    /// # Safety
-    ///
-    /// The `Arc` behind `registry` must outlive the allocation of every
-    /// task whose metadata holds the result: the task's schedule function
-    /// must own it, directly or through its owner. async-task drops the
-    /// header (this metadata) before the schedule function, and the future
-    /// before both (`RawTask::destroy`), so every use of the metadata,
-    /// including the future's `Drop`, sees the registry alive.
-    pub(crate) unsafe fn new(registry: &Arc<Registry>) -> Self {
-        RegistryRef(NonNull::from(&**registry))
-    }
-
-    fn to_arc(self) -> Arc<Registry> {
-        let ptr = self.0.as_ptr() as *const Registry;
-        // SAFETY: `ptr` is what `Arc::as_ptr` of the owning `Arc` gives
-        // (the `&**registry` in `new`), and that `Arc` is alive (`new`'s
-        // contract), so its strong count is at least 1: incrementing it and
-        // taking the new count as an `Arc` of our own is sound.
-        unsafe {
-            Arc::increment_strong_count(ptr);
-            Arc::from_raw(ptr)
-        }
+impl Drop for TaskMeta {
+    fn drop(&mut self) {
+        // SAFETY: the count taken in `new` (`into_raw`), given back once.
+        drop(unsafe { OwnerRef::from_raw(self.owner.get()) });
     }
 }
 
-// SAFETY: `Registry` is `Send + Sync` (shard mutexes and an atomic), and
-// the pointer is only used for shared access while the registry is alive.
-unsafe impl Send for RegistryRef {}
+// SAFETY: the owner pointer is a counted reference to a `Sync` owner, used
+// for shared access only; the other fields are atomics and integers.
+unsafe impl Send for TaskMeta {}
 // SAFETY: as for `Send`.
-unsafe impl Sync for RegistryRef {}
+unsafe impl Sync for TaskMeta {}
 
 /// A pointer to a task's [`TaskMeta`], held by the task's own future and
 /// by its join handle. (async-task lends the metadata only by reference

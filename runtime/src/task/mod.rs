@@ -10,6 +10,7 @@
 mod abort;
 mod join;
 mod meta;
+mod owner;
 mod panics;
 mod registry;
 pub(crate) mod site;
@@ -19,30 +20,27 @@ mod words;
 pub use abort::AbortHandle;
 pub use join::{JoinError, JoinHandle};
 pub(crate) use meta::TaskMeta;
+pub(crate) use owner::{OwnerRef, TaskOwner};
 pub use panics::unobserved_panics;
 pub(crate) use panics::{panic_message, unobserved_panic};
 pub(crate) use registry::Registry;
 pub use registry::TaskId;
 
-use crate::loom::Arc;
 use async_task::{Runnable, ScheduleInfo};
 use std::future::Future;
 
 /// A scheduled task: what the queues hold.
 pub(crate) type Task = Runnable<TaskMeta>;
 
-/// Builds a task for `future` whose wake-ups call `schedule`, counted in
-/// `registry` (it enters the registry if it ever waits: REGISTER-ON-PENDING,
-/// in `registry.rs`). Returns the runnable, not yet scheduled, and its join
-/// handle.
+/// Builds a task for `future` owned by `owner` (counted in its registry:
+/// it enters the registry if it ever waits, REGISTER-ON-PENDING in
+/// `registry.rs`), whose wake-ups call `schedule`. Returns the runnable,
+/// not yet scheduled, and its join handle.
 ///
-/// # Safety
-///
-/// `schedule` must own the `Arc` behind `registry` (directly or through
-/// its owner): the task's metadata borrows the registry for as long as
-/// the task's allocation lives ([`meta::RegistryRef::new`]).
-pub(crate) unsafe fn build<F, S>(
-    registry: &Arc<Registry>,
+/// `schedule` must be zero-sized (a closure that captures nothing): it
+/// finds what it needs through the task's metadata (TASK-OWNER).
+pub(crate) fn build<F, S>(
+    owner: &TaskOwner,
     spawned_at: &'static std::panic::Location<'static>,
     future: F,
     schedule: S,
@@ -52,12 +50,15 @@ where
     F::Output: Send + 'static,
     S: Fn(Task, ScheduleInfo) + Send + Sync + 'static,
 {
-    let id = registry.spawned();
-    // SAFETY: this function's contract: `schedule`, stored in the same
-    // allocation, owns the registry's `Arc`.
-    let registry_ref = unsafe { meta::RegistryRef::new(registry) };
+    const {
+        assert!(
+            std::mem::size_of::<S>() == 0,
+            "TASK-OWNER: a zero-sized schedule function"
+        )
+    };
+    let id = owner.registry().spawned();
     let (runnable, task) = async_task::Builder::new()
-        .metadata(TaskMeta::new(id, spawned_at, registry_ref))
+        .metadata(TaskMeta::new(id, spawned_at, owner.counted()))
         .spawn(
             |meta| tracked::Tracked::new(future, meta),
             async_task::WithInfo(schedule),

@@ -190,7 +190,7 @@ impl Scheduler {
             // struct, and a `Scheduler` is only ever used inside an `Arc`
             // (`Scheduler::new`'s callers wrap it at once, before any task
             // is built); `retain` and `release` count that `Arc`.
-            owner: unsafe { TaskOwner::new(Registry::new(), retain, release) },
+            owner: unsafe { TaskOwner::new(Arc::new(Registry::new()), retain, release) },
             lifecycle: AtomicUsize::new(OPEN),
             hooks,
             workers_hint: std::sync::atomic::AtomicUsize::new(0),

@@ -1,6 +1,7 @@
 //! `AbortHandle`: the power to cancel a task, without its output.
 
-use super::{OwnerRef, TaskId};
+use super::{Registry, TaskId};
+use crate::loom::Arc;
 use std::fmt;
 
 /// A cloneable permission to cancel a task, from any thread, without the
@@ -11,10 +12,10 @@ use std::fmt;
 /// boundary and its join handle then gives a cancelled
 /// [`JoinError`](crate::JoinError), unless the task had already completed.
 ///
-/// It holds no reference to the task itself, only the runtime's scheduler
-/// (with its registry of live tasks) and the task's tag in that registry:
-/// it neither keeps the task's output alive nor delays freeing the task.
-/// Once the task is gone, aborting does nothing.
+/// It holds no reference to the task itself, only the runtime's registry of
+/// live tasks and the task's tag in it: it neither keeps the task's output
+/// alive nor delays freeing the task. Once the task is gone, aborting does
+/// nothing.
 ///
 /// ```
 /// let rt = unplug::Runtime::builder().workers(1).build().unwrap();
@@ -29,25 +30,24 @@ use std::fmt;
 /// [`JoinHandle::abort_handle`]: crate::JoinHandle::abort_handle
 #[derive(Clone)]
 pub struct AbortHandle {
-    /// The task's owner (whose registry the task is in), and its key
-    /// there (checked with the id, which is never reused, so a stale
-    /// handle never reaches a newer task); `None` for a task refused at
-    /// spawn, already finished, or being cancelled by shutdown when the
-    /// handle was made.
-    target: Option<(OwnerRef, u64)>,
+    /// The registry the task is in, and its key there (checked with the
+    /// id, which is never reused, so a stale handle never reaches a newer
+    /// task); `None` for a task refused at spawn, already finished, or
+    /// being cancelled by shutdown when the handle was made.
+    target: Option<(Arc<Registry>, u64)>,
     id: TaskId,
 }
 
 impl AbortHandle {
-    pub(crate) fn new(target: Option<(OwnerRef, u64)>, id: TaskId) -> Self {
+    pub(crate) fn new(target: Option<(Arc<Registry>, u64)>, id: TaskId) -> Self {
         AbortHandle { target, id }
     }
 
     /// Cancels the task, as [`JoinHandle::abort`](crate::JoinHandle::abort)
     /// does. Aborting a finished task, or aborting twice, does nothing.
     pub fn abort(&self) {
-        if let Some((owner, tag)) = &self.target {
-            owner.get().registry().abort(*tag, self.id);
+        if let Some((registry, tag)) = &self.target {
+            registry.abort(*tag, self.id);
         }
     }
 
@@ -62,7 +62,7 @@ impl AbortHandle {
     pub fn is_finished(&self) -> bool {
         self.target
             .as_ref()
-            .is_none_or(|(owner, tag)| !owner.get().registry().contains(*tag, self.id))
+            .is_none_or(|(registry, tag)| !registry.contains(*tag, self.id))
     }
 
     /// The task's id, the same as its join handle's

@@ -113,7 +113,7 @@ impl<T> JoinHandle<T> {
         let target = self.meta.as_ref().and_then(|meta| {
             let meta = meta.get();
             match meta.registry().register(meta.words(), meta.id(), None) {
-                Registered::Key(key) => Some((meta.owner().counted(), key)),
+                Registered::Key(key) => Some((meta.owner().registry_arc(), key)),
                 Registered::Gone | Registered::Closed => None,
             }
         });

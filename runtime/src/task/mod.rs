@@ -20,7 +20,7 @@ mod words;
 pub use abort::AbortHandle;
 pub use join::{JoinError, JoinHandle};
 pub(crate) use meta::TaskMeta;
-pub(crate) use owner::{OwnerRef, TaskOwner};
+pub(crate) use owner::TaskOwner;
 pub use panics::unobserved_panics;
 pub(crate) use panics::{panic_message, unobserved_panic};
 pub(crate) use registry::Registry;

@@ -13,11 +13,16 @@
 //! 0.76x tokio).
 
 use super::registry::Registry;
+use crate::loom::Arc;
 use std::ptr::NonNull;
 
 /// The head of a task-building object that lives in an `Arc`.
 pub(crate) struct TaskOwner {
-    registry: Registry,
+    /// In an `Arc` of its own, so an [`AbortHandle`](super::AbortHandle)
+    /// counts only the registry, never the scheduler: a handle kept in the
+    /// state of a thread hook (which the scheduler owns) makes no cycle,
+    /// and one that outlives the runtime keeps no more than the registry.
+    registry: Arc<Registry>,
     /// Adds one to the strong count of the `Arc` this owner heads.
     retain: unsafe fn(NonNull<TaskOwner>),
     /// Takes one from it (which may free the whole object).
@@ -33,7 +38,7 @@ impl TaskOwner {
     /// strong count given a pointer to this owner (which is the `T`'s
     /// address).
     pub(crate) unsafe fn new(
-        registry: Registry,
+        registry: Arc<Registry>,
         retain: unsafe fn(NonNull<TaskOwner>),
         release: unsafe fn(NonNull<TaskOwner>),
     ) -> Self {
@@ -47,6 +52,12 @@ impl TaskOwner {
     /// The registry its tasks are counted in.
     pub(crate) fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// A counted reference to the registry alone (for an
+    /// [`AbortHandle`](super::AbortHandle)).
+    pub(crate) fn registry_arc(&self) -> Arc<Registry> {
+        self.registry.clone()
     }
 
     /// A new counted reference to this owner.

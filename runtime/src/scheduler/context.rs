@@ -36,21 +36,16 @@ impl Drop for WorkerGuard {
 
 /// Runs `f` with this thread's worker state if it belongs to `scheduler`.
 pub(crate) fn with_local<R>(scheduler: &Arc<Scheduler>, f: impl FnOnce(Option<&Local>) -> R) -> R {
-    // While thread-locals are torn down, act as a foreign thread.
-    let local = WORKER.try_with(|w| w.borrow().clone()).ok().flatten();
-    match local.as_deref() {
-        Some(local) if Arc::ptr_eq(&local.scheduler, scheduler) => f(Some(local)),
-        _ => f(None),
-    }
+    with_local_ptr(Arc::as_ptr(scheduler), f)
 }
 
-/// Runs `f` with this thread's worker state if it belongs to the scheduler
-/// at `scheduler` (compared by address only: it may be dangling for all
-/// this function cares, it is never read).
+/// [`with_local`] for the scheduler at `scheduler`, compared by address
+/// only (it is never read, so it may be dangling for all this cares).
 pub(crate) fn with_local_ptr<R>(
     scheduler: *const Scheduler,
     f: impl FnOnce(Option<&Local>) -> R,
 ) -> R {
+    // While thread-locals are torn down, act as a foreign thread.
     let local = WORKER.try_with(|w| w.borrow().clone()).ok().flatten();
     match local.as_deref() {
         Some(local) if std::ptr::eq(Arc::as_ptr(&local.scheduler), scheduler) => f(Some(local)),

@@ -96,10 +96,9 @@ pub(crate) struct Local {
     /// wait, woke a task: I/O is flowing, so turns come every
     /// [`HOT_TURN_TICKS`]. A turn that wakes nothing clears it.
     io_hot: Cell<bool>,
-    /// A task was woken by the reactor during the current turn (either
-    /// kind); what `io_hot` is set from.
-    turn_woke: Cell<bool>,
-    /// A task was woken into the run queue during the idle wait.
+    /// The reactor woke a task during the turn under way (busy, or the
+    /// idle wait, which it ends); cleared when the turn ends, after it set
+    /// `io_hot`.
     pub(crate) turn_found: Cell<bool>,
     /// Wakes the idle wait once `turn_found` is set.
     pub(crate) turn_waker: RefCell<Option<Waker>>,
@@ -140,7 +139,6 @@ impl Local {
             turn: Cell::new(Turn::None),
             turn_due: Cell::new(false),
             io_hot: Cell::new(false),
-            turn_woke: Cell::new(false),
             turn_found: Cell::new(false),
             turn_waker: RefCell::new(None),
             refills: Refills::default(),
@@ -192,7 +190,7 @@ impl Local {
     /// (REACHABLE).
     fn schedule_from_reactor(&self, task: Task) {
         // HOT-TURNS: I/O is flowing through this worker.
-        self.turn_woke.set(true);
+        self.turn_found.set(true);
         if self.reactor.as_ref().is_some_and(|r| r.in_own_task()) {
             // Inside the poll of a `tokio::spawn` task run in the reactor
             // (idle wait or busy turn), which may be long and holds this
@@ -215,7 +213,6 @@ impl Local {
             self.run_queued.set(true);
         }
         if self.turn.get() == Turn::IdleWait {
-            self.turn_found.set(true);
             if let Some(waker) = self.turn_waker.borrow_mut().take() {
                 waker.wake();
             }
@@ -231,11 +228,10 @@ impl Local {
                 .turn_wanted
                 .store(false, std::sync::atomic::Ordering::Relaxed);
             self.turn.set(Turn::Busy);
-            self.turn_woke.set(false);
             // HOT-TURNS: a turn the rate limit skipped says nothing about
             // whether I/O still flows.
             if reactor.turn(self.io_hot.get()) {
-                self.io_hot.set(self.turn_woke.replace(false));
+                self.io_hot.set(self.turn_found.get());
             }
             self.turn.set(Turn::None);
             self.turn_found.set(false);
@@ -245,10 +241,9 @@ impl Local {
     /// HOT-TURNS: an idle wait ended; if the reactor woke a task in it,
     /// I/O is flowing through this worker.
     pub(crate) fn idle_wait_ended(&self) {
-        if self.turn_woke.replace(false) {
+        if self.turn_found.replace(false) {
             self.io_hot.set(true);
         }
-        self.turn_found.set(false);
     }
 
     /// The back of the local queue, and one sleeper woken to help

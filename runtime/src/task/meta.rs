@@ -2,7 +2,7 @@
 //! its id, where it was spawned, and a counted reference to its owner (the
 //! scheduler, and the registry it is counted in).
 
-use super::owner::{OwnerRef, TaskOwner};
+use super::owner::TaskOwner;
 use super::registry::Registry;
 use super::site::{self, Site};
 use super::words::TaskWords;
@@ -30,8 +30,7 @@ pub(crate) struct TaskMeta {
     site: Site,
     /// Its id, for its join handle and for culprits.
     id: Packed4<TaskId>,
-    /// Its owner: one counted reference ([`OwnerRef::into_raw`]), given
-    /// back when async-task drops this metadata, after the future (every
+    /// Its owner: one count ([`TaskOwner::retain`]), given back when async-task drops this metadata, after the future (every
     /// use of the metadata, the future's `Drop` included, sees the owner
     /// and its registry alive).
     owner: Packed4<NonNull<TaskOwner>>,
@@ -50,12 +49,16 @@ impl<T: Copy> Packed4<T> {
 }
 
 impl TaskMeta {
-    pub(crate) fn new(id: TaskId, spawned_at: &'static Location<'static>, owner: OwnerRef) -> Self {
+    pub(crate) fn new(
+        id: TaskId,
+        spawned_at: &'static Location<'static>,
+        owner: &TaskOwner,
+    ) -> Self {
         TaskMeta {
             words: TaskWords::new(),
             site: site::intern(spawned_at),
             id: Packed4(id),
-            owner: Packed4(owner.into_raw()),
+            owner: Packed4(owner.retain()),
         }
     }
 
@@ -88,8 +91,8 @@ impl TaskMeta {
 
 impl Drop for TaskMeta {
     fn drop(&mut self) {
-        // SAFETY: the count taken in `new` (`into_raw`), given back once.
-        drop(unsafe { OwnerRef::from_raw(self.owner.get()) });
+        // SAFETY: the count taken in `new`, given back once.
+        unsafe { TaskOwner::release(self.owner.get()) }
     }
 }
 
@@ -120,7 +123,7 @@ impl MetaRef {
     }
 }
 
-// SAFETY: `TaskMeta` is Sync (an atomic and an integer) and the pointer is
+// SAFETY: `TaskMeta` is Sync (see its own impls above) and the pointer is
 // only used for shared access while the task allocation is alive.
 unsafe impl Send for MetaRef {}
 // SAFETY: as for `Send`.

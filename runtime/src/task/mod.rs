@@ -58,7 +58,7 @@ where
     };
     let id = owner.registry().spawned();
     let (runnable, task) = async_task::Builder::new()
-        .metadata(TaskMeta::new(id, spawned_at, owner.counted()))
+        .metadata(TaskMeta::new(id, spawned_at, owner))
         .spawn(
             |meta| tracked::Tracked::new(future, meta),
             async_task::WithInfo(schedule),

@@ -33,7 +33,7 @@ impl TaskOwner {
     /// # Safety
     ///
     /// The result must be placed at offset 0 of a `#[repr(C)]` value `T`
-    /// that lives in an `Arc<T>`, before any [`OwnerRef`] to it is made;
+    /// that lives in an `Arc<T>`, before [`TaskOwner::retain`] is called;
     /// `retain` and `release` must increment and decrement that `Arc`'s
     /// strong count given a pointer to this owner (which is the `T`'s
     /// address).
@@ -60,64 +60,30 @@ impl TaskOwner {
         self.registry.clone()
     }
 
-    /// A new counted reference to this owner.
-    pub(crate) fn counted(&self) -> OwnerRef {
+    /// Takes one more count of the `Arc` this owner heads, for a task's
+    /// metadata to hold; it gives it back with [`TaskOwner::release`].
+    pub(crate) fn retain(&self) -> NonNull<TaskOwner> {
         let ptr = NonNull::from(self);
         // SAFETY: `new`'s contract: this owner heads a value in an `Arc`
         // (it is borrowed, so that `Arc` has a count), and `retain` adds
         // one to that count.
         unsafe { (self.retain)(ptr) };
-        OwnerRef(ptr)
-    }
-}
-
-/// A counted reference to a [`TaskOwner`] (one strong count of the `Arc`
-/// it heads).
-pub(crate) struct OwnerRef(NonNull<TaskOwner>);
-
-impl OwnerRef {
-    /// The owner.
-    pub(crate) fn get(&self) -> &TaskOwner {
-        // SAFETY: this reference holds a count, so the owner is alive;
-        // shared access only.
-        unsafe { self.0.as_ref() }
-    }
-
-    /// Gives up the reference without releasing its count (kept in the
-    /// task's metadata, which releases it with [`OwnerRef::from_raw`]).
-    pub(crate) fn into_raw(self) -> NonNull<TaskOwner> {
-        let ptr = self.0;
-        std::mem::forget(self);
         ptr
     }
 
+    /// Gives back a count taken by [`TaskOwner::retain`] (the last one
+    /// frees the whole object).
+    ///
     /// # Safety
     ///
-    /// `ptr` came from [`OwnerRef::into_raw`], and its count was not taken
-    /// back yet.
-    pub(crate) unsafe fn from_raw(ptr: NonNull<TaskOwner>) -> Self {
-        OwnerRef(ptr)
+    /// `owner` came from `retain`, and this count is given back once; the
+    /// owner is not touched after.
+    pub(crate) unsafe fn release(owner: NonNull<TaskOwner>) {
+        // SAFETY: the count keeps the owner alive for this read; the
+        // caller's contract for the rest.
+        unsafe {
+            let release = owner.as_ref().release;
+            release(owner)
+        }
     }
 }
-
-impl Clone for OwnerRef {
-    fn clone(&self) -> Self {
-        self.get().counted()
-    }
-}
-
-impl Drop for OwnerRef {
-    fn drop(&mut self) {
-        let release = self.get().release;
-        // SAFETY: this reference's count, given back once; the owner is
-        // not touched after.
-        unsafe { release(self.0) }
-    }
-}
-
-// SAFETY: a `TaskOwner` is `Sync` (the registry's locks and atomics, and
-// two function pointers), and an `OwnerRef` gives only shared access to it
-// while its count keeps it alive.
-unsafe impl Send for OwnerRef {}
-// SAFETY: as for `Send`.
-unsafe impl Sync for OwnerRef {}

@@ -251,7 +251,7 @@ impl Registry {
                 let entry = guard.vacant_entry();
                 let key = (entry.key() * SHARDS + shard) as u32;
                 debug_assert!(key < GONE, "registry keys fit below the tag's markers");
-                // AcqRel: races the drop's swap (see `TaskMeta::take_key_at_drop`).
+                // AcqRel: races the drop's swap (see `TaskWords::take_key_at_drop`).
                 match words.tag().compare_exchange(
                     UNREGISTERED,
                     key,

@@ -8,7 +8,8 @@
 //! may use, for all three runtimes).
 //! `--quick` is a smoke run: it checks nothing about speed.
 //! `--explain` prints the counters behind the scheduler's fairness rules
-//! (polls of the load while remote spawns waited) and tcp_echo on tokio
+//! (polls of the load while remote spawns waited), what joining 1,000
+//! finished tasks costs on each runtime, and tcp_echo on tokio
 //! arranged three ways (as it is, with a reactor thread of its own, and
 //! thread-per-core: the ceiling of perfect locality).
 //! `--after tokio|asx|none` runs busy1 on unplug right after another
@@ -173,6 +174,28 @@ fn explain_io(unplug: &Unplug, workers: usize) {
     );
 }
 
+/// `--explain`: what awaiting 1,000 finished tasks costs the awaiting
+/// thread on each runtime (JOIN-FINISHED: every spawn workload ends with
+/// it, and under load it runs after the last task, on the clock).
+fn explain_join(unplug: &Unplug, workers: usize) {
+    let (_t_rt, tokio) = Tokio::new(workers);
+    let (_a_threads, asx) = AsyncExecutor::new(workers);
+    let (mut u, mut t, mut a) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..101 {
+        u.push(join_finished(unplug, 1_000));
+        t.push(join_finished(&tokio, 1_000));
+        a.push(join_finished(&asx, 1_000));
+    }
+    let (u, t, a) = (median(&mut u), median(&mut t), median(&mut a));
+    println!(
+        "joining 1000 finished tasks from block_on: unplug {:.1} us, tokio {:.1} us, \
+         async-executor {:.1} us",
+        u * 1e3,
+        t * 1e3,
+        a * 1e3
+    );
+}
+
 fn median(v: &mut [Duration]) -> f64 {
     v.sort();
     v[v.len() / 2].as_secs_f64() * 1e3
@@ -218,6 +241,7 @@ fn main() {
     }
     if args.iter().any(|a| a == "--explain") {
         explain_busy(&unplug, n);
+        explain_join(&unplug, n);
         explain_io(&unplug, n);
         return;
     }

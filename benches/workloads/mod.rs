@@ -317,6 +317,32 @@ pub fn spawn_many_remote<S: Spawner>(s: &S, n: usize) {
     });
 }
 
+/// The join half of the spawn workloads alone: `n` tasks spawned from
+/// outside and left to finish, then awaited in order from `block_on`; the
+/// time of the awaiting only (`compare --explain`: every spawn workload
+/// ends with it, on the thread that measures).
+pub fn join_finished<S: Spawner>(s: &S, n: usize) -> Duration {
+    let done = Arc::new(AtomicUsize::new(0));
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let done = done.clone();
+            s.spawn(async move {
+                done.fetch_add(1, Relaxed);
+            })
+        })
+        .collect();
+    while done.load(Relaxed) < n {
+        std::thread::yield_now();
+    }
+    let start = Instant::now();
+    s.block_on(async {
+        for h in handles {
+            h.await;
+        }
+    });
+    start.elapsed()
+}
+
 /// `yield_many`: 200 tasks yielding 1,000 times each.
 pub fn yield_many<S: Spawner>(s: &S) {
     const NUM_YIELD: usize = 1_000;

@@ -1,0 +1,122 @@
+//! What awaiting a `JoinHandle` does with the awaiter's waker
+//! (JOIN-FINISHED, `task/join.rs`): a finished task's output is taken
+//! without touching the waker at all, a pending one registers a guard of
+//! it once and wakes it exactly once, and a waker that changes between
+//! polls is the one woken.
+#![cfg(not(loom))]
+
+mod support;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{mpsc, Arc};
+use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
+use std::time::Duration;
+use support::wait_until;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Counts what is done with a waker: clones, wakes, drops (of clones).
+#[derive(Default)]
+struct Counts {
+    clones: AtomicUsize,
+    wakes: AtomicUsize,
+    drops: AtomicUsize,
+}
+
+fn counting_waker(counts: &Arc<Counts>) -> Waker {
+    fn clone(data: *const ()) -> RawWaker {
+        // SAFETY: `data` is an `Arc<Counts>` pointer this vtable made; one
+        // more count is taken for the clone.
+        let counts = unsafe { &*(data as *const Counts) };
+        counts.clones.fetch_add(1, SeqCst);
+        unsafe { Arc::increment_strong_count(data as *const Counts) };
+        RawWaker::new(data, &VTABLE)
+    }
+    fn wake(data: *const ()) {
+        wake_by_ref(data);
+        drop_waker(data);
+    }
+    fn wake_by_ref(data: *const ()) {
+        // SAFETY: as in `clone`: the waker holds a count.
+        unsafe { &*(data as *const Counts) }
+            .wakes
+            .fetch_add(1, SeqCst);
+    }
+    fn drop_waker(data: *const ()) {
+        // SAFETY: gives back the count this waker held.
+        let counts = unsafe { Arc::from_raw(data as *const Counts) };
+        counts.drops.fetch_add(1, SeqCst);
+    }
+    static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, wake, wake_by_ref, drop_waker);
+    let data = Arc::into_raw(counts.clone()) as *const ();
+    // SAFETY: the vtable's functions keep the `Arc` count contract above.
+    unsafe { Waker::from_raw(RawWaker::new(data, &VTABLE)) }
+}
+
+fn poll_with<F: Future + Unpin>(fut: &mut F, waker: &Waker) -> Poll<F::Output> {
+    Pin::new(fut).poll(&mut Context::from_waker(waker))
+}
+
+#[test]
+fn joining_a_finished_task_leaves_the_awaiters_waker_untouched() {
+    let rt = unplug::Runtime::builder().workers(1).build().unwrap();
+    let mut handle = rt.spawn(async { 7 });
+    assert!(wait_until(DEADLINE, || handle.is_finished()));
+    let counts = Arc::new(Counts::default());
+    let waker = counting_waker(&counts);
+    assert!(matches!(poll_with(&mut handle, &waker), Poll::Ready(Ok(7))));
+    assert_eq!(counts.clones.load(SeqCst), 0, "no clone of the waker");
+    assert_eq!(counts.wakes.load(SeqCst), 0, "no wake-up");
+    drop(handle);
+    drop(waker);
+    assert_eq!(counts.drops.load(SeqCst), 1, "only our own waker dropped");
+}
+
+#[test]
+fn a_pending_join_wakes_its_awaiter_once_and_then_gives_the_output() {
+    let rt = unplug::Runtime::builder().workers(1).build().unwrap();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let mut handle = rt.spawn(async move {
+        // Blocks the worker until told: the task is unfinished meanwhile.
+        go_rx.recv().unwrap();
+        "done"
+    });
+    let counts = Arc::new(Counts::default());
+    let waker = counting_waker(&counts);
+    // Polled twice while pending: the guard is made once, and the second
+    // poll reuses it (no second clone of the awaiter's waker).
+    assert!(poll_with(&mut handle, &waker).is_pending());
+    assert!(poll_with(&mut handle, &waker).is_pending());
+    assert_eq!(counts.clones.load(SeqCst), 1, "one guard around the waker");
+    go_tx.send(()).unwrap();
+    assert!(
+        wait_until(DEADLINE, || counts.wakes.load(SeqCst) == 1),
+        "the awaiter was woken when the task completed"
+    );
+    assert!(matches!(
+        poll_with(&mut handle, &waker),
+        Poll::Ready(Ok("done"))
+    ));
+    assert_eq!(counts.wakes.load(SeqCst), 1, "woken exactly once");
+}
+
+#[test]
+fn a_join_polled_with_a_new_waker_wakes_the_new_one() {
+    let rt = unplug::Runtime::builder().workers(1).build().unwrap();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let mut handle = rt.spawn(async move {
+        go_rx.recv().unwrap();
+    });
+    let (old, new) = (Arc::new(Counts::default()), Arc::new(Counts::default()));
+    assert!(poll_with(&mut handle, &counting_waker(&old)).is_pending());
+    assert!(poll_with(&mut handle, &counting_waker(&new)).is_pending());
+    go_tx.send(()).unwrap();
+    assert!(
+        wait_until(DEADLINE, || new.wakes.load(SeqCst) == 1),
+        "the latest waker was woken"
+    );
+    assert_eq!(old.wakes.load(SeqCst), 0, "the replaced waker was not");
+    assert!(poll_with(&mut handle, &counting_waker(&new)).is_ready());
+}

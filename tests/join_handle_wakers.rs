@@ -1,15 +1,17 @@
 //! What awaiting a `JoinHandle` does with the awaiter's waker
 //! (JOIN-FINISHED, `task/join.rs`): a finished task's output is taken
 //! without touching the waker at all, a pending one registers a guard of
-//! it once and wakes it exactly once, and a waker that changes between
-//! polls is the one woken.
+//! it once and wakes it exactly once, a waker that changes between polls
+//! is the one woken, and a waker that panics when dropped is caught like
+//! one that panics when woken (async-task drops a replaced waker where a
+//! panic aborts the process: found by the JOIN-FINISHED red team).
 #![cfg(not(loom))]
 
 mod support;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{mpsc, Arc};
 use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 use std::time::Duration;
@@ -17,12 +19,14 @@ use support::wait_until;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
-/// Counts what is done with a waker: clones, wakes, drops (of clones).
+/// Counts what is done with a waker: clones, wakes, drops (of clones);
+/// a drop panics while `panic_on_drop` is set.
 #[derive(Default)]
 struct Counts {
     clones: AtomicUsize,
     wakes: AtomicUsize,
     drops: AtomicUsize,
+    panic_on_drop: AtomicBool,
 }
 
 fn counting_waker(counts: &Arc<Counts>) -> Waker {
@@ -48,6 +52,9 @@ fn counting_waker(counts: &Arc<Counts>) -> Waker {
         // SAFETY: gives back the count this waker held.
         let counts = unsafe { Arc::from_raw(data as *const Counts) };
         counts.drops.fetch_add(1, SeqCst);
+        if counts.panic_on_drop.load(SeqCst) && !std::thread::panicking() {
+            panic!("the awaiter's waker panics when dropped");
+        }
     }
     static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, wake, wake_by_ref, drop_waker);
     let data = Arc::into_raw(counts.clone()) as *const ();
@@ -119,4 +126,79 @@ fn a_join_polled_with_a_new_waker_wakes_the_new_one() {
     );
     assert_eq!(old.wakes.load(SeqCst), 0, "the replaced waker was not");
     assert!(poll_with(&mut handle, &counting_waker(&new)).is_ready());
+}
+
+/// Runs `body` on a thread of its own and fails if it does not finish in
+/// time, or if the process would have aborted (the thread never reports).
+fn with_watchdog(body: impl FnOnce() + Send + 'static) {
+    let (done_tx, done_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        body();
+        done_tx.send(()).unwrap();
+    });
+    done_rx
+        .recv_timeout(DEADLINE)
+        .expect("watchdog: the test body did not finish");
+}
+
+#[test]
+fn replacing_a_waker_whose_drop_panics_is_caught_not_an_abort() {
+    with_watchdog(|| {
+        let rt = unplug::Runtime::builder().workers(1).build().unwrap();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let mut handle = rt.spawn(async move { go_rx.recv().unwrap() });
+        let a = Arc::new(Counts::default());
+        let waker_a = counting_waker(&a);
+        assert!(poll_with(&mut handle, &waker_a).is_pending());
+        drop(waker_a);
+        a.panic_on_drop.store(true, SeqCst);
+        let before = unplug::unobserved_panics();
+        // The awaiter moves on to another waker (another task, a select):
+        // the guard of A, and A with it, is dropped inside async-task.
+        let b = Arc::new(Counts::default());
+        assert!(poll_with(&mut handle, &counting_waker(&b)).is_pending());
+        assert_eq!(
+            unplug::unobserved_panics(),
+            before + 1,
+            "the panic was caught"
+        );
+        go_tx.send(()).unwrap();
+        assert!(wait_until(DEADLINE, || b.wakes.load(SeqCst) == 1));
+        assert!(matches!(
+            poll_with(&mut handle, &counting_waker(&b)),
+            Poll::Ready(Ok(()))
+        ));
+    });
+}
+
+#[test]
+fn a_guard_whose_waker_panics_when_dropped_is_caught_on_a_worker_too() {
+    with_watchdog(|| {
+        let rt = unplug::Runtime::builder().workers(1).build().unwrap();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let handle = rt.spawn(async move { go_rx.recv().unwrap() });
+        let mut handle = Some(handle);
+        let a = Arc::new(Counts::default());
+        let waker_a = counting_waker(&a);
+        assert!(poll_with(handle.as_mut().unwrap(), &waker_a).is_pending());
+        drop(waker_a);
+        // This thread guards another waker (its cached guard of A goes),
+        // and the handle is dropped: async-task's registered guard is the
+        // last one, and the worker drops it when the task completes.
+        let b = Arc::new(Counts::default());
+        let mut other = rt.spawn(std::future::pending::<()>());
+        assert!(poll_with(&mut other, &counting_waker(&b)).is_pending());
+        a.panic_on_drop.store(true, SeqCst);
+        let before = unplug::unobserved_panics();
+        drop(handle.take());
+        go_tx.send(()).unwrap();
+        assert!(
+            wait_until(DEADLINE, || unplug::unobserved_panics() == before + 1),
+            "the worker caught the panic and lives on"
+        );
+        // The worker still runs tasks.
+        let after = rt.spawn(async { 3 });
+        assert_eq!(rt.block_on(after).unwrap(), 3);
+        a.panic_on_drop.store(false, SeqCst);
+    });
 }

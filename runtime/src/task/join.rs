@@ -8,6 +8,7 @@ use super::{AbortHandle, TaskId, TaskMeta};
 use async_task::{FallibleTask, Task};
 use std::fmt;
 use std::future::Future;
+use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -43,9 +44,10 @@ pub struct JoinHandle<T> {
 }
 
 /// Wakes the task awaiting a join handle, catching a panic from its waker
-/// (async-task, which calls it when the task completes, would abort the
+/// when woken or dropped (async-task, which wakes it when the task
+/// completes and drops it when another waker replaces it, would abort the
 /// process; the worker running the task must live on).
-struct GuardedWaker(Waker);
+struct GuardedWaker(ManuallyDrop<Waker>);
 
 impl Wake for GuardedWaker {
     fn wake(self: Arc<Self>) {
@@ -59,9 +61,21 @@ impl Wake for GuardedWaker {
     }
 }
 
+impl Drop for GuardedWaker {
+    fn drop(&mut self) {
+        // SAFETY: dropped once, here; `self.0` is not used after.
+        let dropped = catch_unwind(AssertUnwindSafe(|| unsafe {
+            ManuallyDrop::drop(&mut self.0)
+        }));
+        if let Err(payload) = dropped {
+            unobserved_panic("the waker of a JoinHandle's awaiter (dropped)", payload);
+        }
+    }
+}
+
 impl GuardedWaker {
     fn new(waker: &Waker) -> Arc<Self> {
-        Arc::new(GuardedWaker(waker.clone()))
+        Arc::new(GuardedWaker(ManuallyDrop::new(waker.clone())))
     }
 
     fn guards(&self, waker: &Waker) -> bool {

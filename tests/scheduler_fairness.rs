@@ -1,16 +1,14 @@
 //! FAIR (runtime/SCHEDULER.md): remote work is served before tasks that
-//! yield (YIELD-LAST), between the links of a spawn chain (CHAIN-YIELDS),
-//! and before even a chain's first link when a batch of it is already
-//! queued (FIRST-LINK-BEHIND). One worker, so where a task waits is
-//! decided by the scheduler's order alone; the checks count polls, not
-//! time.
+//! yield (YIELD-LAST) and between the links of a spawn chain
+//! (CHAIN-YIELDS). One worker, so where a task waits is decided by the
+//! scheduler's order alone; the checks count polls, not time.
 
 #![cfg(not(loom))]
 
 mod support;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::Arc;
 use support::{wait_for, with_watchdog};
 
 fn one_worker() -> unplug::Runtime {
@@ -145,57 +143,5 @@ fn yielded_tasks_still_run_while_remote_work_keeps_coming() {
         spawner.join().unwrap();
         assert!(done);
         assert_eq!(yields.load(SeqCst), 100);
-    });
-}
-
-#[test]
-fn a_spawned_child_waits_behind_a_queued_batch_while_remote_work_waits() {
-    with_watchdog("first-link-behind", || {
-        let rt = one_worker();
-        let order = Arc::new(Mutex::new(Vec::<String>::new()));
-        let log = |name: String| {
-            let order = order.clone();
-            move || order.lock().unwrap().push(name)
-        };
-        // Hold the one worker while the injector fills, so its next look
-        // takes `parent` and the first remote tasks in one batch.
-        let (hold_tx, hold_rx) = mpsc::channel::<()>();
-        let (held_tx, held_rx) = mpsc::channel::<()>();
-        rt.spawn(async move {
-            held_tx.send(()).unwrap();
-            hold_rx.recv().unwrap();
-        });
-        held_rx.recv().unwrap();
-        let (release_tx, release_rx) = mpsc::channel::<()>();
-        let (parent_in_tx, parent_in_rx) = mpsc::channel::<()>();
-        let child_log = log("child".into());
-        rt.spawn(async move {
-            parent_in_tx.send(()).unwrap();
-            release_rx.recv().unwrap();
-            // Spawned from inside a task: the LIFO slot, a chain's first link.
-            unplug::spawn(async move { child_log() });
-        });
-        for i in 0..5 {
-            let l = log(format!("queued{i}"));
-            rt.spawn(async move { l() });
-        }
-        hold_tx.send(()).unwrap();
-        // The worker took the batch (parent, queued0..4) and runs parent.
-        parent_in_rx.recv().unwrap();
-        // More remote work arrives while the parent runs.
-        for i in 0..5 {
-            let l = log(format!("remote{i}"));
-            rt.spawn(async move { l() });
-        }
-        release_tx.send(()).unwrap();
-        wait_for("every task to run", || order.lock().unwrap().len() == 11);
-        let order = order.lock().unwrap().clone();
-        let at = |name: &str| order.iter().position(|n| n == name).unwrap();
-        // Before FIRST-LINK-BEHIND the child ran first of all, ahead of
-        // the batch queued before it was spawned.
-        assert!(
-            (0..5).all(|i| at(&format!("queued{i}")) < at("child")),
-            "the child ran ahead of the queued batch: {order:?}"
-        );
     });
 }

@@ -298,26 +298,20 @@ impl Local {
         }
         // CHAIN-YIELDS: the LIFO slot's task next if it is the first link
         // of a chain, or a later one (up to MAX_LIFO_POLLS) while no remote
-        // work waits. FIRST-LINK-BEHIND: not even the first while remote
-        // work waits and the run queue holds work (a batch of it, taken
-        // before this link was spawned). The injector is read only when the
-        // slot holds a task: its lines are written by every remote push.
+        // work waits. The injector is read only when the slot holds a task
+        // after a first link: its lines are written by every remote push.
+        // (FIRST-LINK-BEHIND, which sent even a first link behind a queued
+        // batch while remote work waited, was reverted: SCHEDULER.md.)
         let lifo_polls = self.lifo_polls.get();
         if let Some(task) = self.slot.take_lifo() {
-            let next = if lifo_polls == 0 {
-                !(self.run_queued.get()
-                    && !self.queue.is_empty()
-                    && !self.scheduler.injector.is_empty())
-            } else {
-                lifo_polls < MAX_LIFO_POLLS && self.scheduler.injector.is_empty()
-            };
+            let next = lifo_polls == 0
+                || (lifo_polls < MAX_LIFO_POLLS && self.scheduler.injector.is_empty());
             if next {
                 self.lifo_polls.set(lifo_polls + 1);
                 return Some(task);
             }
-            // The chain spent its budget (or remote work waits behind a
-            // batch): like a yield, it lets the injector go first, then
-            // waits behind what was queued.
+            // The chain spent its budget: like a yield, it lets the
+            // injector go first, then waits behind what was queued.
             let remote = self.pop_injector();
             self.push_local(task);
             if remote.is_some() {

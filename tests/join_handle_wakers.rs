@@ -128,6 +128,10 @@ fn a_join_polled_with_a_new_waker_wakes_the_new_one() {
     assert!(poll_with(&mut handle, &counting_waker(&new)).is_ready());
 }
 
+/// `unplug::unobserved_panics()` counts for the whole process: the tests
+/// that read it hold this, so they do not count each other's panics.
+static COUNTS_PANICS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Runs `body` on a thread of its own and fails if it does not finish in
 /// time, or if the process would have aborted (the thread never reports).
 fn with_watchdog(body: impl FnOnce() + Send + 'static) {
@@ -144,6 +148,7 @@ fn with_watchdog(body: impl FnOnce() + Send + 'static) {
 #[test]
 fn replacing_a_waker_whose_drop_panics_is_caught_not_an_abort() {
     with_watchdog(|| {
+        let _serial = COUNTS_PANICS.lock().unwrap_or_else(|e| e.into_inner());
         let rt = unplug::Runtime::builder().workers(1).build().unwrap();
         let (go_tx, go_rx) = mpsc::channel::<()>();
         let mut handle = rt.spawn(async move { go_rx.recv().unwrap() });
@@ -174,6 +179,7 @@ fn replacing_a_waker_whose_drop_panics_is_caught_not_an_abort() {
 #[test]
 fn a_guard_whose_waker_panics_when_dropped_is_caught_on_a_worker_too() {
     with_watchdog(|| {
+        let _serial = COUNTS_PANICS.lock().unwrap_or_else(|e| e.into_inner());
         let rt = unplug::Runtime::builder().workers(1).build().unwrap();
         let (go_tx, go_rx) = mpsc::channel::<()>();
         let handle = rt.spawn(async move { go_rx.recv().unwrap() });

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{mpsc, Arc};
 use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 use std::time::Duration;
-use support::wait_until;
+use support::{wait_until, with_watchdog};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -66,6 +66,28 @@ fn poll_with<F: Future + Unpin>(fut: &mut F, waker: &Waker) -> Poll<F::Output> {
     Pin::new(fut).poll(&mut Context::from_waker(waker))
 }
 
+/// A task that holds the runtime's worker (unfinished) until told, then
+/// returns `output`.
+fn held_task<T: Send + 'static>(
+    rt: &unplug::Runtime,
+    output: T,
+) -> (unplug::JoinHandle<T>, mpsc::Sender<()>) {
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let handle = rt.spawn(async move {
+        go_rx.recv().unwrap();
+        output
+    });
+    (handle, go_tx)
+}
+
+/// Polls `handle` (pending) with a fresh counting waker and drops this
+/// copy of it: the join's guard then holds the last one.
+fn guarded_once<T>(handle: &mut unplug::JoinHandle<T>) -> Arc<Counts> {
+    let counts = Arc::new(Counts::default());
+    assert!(poll_with(handle, &counting_waker(&counts)).is_pending());
+    counts
+}
+
 #[test]
 fn joining_a_finished_task_leaves_the_awaiters_waker_untouched() {
     let rt = unplug::Runtime::builder().workers(1).build().unwrap();
@@ -84,12 +106,7 @@ fn joining_a_finished_task_leaves_the_awaiters_waker_untouched() {
 #[test]
 fn a_pending_join_wakes_its_awaiter_once_and_then_gives_the_output() {
     let rt = unplug::Runtime::builder().workers(1).build().unwrap();
-    let (go_tx, go_rx) = mpsc::channel::<()>();
-    let mut handle = rt.spawn(async move {
-        // Blocks the worker until told: the task is unfinished meanwhile.
-        go_rx.recv().unwrap();
-        "done"
-    });
+    let (mut handle, go_tx) = held_task(&rt, "done");
     let counts = Arc::new(Counts::default());
     let waker = counting_waker(&counts);
     // Polled twice while pending: the guard is made once, and the second
@@ -112,10 +129,7 @@ fn a_pending_join_wakes_its_awaiter_once_and_then_gives_the_output() {
 #[test]
 fn a_join_polled_with_a_new_waker_wakes_the_new_one() {
     let rt = unplug::Runtime::builder().workers(1).build().unwrap();
-    let (go_tx, go_rx) = mpsc::channel::<()>();
-    let mut handle = rt.spawn(async move {
-        go_rx.recv().unwrap();
-    });
+    let (mut handle, go_tx) = held_task(&rt, ());
     let (old, new) = (Arc::new(Counts::default()), Arc::new(Counts::default()));
     assert!(poll_with(&mut handle, &counting_waker(&old)).is_pending());
     assert!(poll_with(&mut handle, &counting_waker(&new)).is_pending());
@@ -132,30 +146,13 @@ fn a_join_polled_with_a_new_waker_wakes_the_new_one() {
 /// that read it hold this, so they do not count each other's panics.
 static COUNTS_PANICS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Runs `body` on a thread of its own and fails if it does not finish in
-/// time, or if the process would have aborted (the thread never reports).
-fn with_watchdog(body: impl FnOnce() + Send + 'static) {
-    let (done_tx, done_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        body();
-        done_tx.send(()).unwrap();
-    });
-    done_rx
-        .recv_timeout(DEADLINE)
-        .expect("watchdog: the test body did not finish");
-}
-
 #[test]
 fn replacing_a_waker_whose_drop_panics_is_caught_not_an_abort() {
-    with_watchdog(|| {
+    with_watchdog("a waker swap", || {
         let _serial = COUNTS_PANICS.lock().unwrap_or_else(|e| e.into_inner());
         let rt = unplug::Runtime::builder().workers(1).build().unwrap();
-        let (go_tx, go_rx) = mpsc::channel::<()>();
-        let mut handle = rt.spawn(async move { go_rx.recv().unwrap() });
-        let a = Arc::new(Counts::default());
-        let waker_a = counting_waker(&a);
-        assert!(poll_with(&mut handle, &waker_a).is_pending());
-        drop(waker_a);
+        let (mut handle, go_tx) = held_task(&rt, ());
+        let a = guarded_once(&mut handle);
         a.panic_on_drop.store(true, SeqCst);
         let before = unplug::unobserved_panics();
         // The awaiter moves on to another waker (another task, a select):
@@ -178,16 +175,11 @@ fn replacing_a_waker_whose_drop_panics_is_caught_not_an_abort() {
 
 #[test]
 fn a_guard_whose_waker_panics_when_dropped_is_caught_on_a_worker_too() {
-    with_watchdog(|| {
+    with_watchdog("a detached handle's guard", || {
         let _serial = COUNTS_PANICS.lock().unwrap_or_else(|e| e.into_inner());
         let rt = unplug::Runtime::builder().workers(1).build().unwrap();
-        let (go_tx, go_rx) = mpsc::channel::<()>();
-        let handle = rt.spawn(async move { go_rx.recv().unwrap() });
-        let mut handle = Some(handle);
-        let a = Arc::new(Counts::default());
-        let waker_a = counting_waker(&a);
-        assert!(poll_with(handle.as_mut().unwrap(), &waker_a).is_pending());
-        drop(waker_a);
+        let (mut handle, go_tx) = held_task(&rt, ());
+        let a = guarded_once(&mut handle);
         // This thread guards another waker (its cached guard of A goes),
         // and the handle is dropped: async-task's registered guard is the
         // last one, and the worker drops it when the task completes.
@@ -196,7 +188,7 @@ fn a_guard_whose_waker_panics_when_dropped_is_caught_on_a_worker_too() {
         assert!(poll_with(&mut other, &counting_waker(&b)).is_pending());
         a.panic_on_drop.store(true, SeqCst);
         let before = unplug::unobserved_panics();
-        drop(handle.take());
+        drop(handle);
         go_tx.send(()).unwrap();
         assert!(
             wait_until(DEADLINE, || unplug::unobserved_panics() == before + 1),

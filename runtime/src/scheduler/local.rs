@@ -300,8 +300,6 @@ impl Local {
         // of a chain, or a later one (up to MAX_LIFO_POLLS) while no remote
         // work waits. The injector is read only when the slot holds a task
         // after a first link: its lines are written by every remote push.
-        // (FIRST-LINK-BEHIND, which sent even a first link behind a queued
-        // batch while remote work waited, was reverted: SCHEDULER.md.)
         let lifo_polls = self.lifo_polls.get();
         if let Some(task) = self.slot.take_lifo() {
             let next = lifo_polls == 0

@@ -30,14 +30,22 @@ const HOT_TURN_TICKS: u32 = 8;
 /// little (INJECTOR-SHARE).
 const MAX_INJECTOR_BATCH: usize = 64;
 
-/// BOUNDED-INTAKE: a batch from the injector fills the run queue up to this
-/// many tasks, no further; a worker whose run queue holds this many takes
-/// one remote task at a time. A remote backlog the workers cannot keep up
-/// with then stays in the injector, and what a worker's own tasks wake
-/// waits behind at most this much of it. tokio's run queue holds 256 too;
-/// 64 cost `spawn_many_remote_busy2` 9% (a chain's displaced link comes
-/// round sooner, and stalls the worker sooner).
+/// BOUNDED-INTAKE: a batch from the injector fills the worker's queues (run
+/// queue and yielded queue together) up to this many tasks, no further; a
+/// worker whose queues hold this many takes remote tasks one at a time
+/// ([`REMOTE_ROUND`]). A remote backlog the workers cannot keep up with then
+/// stays in the injector, and what a worker's own tasks wake waits behind
+/// at most this much of it. tokio's run queue holds 256 too; 64 cost
+/// `spawn_many_remote_busy2` 9% (a chain's displaced link comes round
+/// sooner, and stalls the worker sooner).
 const MAX_INTAKE_QUEUE: usize = 256;
+
+/// BOUNDED-INTAKE: when a look at the injector finds the worker's queues
+/// full, the next this many polls each take one remote task ahead of the
+/// run queue (about half the 61-tick interval): while both local and remote
+/// work are backlogged, remote work gets about half the worker, without
+/// entering its queues.
+const REMOTE_ROUND: u32 = 30;
 
 /// At most this many tasks in a row from the LIFO slot; then the slot's task
 /// goes to the back of the queue, so two tasks pinging each other cannot
@@ -83,6 +91,9 @@ pub(crate) struct Local {
     yielded_served: Cell<bool>,
     /// The round under way goes ahead of the run queue (it had waited).
     round_first: Cell<bool>,
+    /// BOUNDED-INTAKE: polls left that each take one remote task ahead of
+    /// the run queue ([`REMOTE_ROUND`]).
+    remote_left: Cell<u32>,
     tick: Cell<u32>,
     lifo_polls: Cell<u32>,
     rng: Cell<u64>,
@@ -139,6 +150,7 @@ impl Local {
             round_left: Cell::new(0),
             yielded_served: Cell::new(false),
             round_first: Cell::new(false),
+            remote_left: Cell::new(0),
             tick: Cell::new(0),
             lifo_polls: Cell::new(0),
             rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1)),
@@ -291,9 +303,11 @@ impl Local {
             self.turn_due.set(true);
             // YIELD-LAST, bounded: yielded tasks that waited a whole
             // interval unserved (the run queue stayed busy) get a round
-            // ahead of the run queue.
+            // ahead of the run queue, of at most MAX_INTAKE_QUEUE of them
+            // (BOUNDED-INTAKE: what waits behind it stays bounded).
             if !self.yielded_served.replace(false) && !self.yielded.is_empty() {
-                self.round_left.set(self.yielded.len());
+                self.round_left
+                    .set(self.yielded.len().min(MAX_INTAKE_QUEUE));
                 self.round_first.set(true);
             }
             if let Some(task) = self.pop_injector() {
@@ -318,8 +332,13 @@ impl Local {
                 return Some(task);
             }
             // The chain spent its budget: like a yield, it lets the
-            // injector go first, then waits behind what was queued.
-            let remote = self.pop_injector();
+            // injector go first, then waits behind what was queued. With
+            // the queues full, remote work has its rounds (BOUNDED-INTAKE).
+            let remote = if self.intake_full() {
+                None
+            } else {
+                self.pop_injector()
+            };
             self.push_local(task);
             if remote.is_some() {
                 self.lifo_polls.set(0);
@@ -327,6 +346,14 @@ impl Local {
             }
         }
         self.lifo_polls.set(0);
+        if self.remote_left.get() > 0 {
+            // BOUNDED-INTAKE: a remote round under way.
+            self.remote_left.set(self.remote_left.get() - 1);
+            match self.steal_one_remote() {
+                Some(task) => return Some(task),
+                None => self.remote_left.set(0),
+            }
+        }
         if self.run_queued.get() {
             if let Some(task) = self.queue.pop() {
                 return Some(task);
@@ -370,22 +397,22 @@ impl Local {
     /// INJECTOR-SHARE: at most this worker's share of what waits there
     /// (`len / workers`, rounded up, at most 64), so one worker does not
     /// take a backlog the others could run at once. BOUNDED-INTAKE: at
-    /// most what fills the run queue to [`MAX_INTAKE_QUEUE`]; a full one
-    /// takes a single task (which runs now, queueing nothing).
+    /// most what fills the worker's queues to [`MAX_INTAKE_QUEUE`]; full
+    /// ones take a single task (which runs now, queueing nothing) and start
+    /// a remote round ([`REMOTE_ROUND`]), unless the yielded queue alone is
+    /// full (remote tasks that yield would fill it further).
     fn pop_injector(&self) -> Option<Task> {
         let injector = &self.scheduler.injector;
         if injector.is_empty() {
             return None;
         }
-        let room = MAX_INTAKE_QUEUE.saturating_sub(self.queue.len());
+        let yielded = self.yielded.len();
+        let room = MAX_INTAKE_QUEUE.saturating_sub(self.queue.len() + yielded);
         if room <= 1 {
-            return loop {
-                match injector.steal() {
-                    Steal::Success(task) => break Some(task),
-                    Steal::Empty => break None,
-                    Steal::Retry => continue,
-                }
-            };
+            if yielded < MAX_INTAKE_QUEUE / 2 {
+                self.remote_left.set(REMOTE_ROUND);
+            }
+            return self.steal_one_remote();
         }
         let workers = self.scheduler.workers_hint().max(1);
         let share = injector
@@ -402,6 +429,22 @@ impl Local {
                     }
                     return Some(task);
                 }
+                Steal::Empty => return None,
+                Steal::Retry => continue,
+            }
+        }
+    }
+
+    /// BOUNDED-INTAKE: do this worker's queues hold all they may take in?
+    fn intake_full(&self) -> bool {
+        self.queue.len() + self.yielded.len() + 1 >= MAX_INTAKE_QUEUE
+    }
+
+    /// One task from the injector, queueing nothing.
+    fn steal_one_remote(&self) -> Option<Task> {
+        loop {
+            match self.scheduler.injector.steal() {
+                Steal::Success(task) => return Some(task),
                 Steal::Empty => return None,
                 Steal::Retry => continue,
             }
@@ -572,6 +615,7 @@ impl Local {
         }
         self.round_left.set(0);
         self.round_first.set(false);
+        self.remote_left.set(0);
         if closing {
             // Shutdown: cancel what other workers left in the injector too.
             self.scheduler.drain_injector();

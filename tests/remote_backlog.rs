@@ -197,53 +197,6 @@ fn a_round_trip_waits_behind_a_bounded_share_of_a_remote_backlog_that_yields() {
     assert!(gaps.p99 <= 600, "{gaps:?}");
 }
 
-#[test]
-fn a_parked_workers_tasks_keep_their_place_ahead_of_a_remote_backlog() {
-    let _serial = serial();
-    // HANDOFF-AHEAD: the pair's tasks on a worker that parks go to the
-    // handoff queue, which the other worker reads before the injector.
-    // Before, they went to the back of the injector and waited behind the
-    // whole backlog (p99 about 48,000 polls per round trip).
-    let (gaps, parks) = with_watchdog("round trips beside a backlog while workers park", || {
-        let rt = unplug::Runtime::builder().workers(2).build().unwrap();
-        let backlog = Backlog::start(&rt, 0);
-        let polls = backlog.polls.clone();
-        wait_for("the backlog to build", || polls.load(SeqCst) > 2 * BACKLOG);
-        let stop = Arc::new(AtomicBool::new(false));
-        let (h, p, s) = (rt.handle().clone(), polls.clone(), stop.clone());
-        // Parks worker 0, then 1, in turn, each for 5,000 polls of the
-        // backlog, with 5,000 between parks.
-        let churn = std::thread::spawn(move || {
-            let progress = |by: u64| {
-                let from = p.load(SeqCst);
-                while p.load(SeqCst) < from + by && !s.load(SeqCst) {
-                    std::thread::yield_now();
-                }
-            };
-            let (mut id, mut parks) = (0, 0);
-            while !s.load(SeqCst) {
-                if h.park_worker(id).is_ok() {
-                    parks += 1;
-                }
-                progress(5_000);
-                h.unpark_worker(id, None).unwrap();
-                progress(5_000);
-                id ^= 1;
-            }
-            parks
-        });
-        let gaps = rt.block_on(rt.spawn(round_trips(polls.clone()))).unwrap();
-        stop.store(true, SeqCst);
-        let parks = churn.join().unwrap();
-        drop(backlog);
-        rt.shutdown_timeout(Duration::from_secs(10));
-        (gaps, parks)
-    });
-    eprintln!("{parks} parks; backlog polls per round trip: {gaps:?}");
-    assert!(parks >= 10, "only {parks} parks");
-    assert!(gaps.p99 <= 5_000, "{gaps:?}");
-}
-
 /// One task keeps [`LOCAL_LOAD`] local tasks of 1 us queued (they wake
 /// nobody, so only the worker's own looks at the injector see remote
 /// work); once it runs, a burst of [`BURST`] remote spawns: the most polls

@@ -306,7 +306,7 @@ impl RuntimeMetrics {
         let (spawned, live) = scheduler.registry().counts();
         self.spawned.absolute(spawned as u64);
         self.completed.absolute((spawned - live) as u64);
-        self.global_depth.set(scheduler.global_depth() as f64);
+        self.global_depth.set(scheduler.injector.len() as f64);
         {
             let workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
             for (index, slot) in scheduler.slots().iter().enumerate() {

@@ -402,9 +402,6 @@ impl Local {
     /// a remote round ([`REMOTE_ROUND`]), unless the yielded queue alone is
     /// full (remote tasks that yield would fill it further).
     fn pop_injector(&self) -> Option<Task> {
-        if let Some(task) = self.pop_handoff() {
-            return Some(task);
-        }
         let injector = &self.scheduler.injector;
         if injector.is_empty() {
             return None;
@@ -428,29 +425,6 @@ impl Local {
                     self.run_queued.set(true);
                     if !self.queue.is_empty() {
                         // More than we can run at once: let a sleeper help.
-                        self.scheduler.wake_one();
-                    }
-                    return Some(task);
-                }
-                Steal::Empty => return None,
-                Steal::Retry => continue,
-            }
-        }
-    }
-
-    /// HANDOFF-AHEAD: half of what parking workers handed over (at least
-    /// one) into the run queue, returning one; ahead of the injector, and
-    /// not bounded by the intake (it was taken in once already).
-    fn pop_handoff(&self) -> Option<Task> {
-        let handoff = &self.scheduler.handoff;
-        if handoff.is_empty() {
-            return None;
-        }
-        loop {
-            match handoff.steal_batch_and_pop(&self.queue) {
-                Steal::Success(task) => {
-                    self.run_queued.set(true);
-                    if !self.queue.is_empty() {
                         self.scheduler.wake_one();
                     }
                     return Some(task);
@@ -616,10 +590,9 @@ impl Local {
         }
     }
 
-    /// P7: everything queued here goes to the handoff queue, which the
-    /// other workers read before the injector (HANDOFF-AHEAD), or at
-    /// shutdown is cancelled, before the worker parks or stops; one sleeper
-    /// is woken per batch moved.
+    /// P7: everything queued here goes to the injector (or, at shutdown, is
+    /// cancelled) before the worker parks or stops, and one sleeper is woken
+    /// per batch moved.
     pub(crate) fn migrate(&self) -> usize {
         let closing = self.scheduler.is_closing();
         let mut moved = 0;
@@ -628,7 +601,7 @@ impl Local {
             if closing {
                 drop(task);
             } else {
-                self.scheduler.handoff.push(task);
+                self.scheduler.injector.push(task);
             }
         };
         if let Some(task) = self.slot.take_lifo() {

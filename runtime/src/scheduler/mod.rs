@@ -166,11 +166,6 @@ pub(crate) struct Scheduler {
     /// count. At offset 0 (checked below).
     owner: TaskOwner,
     pub(crate) injector: Injector<Task>,
-    /// HANDOFF-AHEAD: what parking workers hand over (P7), taken before
-    /// the injector, so a task a worker had taken in keeps its place ahead
-    /// of a remote backlog. Only workers push here (never while closing),
-    /// and shutdown joins them before it drains this.
-    pub(crate) handoff: Injector<Task>,
     slots: RwLock<Vec<Arc<Slot>>>,
     pub(crate) idle: IdleSet,
     /// [`OPEN`] → [`CLOSING`] → [`DRAINED`], never back.
@@ -189,7 +184,6 @@ impl Scheduler {
     pub(crate) fn new(hooks: Hooks) -> Self {
         Scheduler {
             injector: Injector::new(),
-            handoff: Injector::new(),
             slots: RwLock::new(Vec::new()),
             idle: IdleSet::new(),
             // SAFETY: `owner` is the first field of this `#[repr(C)]`
@@ -322,22 +316,15 @@ impl Scheduler {
         drop(late);
     }
 
-    /// Drops every task in the injector and the handoff queue.
+    /// Drops every task in the injector.
     pub(crate) fn drain_injector(&self) {
-        for queue in [&self.handoff, &self.injector] {
-            loop {
-                match queue.steal() {
-                    Steal::Success(task) => drop(task),
-                    Steal::Retry => continue,
-                    Steal::Empty => break,
-                }
+        loop {
+            match self.injector.steal() {
+                Steal::Success(task) => drop(task),
+                Steal::Retry => continue,
+                Steal::Empty => break,
             }
         }
-    }
-
-    /// Tasks waiting in the injector and the handoff queue (a hint).
-    pub(crate) fn global_depth(&self) -> usize {
-        self.injector.len() + self.handoff.len()
     }
 
     /// Counts a schedule on `counter` and stamps `task` for the
@@ -457,18 +444,14 @@ impl Scheduler {
 
     /// Is there work anywhere, now or after a grace period?
     pub(crate) fn has_work(&self) -> bool {
-        !self.injector.is_empty()
-            || !self.handoff.is_empty()
-            || self.slots().iter().any(|s| s.has_work())
+        !self.injector.is_empty() || self.slots().iter().any(|s| s.has_work())
     }
 
     /// Is there work an idle worker may take at once (no grace period:
     /// the injector, or a queue holding more than its owner's next task)?
     /// The idle sleep's P2 re-check.
     pub(crate) fn has_work_now(&self) -> bool {
-        !self.injector.is_empty()
-            || !self.handoff.is_empty()
-            || self.slots().iter().any(|s| s.queued() >= 2)
+        !self.injector.is_empty() || self.slots().iter().any(|s| s.queued() >= 2)
     }
 
     /// Does a worker other than `me` hold work that only it may take for

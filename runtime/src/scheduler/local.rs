@@ -406,10 +406,9 @@ impl Local {
         if injector.is_empty() {
             return None;
         }
-        let yielded = self.yielded.len();
-        let room = MAX_INTAKE_QUEUE.saturating_sub(self.queue.len() + yielded);
+        let room = MAX_INTAKE_QUEUE.saturating_sub(self.queued_here());
         if room <= 1 {
-            if yielded < MAX_INTAKE_QUEUE / 2 {
+            if self.yielded.len() < MAX_INTAKE_QUEUE / 2 {
                 self.remote_left.set(REMOTE_ROUND);
             }
             return self.steal_one_remote();
@@ -435,9 +434,15 @@ impl Local {
         }
     }
 
+    /// Tasks in this worker's run queue and yielded queue together.
+    fn queued_here(&self) -> usize {
+        self.queue.len() + self.yielded.len()
+    }
+
     /// BOUNDED-INTAKE: do this worker's queues hold all they may take in?
+    /// (The same test as `pop_injector`'s `room <= 1`.)
     fn intake_full(&self) -> bool {
-        self.queue.len() + self.yielded.len() + 1 >= MAX_INTAKE_QUEUE
+        self.queued_here() + 1 >= MAX_INTAKE_QUEUE
     }
 
     /// One task from the injector, queueing nothing.

@@ -103,3 +103,75 @@ fn shutdown_timeout_returns_even_if_a_task_blocks_its_worker() {
     });
     let _ = release_tx.send(());
 }
+
+#[test]
+fn shutdown_timeout_of_duration_max_means_no_deadline() {
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    assert_eq!(rt.block_on(rt.spawn(async { 7 })).unwrap(), 7);
+    support::with_watchdog("shutdown_timeout(Duration::MAX)", move || {
+        rt.shutdown_timeout(Duration::MAX);
+    });
+}
+
+/// What a future's `Drop` found when shutdown dropped it: whether it could
+/// use the runtime as it can anywhere inside it.
+#[derive(Default)]
+struct SeenAtDrop {
+    dropped: AtomicUsize,
+    had_handle: AtomicUsize,
+    spawned: AtomicUsize,
+    tokio_spawned: AtomicUsize,
+}
+
+/// Cleanup that spawns, as futures' `Drop`s do (a connection pool returning
+/// a connection, a guard flushing a buffer).
+struct SpawnsOnDrop(Arc<SeenAtDrop>);
+
+impl Drop for SpawnsOnDrop {
+    fn drop(&mut self) {
+        let seen = &self.0;
+        seen.dropped.fetch_add(1, SeqCst);
+        if unplug::Handle::try_current().is_some() {
+            seen.had_handle.fetch_add(1, SeqCst);
+        }
+        // After shutdown began: a cancelled handle, never a panic.
+        drop(unplug::spawn(async {}));
+        seen.spawned.fetch_add(1, SeqCst);
+        drop(tokio::spawn(async {}));
+        seen.tokio_spawned.fetch_add(1, SeqCst);
+    }
+}
+
+#[test]
+fn futures_dropped_by_shutdown_run_inside_the_runtime_context() {
+    support::with_watchdog("shutdown with spawning Drops", || {
+        let rt = Runtime::builder().workers(2).build().unwrap();
+        let seen = Arc::new(SeenAtDrop::default());
+        let waiting = Arc::new(AtomicUsize::new(0));
+        const WAITING: usize = 10;
+        for _ in 0..WAITING {
+            // Waits on a channel nobody sends on: no queue holds it, and
+            // shutdown's cancel drops it on the thread that drops `rt`.
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let guard = SpawnsOnDrop(seen.clone());
+            let waiting = waiting.clone();
+            rt.spawn(async move {
+                let _guard = guard;
+                let _tx = tx;
+                waiting.fetch_add(1, SeqCst);
+                let _ = std::future::pending::<()>().await;
+                drop(rx);
+            });
+        }
+        support::wait_for("the tasks to wait", || waiting.load(SeqCst) == WAITING);
+        drop(rt);
+        assert_eq!(seen.dropped.load(SeqCst), WAITING, "each dropped once");
+        assert_eq!(seen.had_handle.load(SeqCst), WAITING, "Handle::try_current");
+        assert_eq!(seen.spawned.load(SeqCst), WAITING, "unplug::spawn returned");
+        assert_eq!(
+            seen.tokio_spawned.load(SeqCst),
+            WAITING,
+            "tokio::spawn returned"
+        );
+    });
+}

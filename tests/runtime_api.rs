@@ -140,3 +140,19 @@ fn spawn_after_shutdown_yields_cancelled_and_drops_the_future() {
     assert!(err.is_cancelled());
     assert_eq!(handle.live_tasks(), 0);
 }
+
+#[test]
+#[should_panic(expected = "JoinHandle polled after it returned its output")]
+fn polling_a_join_handle_after_it_returned_panics_instead_of_inventing_a_cancellation() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    let mut handle = rt.spawn(async { 5 });
+    support::wait_for("the task to finish", || handle.is_finished());
+    let mut cx = Context::from_waker(Waker::noop());
+    let first = std::pin::Pin::new(&mut handle).poll(&mut cx);
+    assert!(matches!(first, Poll::Ready(Ok(5))), "{first:?}");
+    // Outside the `Future` contract, as for any future: a bug in the caller,
+    // reported as such (not as the task having been cancelled).
+    let _ = std::pin::Pin::new(&mut handle).poll(&mut cx);
+}

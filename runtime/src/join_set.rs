@@ -6,7 +6,7 @@
 //! was woken: O(1) per completion, whatever the size of the set.
 
 use crate::handle::Handle;
-use crate::task::{unobserved_panic, AbortHandle, JoinError, JoinHandle};
+use crate::task::{unobserved_panic, AbortHandle, JoinError, JoinHandle, SafeDrop};
 use slab::Slab;
 use std::collections::VecDeque;
 use std::fmt;
@@ -55,8 +55,10 @@ enum Member<T> {
     /// Not seen complete yet: its handle, and the waker its completion
     /// calls (a [`Notify`] for this member's index).
     Running { handle: JoinHandle<T>, waker: Waker },
-    /// Complete already when it joined the set.
-    Done(Result<T, JoinError>),
+    /// Complete already when it joined the set. Guarded like an output
+    /// async-task holds: a set dropped (or emptied by `detach_all`) with
+    /// it unjoined must not unwind a panic of its `Drop` into the caller.
+    Done(SafeDrop<Result<T, JoinError>>),
 }
 
 /// The indices of members whose tasks woke us (completed), in that order,
@@ -196,7 +198,7 @@ impl<T> JoinSet<T> {
             Poll::Pending => Member::Running { handle, waker },
             Poll::Ready(result) => {
                 self.ready.push(index);
-                Member::Done(result)
+                Member::Done(SafeDrop::new(result))
             }
         };
         slot.insert(member);
@@ -255,7 +257,7 @@ impl<T> JoinSet<T> {
             Member::Done(_) => None,
         };
         match self.members.remove(index) {
-            Member::Done(result) => Some(result),
+            Member::Done(result) => Some(result.into_inner()),
             Member::Running { .. } => polled,
         }
     }

@@ -184,8 +184,11 @@ impl Runtime {
     /// left to finish on its own. (One exception to "on this thread": a
     /// wake-up another thread began before shutdown and is still inside when
     /// shutdown ends drops its task's future as that wake returns.)
+    ///
+    /// A `timeout` too long to add to the current time (`Duration::MAX`)
+    /// means no deadline, as for `drop`.
     pub fn shutdown_timeout(mut self, timeout: Duration) {
-        self.shutdown(Some(Instant::now() + timeout));
+        self.shutdown(Instant::now().checked_add(timeout));
     }
 
     fn shutdown(&mut self, mut deadline: Option<Instant>) {
@@ -213,8 +216,14 @@ impl Runtime {
         }
         inner.control.stop_all(deadline);
         // Tasks in the injector and tasks no queue holds (waiting on
-        // timers, sockets, channels).
-        inner.scheduler.cancel_all();
+        // timers, sockets, channels), dropped here inside this runtime's
+        // context (and its reactor's), as a worker would drop them: a
+        // future's `Drop` may spawn (given a cancelled handle now), ask for
+        // `Handle::current` or use tokio.
+        {
+            let _context = crate::current::EnterGuard::new(inner);
+            inner.scheduler.cancel_all();
+        }
         // The workers are gone, and with them every other owner of the
         // reactor (a worker that outlived its deadline keeps it alive and
         // drops it when it ends).

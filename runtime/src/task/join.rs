@@ -29,6 +29,11 @@ use std::task::{Context, Poll, Wake, Waker};
 /// });
 /// assert_eq!(answer.unwrap(), 42);
 /// ```
+///
+/// # Panics
+///
+/// Polled again after it returned `Ready` (as for any future, that is a bug
+/// of the caller; the output was handed over already).
 pub struct JoinHandle<T> {
     task: Option<FallibleTask<Outcome<T>, TaskMeta>>,
     // SAFETY (of `MetaRef::get`): `task` keeps the allocation holding the
@@ -41,6 +46,8 @@ pub struct JoinHandle<T> {
     /// Kept here, not read from the registry: the task leaves the registry
     /// when its future is dropped, and the tag holds only 32 bits of it.
     id: TaskId,
+    /// `poll` returned `Ready`: polling again is a bug of the caller.
+    returned: bool,
 }
 
 /// Wakes the task awaiting a join handle, catching a panic from its waker
@@ -98,6 +105,7 @@ impl<T> JoinHandle<T> {
             meta: Some(meta),
             awaiter: None,
             id,
+            returned: false,
         }
     }
 
@@ -108,6 +116,7 @@ impl<T> JoinHandle<T> {
             meta: None,
             awaiter: None,
             id: TaskId::refused(),
+            returned: false,
         }
     }
 
@@ -223,6 +232,22 @@ impl<T> Future for JoinHandle<T> {
     type Output = Result<T, JoinError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let polled = self.poll_once(cx);
+        self.returned = polled.is_ready();
+        polled
+    }
+}
+
+impl<T> JoinHandle<T> {
+    /// [`Future::poll`], before it notes whether the handle returned.
+    fn poll_once(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, JoinError>> {
+        // The output was handed over already; async-task would answer as
+        // for a cancelled task, which this one was not.
+        assert!(
+            !self.returned,
+            "JoinHandle polled after it returned its output (a finished future \
+             must not be polled again; `FutureExt::fuse` allows it)"
+        );
         match &self.task {
             None => return Poll::Ready(Err(JoinError::cancelled())),
             // JOIN-FINISHED: a finished task's output is taken without a

@@ -25,6 +25,7 @@ pub use panics::unobserved_panics;
 pub(crate) use panics::{panic_message, unobserved_panic};
 pub(crate) use registry::Registry;
 pub use registry::TaskId;
+pub(crate) use tracked::SafeDrop;
 
 use async_task::{Runnable, ScheduleInfo};
 use std::future::Future;

@@ -34,7 +34,8 @@ pub(crate) type Outcome<T> = SafeDrop<Result<T, Failure>>;
 pub(crate) struct SafeDrop<T>(Option<T>);
 
 impl<T> SafeDrop<T> {
-    fn new(value: T) -> Self {
+    /// Guards `value`'s `Drop` from here on.
+    pub(crate) fn new(value: T) -> Self {
         SafeDrop(Some(value))
     }
 

@@ -201,7 +201,7 @@ fn a_round_trip_waits_behind_a_bounded_share_of_a_remote_backlog_that_yields() {
 /// nobody, so only the worker's own looks at the injector see remote
 /// work); once it runs, a burst of [`BURST`] remote spawns: the most polls
 /// of the local load any of them waited.
-fn remote_burst_beside_a_full_run_queue(workers: usize) -> u64 {
+fn remote_burst_beside_a_full_run_queue(workers: usize, yielders: usize) -> u64 {
     const LOCAL_LOAD: u64 = 2_000;
     const BURST: usize = 1_000;
     with_watchdog("a remote burst beside a local load", move || {
@@ -210,6 +210,16 @@ fn remote_burst_beside_a_full_run_queue(workers: usize) -> u64 {
         let stop = Arc::new(AtomicBool::new(false));
         let (p, s) = (polls.clone(), stop.clone());
         rt.spawn(async move {
+            // Tasks that only yield, spawned here: they fill the worker's
+            // yielded queue.
+            for _ in 0..yielders {
+                let s = s.clone();
+                unplug::spawn(async move {
+                    while !s.load(SeqCst) {
+                        unplug::yield_now().await;
+                    }
+                });
+            }
             let live = Arc::new(AtomicU64::new(0));
             while !s.load(SeqCst) {
                 while live.load(SeqCst) < LOCAL_LOAD {
@@ -254,8 +264,23 @@ fn remote_spawns_get_about_half_a_worker_whose_run_queue_a_local_load_keeps_full
     // after about 1,000 polls of the local load. With one remote task per
     // 61 polls it was 59,470; taking batches into the run queue (before
     // BOUNDED-INTAKE) 2,983.
-    let most = remote_burst_beside_a_full_run_queue(1);
+    let most = remote_burst_beside_a_full_run_queue(1, 0);
     eprintln!("the last of the burst waited {most} polls of the local load");
+    assert!(
+        most <= 2_500,
+        "a remote spawn waited for {most} polls of the local load"
+    );
+}
+
+#[test]
+fn remote_spawns_keep_their_rounds_while_the_worker_also_holds_many_yielders() {
+    let _serial = serial();
+    // 200 yielders beside the same local load: remote rounds were skipped
+    // while the yielded queue held 128 or more (red team: the last of the
+    // burst waited 19,777-19,837 polls of the local load, one remote task
+    // per 61 polls).
+    let most = remote_burst_beside_a_full_run_queue(1, 200);
+    eprintln!("with 200 yielders, the last of the burst waited {most} polls of the local load");
     assert!(
         most <= 2_500,
         "a remote spawn waited for {most} polls of the local load"

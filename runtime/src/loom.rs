@@ -138,6 +138,24 @@ pub(crate) mod deque {
             }
             take_half(&self.0, &dest.0)
         }
+        /// As `steal_batch_and_pop`, moving at most `limit` (the one
+        /// returned included).
+        pub(crate) fn steal_batch_with_limit_and_pop(
+            &self,
+            dest: &LocalQueue<T>,
+            limit: usize,
+        ) -> Steal<T> {
+            if Arc::ptr_eq(&self.0, &dest.0) {
+                return Steal::Empty;
+            }
+            let mut src = self.0.lock().unwrap();
+            let Some(first) = src.pop_front() else {
+                return Steal::Empty;
+            };
+            let n = (src.len() / 2).min(limit.saturating_sub(1));
+            dest.0.lock().unwrap().extend(src.drain(..n));
+            Steal::Success(first)
+        }
         pub(crate) fn is_empty(&self) -> bool {
             self.0.lock().unwrap().is_empty()
         }
@@ -182,6 +200,10 @@ pub(crate) mod regress {
         /// marks it gone in two steps (not one swap), so an abort handle
         /// registering the task in between leaves an entry behind.
         DropTagInTwoSteps = 128,
+        /// BUSY-GRACE: a worker holding yielded tasks takes only backlogs
+        /// of the other workers' run queues, never what an owner stuck in
+        /// one poll holds.
+        BusyTakesOnlyBacklogs = 256,
     }
 
     #[cfg(loom)]

@@ -47,6 +47,28 @@ const MAX_INTAKE_QUEUE: usize = 256;
 /// entering its queues.
 const REMOTE_ROUND: u32 = 30;
 
+/// YIELD-BALANCE: a worker holding yielded tasks takes some of another
+/// worker's once that one holds more than this many more than its own.
+const YIELD_BALANCE_SLACK: usize = 16;
+
+/// BUSY-GRACE and YIELD-BALANCE are judged at one look in this many of a
+/// worker holding yielded tasks (each reads lines another worker writes).
+#[cfg(not(loom))]
+const BUSY_LOOKS: u32 = 8;
+
+/// Does look number `looks` of a worker holding yielded tasks judge
+/// BUSY-GRACE and YIELD-BALANCE? One in [`BUSY_LOOKS`].
+#[cfg(not(loom))]
+fn judges(looks: u32) -> bool {
+    looks % BUSY_LOOKS == 0
+}
+
+/// Under loom every look judges (the models make few).
+#[cfg(loom)]
+fn judges(_looks: u32) -> bool {
+    true
+}
+
 /// At most this many tasks in a row from the LIFO slot; then the slot's task
 /// goes to the back of the queue, so two tasks pinging each other cannot
 /// starve the rest.
@@ -57,6 +79,15 @@ const MAX_LIFO_POLLS: u32 = 3;
 /// than a long one.
 #[cfg(not(loom))]
 const LIFO_GRACE: std::time::Duration = std::time::Duration::from_micros(5);
+
+/// BUSY-GRACE: how long a worker holding yielded tasks of its own lets
+/// another worker stay inside one poll before it takes what that one holds:
+/// far longer than LIFO-GRACE, since it has work of its own and a worker
+/// the OS merely descheduled for a moment would lose its warm tasks (a
+/// grace of 5 us cost `yield_many` 11%); the bound an idle worker's WATCH
+/// gives too.
+#[cfg(not(loom))]
+const BUSY_GRACE: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Where in the reactor this worker is (REACTOR-LOCAL decides by it where
 /// a task woken there goes).
@@ -96,6 +127,12 @@ pub(crate) struct Local {
     remote_left: Cell<u32>,
     tick: Cell<u32>,
     lifo_polls: Cell<u32>,
+    /// BUSY-GRACE: the other workers' poll counts at this worker's earlier
+    /// looks ([`Local::owner_stuck_since_last_look`]).
+    stuck_marks: RefCell<Vec<StuckMark>>,
+    /// Looks at another worker while holding yielded tasks (BUSY-GRACE and
+    /// YIELD-BALANCE judge some: `judges`).
+    busy_looks: Cell<u32>,
     rng: Cell<u64>,
     pub(crate) search: Cell<Search>,
     /// Where this worker's timed polls and schedule latencies go (metrics
@@ -153,6 +190,8 @@ impl Local {
             remote_left: Cell::new(0),
             tick: Cell::new(0),
             lifo_polls: Cell::new(0),
+            stuck_marks: RefCell::new(Vec::new()),
+            busy_looks: Cell::new(0),
             rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1)),
             search: Cell::new(Search::Settled),
             schedules: Cell::new(0),
@@ -399,8 +438,7 @@ impl Local {
     /// take a backlog the others could run at once. BOUNDED-INTAKE: at
     /// most what fills the worker's queues to [`MAX_INTAKE_QUEUE`]; full
     /// ones take a single task (which runs now, queueing nothing) and start
-    /// a remote round ([`REMOTE_ROUND`]), unless the yielded queue alone is
-    /// full (remote tasks that yield would fill it further).
+    /// a remote round ([`REMOTE_ROUND`]).
     fn pop_injector(&self) -> Option<Task> {
         let injector = &self.scheduler.injector;
         if injector.is_empty() {
@@ -408,9 +446,12 @@ impl Local {
         }
         let room = MAX_INTAKE_QUEUE.saturating_sub(self.queued_here());
         if room <= 1 {
-            if self.yielded.len() < MAX_INTAKE_QUEUE / 2 {
-                self.remote_left.set(REMOTE_ROUND);
-            }
+            // Also beside a yielded queue that is full on its own: remote
+            // tasks that yield grow it, but a forced YIELD-LAST round runs
+            // at most MAX_INTAKE_QUEUE of it, so what this worker's own
+            // wake-ups wait behind stays bounded; skipping the round gave
+            // remote work one task per 61 polls (red team).
+            self.remote_left.set(REMOTE_ROUND);
             return self.steal_one_remote();
         }
         let workers = self.scheduler.workers_hint().max(1);
@@ -458,9 +499,8 @@ impl Local {
 
     /// Steals from the other workers (their queues, then their LIFO slots),
     /// starting at a random one; then the injector. A worker holding
-    /// yielded tasks of its own is not idle: it takes only backlogs (a run
-    /// queue of two or more), with no grace period spent on anyone's
-    /// LIFO slot or lone task.
+    /// yielded tasks of its own is not idle and takes less
+    /// ([`steal_busy`](Local::steal_busy)).
     pub(crate) fn steal(&self) -> Option<Task> {
         let idle = self.yielded.is_empty();
         let slots = self.scheduler.slots();
@@ -472,31 +512,23 @@ impl Local {
                 if Arc::ptr_eq(slot, &self.slot) {
                     continue;
                 }
-                // LIFO-GRACE: a lone queued task (a yield) is its owner's
-                // next, like the LIFO slot's: both are taken only from an
-                // owner stuck in one poll. Judged once per slot.
                 if !idle {
-                    if slot.stealer.len() >= 2 {
-                        if let Some(task) = self.steal_from(&slot.stealer) {
-                            return Some(task);
-                        }
+                    if let Some(task) = self.steal_busy(slot) {
+                        return Some(task);
                     }
                     continue;
                 }
+                // LIFO-GRACE: a lone queued task (a yield) is its owner's
+                // next, like the LIFO slot's: both are taken only from an
+                // owner stuck in one poll. Judged once per slot.
                 let mut stuck = None;
                 let mut owner_is_stuck = || *stuck.get_or_insert_with(|| owner_stuck(slot));
                 let len = slot.queued();
                 if len >= 2 || (len == 1 && owner_is_stuck()) {
                     // The run queue first: yielded tasks are the owner's
                     // last, but still taken (REACHABLE).
-                    let stolen = self.steal_from(&slot.stealer).or_else(|| {
-                        if regress::on(Regression::YieldedKeptPrivate) {
-                            return None;
-                        }
-                        self.steal_from(&slot.yielded)
-                    });
-                    if stolen.is_some() {
-                        return stolen;
+                    if let Some(task) = self.steal_all_kinds(slot) {
+                        return Some(task);
                     }
                 }
                 if slot.has_lifo() && owner_is_stuck() {
@@ -509,6 +541,116 @@ impl Local {
         }
         drop(slots);
         self.pop_injector()
+    }
+
+    /// What a worker holding yielded tasks of its own takes from `slot`
+    /// (it is not idle, and its looks come between rounds of its yielded
+    /// tasks, which may be as short as one poll of about 50 ns: each line
+    /// of another worker read here is a cache miss, so it reads few):
+    /// a backlog of the run queue at once; every few looks, everything an
+    /// owner stuck in one poll holds (BUSY-GRACE) and half the difference
+    /// of a much longer yielded queue (YIELD-BALANCE).
+    fn steal_busy(&self, slot: &Arc<Slot>) -> Option<Task> {
+        if slot.stealer.len() >= 2 {
+            if let Some(task) = self.steal_from(&slot.stealer) {
+                return Some(task);
+            }
+        }
+        // Another worker's lines are misses: the rest at one look in
+        // BUSY_LOOKS (it cost `yield_many` 3.5% at every look).
+        let looks = self.busy_looks.get().wrapping_add(1);
+        self.busy_looks.set(looks);
+        if !judges(looks) {
+            return None;
+        }
+        if self.owner_stuck_since_last_look(slot) {
+            if let Some(task) = self.steal_all_kinds(slot) {
+                return Some(task);
+            }
+            if let Some(task) = slot.take_lifo() {
+                self.slot.steals.fetch_add(1, Relaxed);
+                return Some(task);
+            }
+        }
+        // YIELD-BALANCE: so yielding tasks get even shares of busy workers
+        // (the split of their first moments does not stay for good); taking
+        // half the difference leaves both about even.
+        let (theirs, mine) = (slot.yielded_len(), self.yielded.len());
+        if theirs > mine + YIELD_BALANCE_SLACK {
+            return self.steal_some(&slot.yielded, (theirs - mine) / 2);
+        }
+        None
+    }
+
+    /// A batch of `slot`'s run queue, else of its yielded queue (REACHABLE:
+    /// yielded tasks are the owner's last, but still taken).
+    fn steal_all_kinds(&self, slot: &Slot) -> Option<Task> {
+        self.steal_from(&slot.stealer).or_else(|| {
+            if regress::on(Regression::YieldedKeptPrivate) {
+                return None;
+            }
+            self.steal_from(&slot.yielded)
+        })
+    }
+
+    /// BUSY-GRACE: LIFO-GRACE for a worker that holds yielded tasks of its
+    /// own, which must not spend the grace period spinning (a yield-heavy
+    /// load looks at the other workers between every round of its yielded
+    /// tasks, as often as every poll). It spreads the grace over its looks
+    /// instead: `slot`'s owner is stuck if its poll count is the one this
+    /// worker saw at an earlier look, at least [`LIFO_GRACE`] ago. The
+    /// first look at a count only notes it, the second notes the time (so
+    /// the clock is read only while the owner stays in one poll).
+    fn owner_stuck_since_last_look(&self, slot: &Arc<Slot>) -> bool {
+        if regress::on(Regression::BusyTakesOnlyBacklogs) {
+            return false; // the red team's defect, kept as the model's control
+        }
+        let key = Arc::as_ptr(slot) as usize;
+        let polled = slot.polled.load(Relaxed);
+        let mut marks = self.stuck_marks.borrow_mut();
+        match marks.iter_mut().find(|mark| mark.slot == key) {
+            Some(mark) if mark.polled == polled => {
+                if mark.since == 0 {
+                    mark.since = grace_clock();
+                    false
+                } else {
+                    grace_passed(mark.since, grace_clock())
+                }
+            }
+            Some(mark) => {
+                (mark.polled, mark.since) = (polled, 0);
+                false
+            }
+            None => {
+                // Slots come and go with resizes: forget the old ones
+                // rather than grow.
+                if marks.len() >= 64 {
+                    marks.clear();
+                }
+                marks.push(StuckMark {
+                    slot: key,
+                    polled,
+                    since: 0,
+                });
+                false
+            }
+        }
+    }
+
+    /// At most `limit` tasks from `stealer` (and at most half of it) into
+    /// the run queue, returning one.
+    fn steal_some(&self, stealer: &Stealer<Task>, limit: usize) -> Option<Task> {
+        loop {
+            match stealer.steal_batch_with_limit_and_pop(&self.queue, limit.max(1)) {
+                Steal::Success(task) => {
+                    self.run_queued.set(true);
+                    self.slot.steals.fetch_add(1, Relaxed);
+                    return Some(task);
+                }
+                Steal::Retry => continue,
+                Steal::Empty => return None,
+            }
+        }
     }
 
     /// A batch from `stealer` into the run queue, returning one.
@@ -656,6 +798,42 @@ fn owner_stuck(slot: &Slot) -> bool {
     let mark = slot.polled.load(Relaxed);
     grace_period();
     slot.polled.load(Relaxed) == mark
+}
+
+/// BUSY-GRACE: what a worker with yielded tasks saw of another worker's
+/// poll count at an earlier look.
+struct StuckMark {
+    /// The slot's address (compared, never followed).
+    slot: usize,
+    /// Its poll count then.
+    polled: u64,
+    /// When a second look found that count still ([`grace_clock`]); 0:
+    /// not yet.
+    since: u64,
+}
+
+/// Never 0 (0 is "not timed yet").
+#[cfg(not(loom))]
+fn grace_clock() -> u64 {
+    super::clock::now_ns().max(1)
+}
+
+#[cfg(not(loom))]
+fn grace_passed(since: u64, now: u64) -> bool {
+    now.saturating_sub(since) >= BUSY_GRACE.as_nanos() as u64
+}
+
+/// Under loom time does not pass: earlier looks that saw the same count
+/// are the grace (the owner had chances to run in between, as with the
+/// idle worker's yield).
+#[cfg(loom)]
+fn grace_clock() -> u64 {
+    1
+}
+
+#[cfg(loom)]
+fn grace_passed(_since: u64, _now: u64) -> bool {
+    true
 }
 
 #[cfg(not(loom))]

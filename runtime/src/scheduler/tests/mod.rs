@@ -14,6 +14,7 @@
 
 mod loom_abort;
 mod loom_abort_handle;
+mod loom_busy_grace;
 mod loom_lifo;
 mod loom_search_handoff;
 mod loom_shutdown;

@@ -1,0 +1,121 @@
+//! LIFO-GRACE (runtime/SCHEDULER.md): work queued on a worker that stays
+//! inside one long poll is taken by another worker, also when that worker
+//! is busy with yielding tasks of its own (a red team found it waited the
+//! whole poll then: 300 ms in 30 of 30 trials).
+
+#![cfg(not(loom))]
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::with_watchdog;
+
+/// How long the long poll lasts at most; it ends early once the stranded
+/// work ran elsewhere.
+const HOLD: Duration = Duration::from_secs(2);
+
+/// What a long poll on one worker saw while another worker ran `yielders`
+/// yielding tasks: `None` if the yielders were not on the other worker
+/// (the trial does not count), else whether the work it left queued (a
+/// child in its LIFO slot, and `queued` more tasks it woke) all ran before
+/// the poll ended.
+fn trial(rt: &unplug::Runtime, yielders: usize, queued: usize) -> Option<bool> {
+    let polls = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    for _ in 0..yielders {
+        let (polls, stop) = (polls.clone(), stop.clone());
+        rt.spawn(async move {
+            while !stop.load(SeqCst) {
+                polls.fetch_add(1, SeqCst);
+                unplug::yield_now().await;
+            }
+        });
+    }
+    support::wait_for("the yielders to run", || polls.load(SeqCst) > 1_000);
+    let p = polls.clone();
+    let outcome = rt.block_on(rt.spawn(async move {
+        // The yielders must be on the other worker: they advance while this
+        // poll does not return.
+        let (from, start) = (p.load(SeqCst), Instant::now());
+        while p.load(SeqCst) < from + 1_000 {
+            if start.elapsed() > Duration::from_millis(200) {
+                return None;
+            }
+        }
+        let ran = Arc::new(AtomicU64::new(0));
+        let child = {
+            let ran = ran.clone();
+            unplug::spawn(async move {
+                ran.fetch_add(1, SeqCst);
+            })
+        };
+        // More work queued here: tasks this poll wakes (spawns land in the
+        // LIFO slot and push the one before into the run queue).
+        for _ in 0..queued {
+            let ran = ran.clone();
+            drop(unplug::spawn(async move {
+                ran.fetch_add(1, SeqCst);
+            }));
+        }
+        let start = Instant::now();
+        let all = 1 + queued as u64;
+        while ran.load(SeqCst) < all && start.elapsed() < HOLD {
+            std::hint::spin_loop(); // the long poll
+        }
+        let done = ran.load(SeqCst) == all;
+        child.await.unwrap();
+        Some(done)
+    }));
+    stop.store(true, SeqCst);
+    outcome.unwrap()
+}
+
+fn stranded_trials(yielders: usize, queued: usize) -> (usize, usize) {
+    let rt = unplug::Runtime::builder().workers(2).build().unwrap();
+    let (mut counted, mut stranded) = (0, 0);
+    for _ in 0..40 {
+        if counted == 5 {
+            break;
+        }
+        match trial(&rt, yielders, queued) {
+            Some(done) => {
+                counted += 1;
+                stranded += usize::from(!done);
+            }
+            None => continue,
+        }
+    }
+    (counted, stranded)
+}
+
+#[test]
+fn a_task_behind_a_long_poll_is_taken_by_a_worker_busy_with_yielders() {
+    with_watchdog("a LIFO task behind a long poll", || {
+        let (counted, stranded) = stranded_trials(1, 0);
+        assert!(
+            counted >= 3,
+            "only {counted} trials had the yielder elsewhere"
+        );
+        assert_eq!(
+            stranded, 0,
+            "stranded for the whole poll in {stranded} of {counted}"
+        );
+    });
+}
+
+#[test]
+fn a_queue_behind_a_long_poll_is_taken_by_a_worker_busy_with_many_yielders() {
+    with_watchdog("a run queue behind a long poll", || {
+        let (counted, stranded) = stranded_trials(16, 8);
+        assert!(
+            counted >= 3,
+            "only {counted} trials had the yielders elsewhere"
+        );
+        assert_eq!(
+            stranded, 0,
+            "stranded for the whole poll in {stranded} of {counted}"
+        );
+    });
+}

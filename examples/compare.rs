@@ -136,20 +136,28 @@ fn explain_io(unplug: &Unplug, workers: usize) {
         })
         .collect();
     let (mut u, mut t, mut split, mut tpc) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // CPU time of the process during the rounds of unplug, tokio and
+    // thread-per-core (the other runtimes idle meanwhile).
+    let mut cpu = [Duration::ZERO; 3];
+    let mut wall = [Duration::ZERO; 3];
     let (mut half, mut all) = (Vec::new(), Vec::new());
-    for _ in 0..21 {
-        let start = Instant::now();
+    const ROUNDS: usize = 21;
+    for _ in 0..ROUNDS {
+        let (start, c) = (Instant::now(), process_cpu());
         tcp_echo(unplug);
         u.push(start.elapsed());
-        let start = Instant::now();
+        (wall[0], cpu[0]) = (wall[0] + start.elapsed(), cpu[0] + (process_cpu() - c));
+        let (start, c) = (Instant::now(), process_cpu());
         tcp_echo(&tokio);
         t.push(start.elapsed());
+        (wall[1], cpu[1]) = (wall[1] + start.elapsed(), cpu[1] + (process_cpu() - c));
         let start = Instant::now();
         tcp_echo_registered_with(&tokio, Some(reactor.handle().clone()));
         split.push(start.elapsed());
-        let start = Instant::now();
+        let (start, c) = (Instant::now(), process_cpu());
         tcp_echo_thread_per_core(&per_core, None);
         tpc.push(start.elapsed());
+        (wall[2], cpu[2]) = (wall[2] + start.elapsed(), cpu[2] + (process_cpu() - c));
         let start = Instant::now();
         tcp_echo_thread_per_core(&per_core, Some(2));
         half.push(start.elapsed());
@@ -172,6 +180,75 @@ fn explain_io(unplug: &Unplug, workers: usize) {
         half / t,
         all / t
     );
+    // What the row is bound by: CPU spent per round and CPUs kept busy.
+    let rounds = ROUNDS as f64;
+    for (i, name) in ["unplug", "tokio", "thread-per-core"].iter().enumerate() {
+        println!(
+            "tcp_echo CPU on {name}: {:.2} ms of CPU per round, {:.2} CPUs busy",
+            cpu[i].as_secs_f64() * 1e3 / rounds,
+            cpu[i].as_secs_f64() / wall[i].as_secs_f64()
+        );
+    }
+}
+
+/// `--explain`: where `chained_spawn`'s time goes on each runtime, phase
+/// by phase (`ChainPhases`): the wake-up that starts the chain, the chain
+/// of local spawns itself, and the wake-up of the measuring thread at its
+/// end, split by whether that thread woke on the CPU of the last link (on
+/// this VM, waking a halted CPU costs tens of microseconds).
+fn explain_chain(unplug: &Unplug, workers: usize) {
+    let (_t_rt, tokio) = Tokio::new(workers);
+    let (_a_threads, asx) = AsyncExecutor::new(workers);
+    let mut phases: [Vec<ChainPhases>; 3] = Default::default();
+    for _ in 0..301 {
+        phases[0].push(chained_spawn_phases(unplug));
+        phases[1].push(chained_spawn_phases(&tokio));
+        phases[2].push(chained_spawn_phases(&asx));
+    }
+    let us = |v: Vec<Duration>| {
+        let mut v = v;
+        if v.is_empty() {
+            return f64::NAN;
+        }
+        median(&mut v) * 1e3
+    };
+    for (name, p) in ["unplug", "tokio", "async-executor"].iter().zip(phases) {
+        let pick = |f: fn(&ChainPhases) -> Duration| us(p.iter().map(f).collect());
+        let same: Vec<Duration> = p
+            .iter()
+            .filter(|x| x.end_on_same_cpu)
+            .map(|x| x.end)
+            .collect();
+        let other: Vec<Duration> = p
+            .iter()
+            .filter(|x| !x.end_on_same_cpu)
+            .map(|x| x.end)
+            .collect();
+        println!(
+            "chained_spawn on {name}: start {:.1} us, chain {:.1} us, end {:.1} us (woken on the \
+             last link's CPU in {} of {}: {:.1} us; on the other CPU: {:.1} us)",
+            pick(|x| x.start),
+            pick(|x| x.chain),
+            pick(|x| x.end),
+            same.len(),
+            p.len(),
+            us(same),
+            us(other)
+        );
+    }
+}
+
+/// CPU time (user + system) of the whole process so far.
+fn process_cpu() -> Duration {
+    // SAFETY: `getrusage` writes the struct it is given; zeroed is a valid
+    // `rusage`.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1_000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 /// `--explain`: what awaiting 1,000 finished tasks costs the awaiting
@@ -242,6 +319,7 @@ fn main() {
     if args.iter().any(|a| a == "--explain") {
         explain_busy(&unplug, n);
         explain_join(&unplug, n);
+        explain_chain(&unplug, n);
         explain_io(&unplug, n);
         return;
     }

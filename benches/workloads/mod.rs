@@ -411,6 +411,66 @@ pub fn chained_spawn<S: Spawner>(s: &S) {
     });
 }
 
+/// `chained_spawn` cut into its three phases (`compare --explain`): the
+/// remote spawn of the first link until it runs (a wake-up of a sleeping
+/// worker), the chain of 1,000 local spawns, and the last link's send until
+/// the `block_on` thread runs again (a wake-up of the measuring thread).
+/// Also says whether that thread woke on the CPU the last link ran on.
+pub struct ChainPhases {
+    pub start: Duration,
+    pub chain: Duration,
+    pub end: Duration,
+    pub end_on_same_cpu: bool,
+}
+
+pub fn chained_spawn_phases<S: Spawner>(s: &S) -> ChainPhases {
+    const ITER: usize = 1_000;
+    /// Nanoseconds since `base` at the first link and at the last, and the
+    /// CPU the last ran on.
+    #[derive(Default)]
+    struct Marks {
+        first: std::sync::atomic::AtomicU64,
+        last: std::sync::atomic::AtomicU64,
+        last_cpu: std::sync::atomic::AtomicI64,
+    }
+    fn cpu() -> i64 {
+        // SAFETY: no preconditions; returns -1 on failure.
+        i64::from(unsafe { libc::sched_getcpu() })
+    }
+    fn iter<S: Spawner>(s: S, done: mpsc::SyncSender<()>, n: usize, base: Instant, m: Arc<Marks>) {
+        let now = base.elapsed().as_nanos() as u64;
+        if n == ITER {
+            m.first.store(now, Relaxed);
+        }
+        if n == 0 {
+            m.last.store(now, Relaxed);
+            m.last_cpu.store(cpu(), Relaxed);
+            done.send(()).unwrap();
+        } else {
+            let s2 = s.clone();
+            s.spawn_detached(async move { iter(s2, done, n - 1, base, m) });
+        }
+    }
+    let marks = Arc::new(Marks::default());
+    let (done_tx, done_rx) = mpsc::sync_channel(1);
+    let (s2, m2) = (s.clone(), marks.clone());
+    let base = Instant::now();
+    s.block_on(async move {
+        s2.clone()
+            .spawn_detached(async move { iter(s2, done_tx, ITER, base, m2) });
+        done_rx.recv().unwrap();
+    });
+    let back = base.elapsed();
+    let first = Duration::from_nanos(marks.first.load(Relaxed));
+    let last = Duration::from_nanos(marks.last.load(Relaxed));
+    ChainPhases {
+        start: first,
+        chain: last - first,
+        end: back - last,
+        end_on_same_cpu: cpu() == marks.last_cpu.load(Relaxed),
+    }
+}
+
 // ---- workloads users hit daily (tokio I/O and sync inside tasks) ----
 
 /// `tcp_echo`: `TCP_CONNS` loopback connections, each a client task and a

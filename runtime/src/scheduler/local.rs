@@ -640,23 +640,19 @@ impl Local {
     /// At most `limit` tasks from `stealer` (and at most half of it) into
     /// the run queue, returning one.
     fn steal_some(&self, stealer: &Stealer<Task>, limit: usize) -> Option<Task> {
-        loop {
-            match stealer.steal_batch_with_limit_and_pop(&self.queue, limit.max(1)) {
-                Steal::Success(task) => {
-                    self.run_queued.set(true);
-                    self.slot.steals.fetch_add(1, Relaxed);
-                    return Some(task);
-                }
-                Steal::Retry => continue,
-                Steal::Empty => return None,
-            }
-        }
+        self.take_batch(|| stealer.steal_batch_with_limit_and_pop(&self.queue, limit.max(1)))
     }
 
     /// A batch from `stealer` into the run queue, returning one.
     fn steal_from(&self, stealer: &Stealer<Task>) -> Option<Task> {
+        self.take_batch(|| stealer.steal_batch_and_pop(&self.queue))
+    }
+
+    /// Runs `steal` (a batch into the run queue, returning one) until it
+    /// does not ask for a retry; counts a success.
+    fn take_batch(&self, steal: impl Fn() -> Steal<Task>) -> Option<Task> {
         loop {
-            match stealer.steal_batch_and_pop(&self.queue) {
+            match steal() {
                 Steal::Success(task) => {
                     self.run_queued.set(true);
                     self.slot.steals.fetch_add(1, Relaxed);

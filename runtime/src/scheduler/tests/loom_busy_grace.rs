@@ -21,14 +21,7 @@ fn long_poll_beside_a_yielder() {
             crate::yield_now().await;
         }
     });
-    let flag = child_ran.clone();
-    let scheduler = pool.scheduler.clone();
-    let parent = Scheduler::spawn(&pool.scheduler, async move {
-        let f = flag.clone();
-        let child = Scheduler::spawn(&scheduler, async move { f.set() });
-        flag.wait(); // the long poll: blocks this worker
-        drop(child);
-    });
+    let parent = spawn_long_poll_behind_a_lifo_task(&pool, &child_ran);
     block_on(parent).unwrap();
     block_on(yielder).unwrap();
     assert!(child_ran.is_set());

@@ -11,14 +11,7 @@ use super::*;
 fn long_poll_behind_a_lifo_task() {
     let pool = Pool::start(2);
     let child_ran = Arc::new(Flag::default());
-    let flag = child_ran.clone();
-    let scheduler = pool.scheduler.clone();
-    let parent = Scheduler::spawn(&pool.scheduler, async move {
-        let f = flag.clone();
-        let child = Scheduler::spawn(&scheduler, async move { f.set() });
-        flag.wait(); // the long poll: blocks this worker
-        drop(child);
-    });
+    let parent = spawn_long_poll_behind_a_lifo_task(&pool, &child_ran);
     block_on(parent).unwrap();
     assert!(child_ran.is_set());
     pool.shutdown();

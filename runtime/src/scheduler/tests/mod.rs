@@ -180,6 +180,23 @@ impl Flag {
     }
 }
 
+/// Spawns a parent that spawns a child (into its worker's LIFO slot) that
+/// sets `child_ran`, and then blocks its worker until the child has run:
+/// the long poll only another worker can end.
+fn spawn_long_poll_behind_a_lifo_task(
+    pool: &Pool,
+    child_ran: &Arc<Flag>,
+) -> crate::task::JoinHandle<()> {
+    let flag = child_ran.clone();
+    let scheduler = pool.scheduler.clone();
+    Scheduler::spawn(&pool.scheduler, async move {
+        let f = flag.clone();
+        let child = Scheduler::spawn(&scheduler, async move { f.set() });
+        flag.wait(); // the long poll: blocks this worker
+        drop(child);
+    })
+}
+
 /// Wakes `block_on`'s thread: a token (a wake before the park is kept).
 ///
 /// The token is a *std* atomic on purpose: the waker reaches the worker

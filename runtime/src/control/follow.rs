@@ -125,9 +125,11 @@ fn follow(
             _ => return,
         }
         if let Some(cpus) = hysteresis.observe(desired_cpus()) {
+            // Counted before the pool changes, so whoever sees the change
+            // sees it counted (a test saw the plug before the count).
+            control.follow_changes.fetch_add(1, Relaxed);
             apply(&control, &cpus);
             control.hotplug_event("follow");
-            control.follow_changes.fetch_add(1, Relaxed);
         }
     }
 }

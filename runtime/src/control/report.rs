@@ -85,6 +85,7 @@ pub struct RuntimeStats {
     pub tasks_migrated: u64,
     /// Tasks spawned and not yet completed or dropped.
     pub live_tasks: usize,
-    /// Times the CPU follower changed the pool.
+    /// Times the CPU follower changed the pool (counted as it begins a
+    /// change, so a change seen is a change counted).
     pub follow_changes: u64,
 }

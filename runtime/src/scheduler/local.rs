@@ -47,26 +47,30 @@ const MAX_INTAKE_QUEUE: usize = 256;
 /// entering its queues.
 const REMOTE_ROUND: u32 = 30;
 
-/// YIELD-BALANCE: a worker holding yielded tasks takes some of another
-/// worker's once that one holds more than this many more than its own.
-const YIELD_BALANCE_SLACK: usize = 16;
-
-/// BUSY-GRACE and YIELD-BALANCE are judged at one look in this many of a
-/// worker holding yielded tasks (each reads lines another worker writes).
+/// BUSY-GRACE and YIELD-BALANCE are judged at a look of a worker holding
+/// yielded tasks at most once per this long: each judgement reads lines
+/// other workers write (misses), and looks may come as often as every poll.
 #[cfg(not(loom))]
-const BUSY_LOOKS: u32 = 8;
+const BUSY_JUDGE_GAP_NS: u64 = 50_000;
 
-/// Does look number `looks` of a worker holding yielded tasks judge
-/// BUSY-GRACE and YIELD-BALANCE? One in [`BUSY_LOOKS`].
+/// Is a judging look due, the last one having been at `last`?
 #[cfg(not(loom))]
-fn judges(looks: u32) -> bool {
-    looks % BUSY_LOOKS == 0
+fn judge_due(last: u64, now: u64) -> bool {
+    now.saturating_sub(last) >= BUSY_JUDGE_GAP_NS
 }
 
 /// Under loom every look judges (the models make few).
 #[cfg(loom)]
-fn judges(_looks: u32) -> bool {
+fn judge_due(_last: u64, _now: u64) -> bool {
     true
+}
+
+/// YIELD-BALANCE: how many more yielded tasks than `mine` another worker
+/// may hold before this one takes half the difference: a quarter of its
+/// own, at least 2 (so a split of a few tasks is evened out too, and a
+/// difference of one, which a round under way makes, moves nothing).
+fn yield_balance_slack(mine: usize) -> usize {
+    (mine / 4).max(2)
 }
 
 /// At most this many tasks in a row from the LIFO slot; then the slot's task
@@ -130,9 +134,9 @@ pub(crate) struct Local {
     /// BUSY-GRACE: the other workers' poll counts at this worker's earlier
     /// looks ([`Local::owner_stuck_since_last_look`]).
     stuck_marks: RefCell<Vec<StuckMark>>,
-    /// Looks at another worker while holding yielded tasks (BUSY-GRACE and
-    /// YIELD-BALANCE judge some: `judges`).
-    busy_looks: Cell<u32>,
+    /// When a look of this worker, holding yielded tasks, last judged
+    /// BUSY-GRACE and YIELD-BALANCE ([`Local::busy_judge_due`]).
+    last_judged: Cell<u64>,
     rng: Cell<u64>,
     pub(crate) search: Cell<Search>,
     /// Where this worker's timed polls and schedule latencies go (metrics
@@ -191,7 +195,7 @@ impl Local {
             tick: Cell::new(0),
             lifo_polls: Cell::new(0),
             stuck_marks: RefCell::new(Vec::new()),
-            busy_looks: Cell::new(0),
+            last_judged: Cell::new(0),
             rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1)),
             search: Cell::new(Search::Settled),
             schedules: Cell::new(0),
@@ -503,6 +507,7 @@ impl Local {
     /// ([`steal_busy`](Local::steal_busy)).
     pub(crate) fn steal(&self) -> Option<Task> {
         let idle = self.yielded.is_empty();
+        let judge = if idle { None } else { self.busy_judge_due() };
         let slots = self.scheduler.slots();
         let n = slots.len();
         if n > 1 {
@@ -513,7 +518,7 @@ impl Local {
                     continue;
                 }
                 if !idle {
-                    if let Some(task) = self.steal_busy(slot) {
+                    if let Some(task) = self.steal_busy(slot, judge) {
                         return Some(task);
                     }
                     continue;
@@ -547,28 +552,25 @@ impl Local {
     /// (it is not idle, and its looks come between rounds of its yielded
     /// tasks, which may be as short as one poll of about 50 ns: each line
     /// of another worker read here is a cache miss, so it reads few):
-    /// a backlog of the run queue at once; every few looks, everything an
-    /// owner stuck in one poll holds (BUSY-GRACE) and half the difference
-    /// of a much longer yielded queue (YIELD-BALANCE).
-    fn steal_busy(&self, slot: &Arc<Slot>) -> Option<Task> {
+    /// a backlog of the run queue at once; at a judging look (`judge`, its
+    /// time: at most one per 50 us), everything an owner stuck in one poll
+    /// holds, its LIFO task first (BUSY-GRACE), and half the difference of
+    /// a longer yielded queue (YIELD-BALANCE).
+    fn steal_busy(&self, slot: &Arc<Slot>, judge: Option<u64>) -> Option<Task> {
         if slot.stealer.len() >= 2 {
             if let Some(task) = self.steal_from(&slot.stealer) {
                 return Some(task);
             }
         }
-        // Another worker's lines are misses: the rest at one look in
-        // BUSY_LOOKS (it cost `yield_many` 3.5% at every look).
-        let looks = self.busy_looks.get().wrapping_add(1);
-        self.busy_looks.set(looks);
-        if !judges(looks) {
-            return None;
-        }
-        if self.owner_stuck_since_last_look(slot) {
-            if let Some(task) = self.steal_all_kinds(slot) {
-                return Some(task);
-            }
+        let now = judge?;
+        if self.owner_stuck_since_last_look(slot, now) {
+            // The LIFO slot first: the owner's next task, the one a long
+            // poll strands first.
             if let Some(task) = slot.take_lifo() {
                 self.slot.steals.fetch_add(1, Relaxed);
+                return Some(task);
+            }
+            if let Some(task) = self.steal_all_kinds(slot) {
                 return Some(task);
             }
         }
@@ -576,10 +578,23 @@ impl Local {
         // (the split of their first moments does not stay for good); taking
         // half the difference leaves both about even.
         let (theirs, mine) = (slot.yielded_len(), self.yielded.len());
-        if theirs > mine + YIELD_BALANCE_SLACK {
+        if theirs > mine + yield_balance_slack(mine) {
             return self.steal_some(&slot.yielded, (theirs - mine) / 2);
         }
         None
+    }
+
+    /// BUSY-GRACE and YIELD-BALANCE judge at a look of a worker holding
+    /// yielded tasks at most once per [`BUSY_JUDGE_GAP`] (each judgement
+    /// reads lines other workers write); the time now if this look judges.
+    fn busy_judge_due(&self) -> Option<u64> {
+        let now = grace_clock();
+        if judge_due(self.last_judged.get(), now) {
+            self.last_judged.set(now);
+            Some(now)
+        } else {
+            None
+        }
     }
 
     /// A batch of `slot`'s run queue, else of its yielded queue (REACHABLE:
@@ -598,10 +613,9 @@ impl Local {
     /// load looks at the other workers between every round of its yielded
     /// tasks, as often as every poll). It spreads the grace over its looks
     /// instead: `slot`'s owner is stuck if its poll count is the one this
-    /// worker saw at an earlier look, at least [`LIFO_GRACE`] ago. The
-    /// first look at a count only notes it, the second notes the time (so
-    /// the clock is read only while the owner stays in one poll).
-    fn owner_stuck_since_last_look(&self, slot: &Arc<Slot>) -> bool {
+    /// worker saw at an earlier judging look, at least [`BUSY_GRACE`] ago
+    /// (`now` is this look's time). The first look at a count notes it.
+    fn owner_stuck_since_last_look(&self, slot: &Arc<Slot>, now: u64) -> bool {
         if regress::on(Regression::BusyTakesOnlyBacklogs) {
             return false; // the red team's defect, kept as the model's control
         }
@@ -609,16 +623,9 @@ impl Local {
         let polled = slot.polled.load(Relaxed);
         let mut marks = self.stuck_marks.borrow_mut();
         match marks.iter_mut().find(|mark| mark.slot == key) {
-            Some(mark) if mark.polled == polled => {
-                if mark.since == 0 {
-                    mark.since = grace_clock();
-                    false
-                } else {
-                    grace_passed(mark.since, grace_clock())
-                }
-            }
+            Some(mark) if mark.polled == polled => grace_passed(mark.since, now),
             Some(mark) => {
-                (mark.polled, mark.since) = (polled, 0);
+                (mark.polled, mark.since) = (polled, now);
                 false
             }
             None => {
@@ -630,7 +637,7 @@ impl Local {
                 marks.push(StuckMark {
                     slot: key,
                     polled,
-                    since: 0,
+                    since: now,
                 });
                 false
             }
@@ -819,8 +826,8 @@ fn grace_passed(since: u64, now: u64) -> bool {
     now.saturating_sub(since) >= BUSY_GRACE.as_nanos() as u64
 }
 
-/// Under loom time does not pass: earlier looks that saw the same count
-/// are the grace (the owner had chances to run in between, as with the
+/// Under loom time does not pass: an earlier look that saw the same count
+/// is the grace (the owner had a chance to run in between, as with the
 /// idle worker's yield).
 #[cfg(loom)]
 fn grace_clock() -> u64 {

@@ -34,21 +34,72 @@ fn trial_with_work(
     queued: usize,
     hold: Duration,
 ) -> Option<Duration> {
+    trial_beside(rt, Load::Yielders(yielders, work), queued, hold)
+}
+
+/// What keeps the other worker busy.
+enum Load {
+    /// This many tasks that yield, each working this long per poll.
+    Yielders(usize, Duration),
+    /// Two tasks passing a message back and forth (through the LIFO slot:
+    /// that worker never runs out of tasks, and never yields).
+    PingPong,
+}
+
+fn spawn_load(rt: &unplug::Runtime, load: &Load, polls: &Arc<AtomicU64>, stop: &Arc<AtomicBool>) {
+    match *load {
+        Load::Yielders(yielders, work) => {
+            for _ in 0..yielders {
+                let (polls, stop) = (polls.clone(), stop.clone());
+                rt.spawn(async move {
+                    while !stop.load(SeqCst) {
+                        polls.fetch_add(1, SeqCst);
+                        let start = Instant::now();
+                        while start.elapsed() < work {
+                            std::hint::spin_loop();
+                        }
+                        unplug::yield_now().await;
+                    }
+                });
+            }
+        }
+        Load::PingPong => {
+            let (polls, stop) = (polls.clone(), stop.clone());
+            rt.spawn(async move {
+                let (ping_tx, mut ping_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+                let (pong_tx, mut pong_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+                let partner = unplug::spawn(async move {
+                    while ping_rx.recv().await.is_some() {
+                        if pong_tx.send(()).is_err() {
+                            break;
+                        }
+                    }
+                });
+                while !stop.load(SeqCst) {
+                    polls.fetch_add(1, SeqCst);
+                    ping_tx.send(()).unwrap();
+                    pong_rx.recv().await.unwrap();
+                }
+                drop(ping_tx);
+                partner.await.unwrap();
+            });
+        }
+    }
+}
+
+fn trial_beside(
+    rt: &unplug::Runtime,
+    load: Load,
+    queued: usize,
+    hold: Duration,
+) -> Option<Duration> {
     let polls = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    for _ in 0..yielders {
-        let (polls, stop) = (polls.clone(), stop.clone());
-        rt.spawn(async move {
-            while !stop.load(SeqCst) {
-                polls.fetch_add(1, SeqCst);
-                let start = Instant::now();
-                while start.elapsed() < work {
-                    std::hint::spin_loop();
-                }
-                unplug::yield_now().await;
-            }
-        });
-    }
+    spawn_load(rt, &load, &polls, &stop);
+    let work = match load {
+        Load::Yielders(_, work) => work,
+        Load::PingPong => Duration::ZERO,
+    };
     support::wait_for("the yielders to run", || polls.load(SeqCst) > 1_000);
     let p = polls.clone();
     let outcome = rt.block_on(rt.spawn(async move {
@@ -168,4 +219,40 @@ fn a_task_behind_a_long_poll_is_taken_beside_yielders_that_work_a_millisecond() 
             "the child waited {median:?} (median of {waits:?})"
         );
     });
+}
+
+#[test]
+fn a_task_behind_a_long_poll_is_taken_by_a_worker_busy_with_a_ping_pong_pair() {
+    with_watchdog(
+        "a LIFO task behind a long poll, a pair on the other worker",
+        || {
+            // A pair hands the other worker a task at every poll: it never runs
+            // out of work, so it never looked at the others (red team: the
+            // whole 100 ms poll in 8 of 8).
+            let rt = unplug::Runtime::builder().workers(2).build().unwrap();
+            let mut waits = Vec::new();
+            for _ in 0..40 {
+                if waits.len() == 5 {
+                    break;
+                }
+                let hold = Duration::from_millis(300);
+                if let Some(waited) = trial_beside(&rt, Load::PingPong, 0, hold) {
+                    waits.push(waited);
+                }
+            }
+            assert!(
+                waits.len() >= 3,
+                "only {} trials had the pair elsewhere",
+                waits.len()
+            );
+            waits.sort();
+            eprintln!("waits behind the long poll: {waits:?}");
+            // It looks every 61 polls of its own: 2-3 ms here.
+            let median = waits[waits.len() / 2];
+            assert!(
+                median < Duration::from_millis(50),
+                "the child waited {median:?} (median of {waits:?})"
+            );
+        },
+    );
 }

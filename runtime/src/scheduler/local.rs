@@ -356,6 +356,12 @@ impl Local {
             if let Some(task) = self.pop_injector() {
                 return Some(task);
             }
+            // BUSY-GRACE for a worker its own tasks keep busy (a pair
+            // passing messages through the LIFO slot, a stream of spawns):
+            // it never runs out of tasks, so it never looks in `steal`.
+            if let Some(task) = self.rescue_stuck() {
+                return Some(task);
+            }
         }
         if self.round_first.get() {
             if let Some(task) = self.pop_round() {
@@ -580,6 +586,27 @@ impl Local {
         let (theirs, mine) = (slot.yielded_len(), self.yielded.len());
         if theirs > mine + yield_balance_slack(mine) {
             return self.steal_some(&slot.yielded, (theirs - mine) / 2);
+        }
+        None
+    }
+
+    /// BUSY-GRACE at the 61-tick check: what another worker stuck in one
+    /// poll for [`BUSY_GRACE`] holds, its LIFO task first (at most one
+    /// judgement per 50 us, like a look of a worker holding yielded tasks).
+    fn rescue_stuck(&self) -> Option<Task> {
+        let now = self.busy_judge_due()?;
+        let slots = self.scheduler.slots();
+        for slot in slots.iter() {
+            if Arc::ptr_eq(slot, &self.slot) || !self.owner_stuck_since_last_look(slot, now) {
+                continue;
+            }
+            if let Some(task) = slot.take_lifo() {
+                self.slot.steals.fetch_add(1, Relaxed);
+                return Some(task);
+            }
+            if let Some(task) = self.steal_all_kinds(slot) {
+                return Some(task);
+            }
         }
         None
     }

@@ -22,19 +22,8 @@ const HOLD: Duration = Duration::from_secs(2);
 /// child in its LIFO slot, and `queued` more tasks it woke) all ran before
 /// the poll ended.
 fn trial(rt: &unplug::Runtime, yielders: usize, queued: usize) -> Option<bool> {
-    trial_with_work(rt, yielders, Duration::ZERO, queued, HOLD).map(|waited| waited < HOLD)
-}
-
-/// [`trial`] with yielders that each work `work` per poll, and a long
-/// poll of at most `hold`: how long the child in its LIFO slot waited.
-fn trial_with_work(
-    rt: &unplug::Runtime,
-    yielders: usize,
-    work: Duration,
-    queued: usize,
-    hold: Duration,
-) -> Option<Duration> {
-    trial_beside(rt, Load::Yielders(yielders, work), queued, hold)
+    trial_beside(rt, Load::Yielders(yielders, Duration::ZERO), queued, HOLD)
+        .map(|waited| waited < HOLD)
 }
 
 /// What keeps the other worker busy.
@@ -87,6 +76,11 @@ fn spawn_load(rt: &unplug::Runtime, load: &Load, polls: &Arc<AtomicU64>, stop: &
     }
 }
 
+/// A long poll of at most `hold` on one worker, which leaves a child in its
+/// LIFO slot and `queued` more tasks, while `load` keeps the other worker
+/// busy: `None` if the load was not on the other worker (the trial does
+/// not count), else how long the long poll lasted (it ends once all it left
+/// queued has run elsewhere).
 fn trial_beside(
     rt: &unplug::Runtime,
     load: Load,
@@ -188,71 +182,55 @@ fn a_queue_behind_a_long_poll_is_taken_by_a_worker_busy_with_many_yielders() {
     });
 }
 
+/// The median wait of a child behind a 300 ms poll over 5 trials that had
+/// `load` (made afresh for each) on the other worker.
+fn median_wait_beside(load: impl Fn() -> Load) -> Duration {
+    let rt = unplug::Runtime::builder().workers(2).build().unwrap();
+    let mut waits = Vec::new();
+    for _ in 0..40 {
+        if waits.len() == 5 {
+            break;
+        }
+        if let Some(waited) = trial_beside(&rt, load(), 0, Duration::from_millis(300)) {
+            waits.push(waited);
+        }
+    }
+    assert!(
+        waits.len() >= 3,
+        "only {} trials had the load elsewhere",
+        waits.len()
+    );
+    waits.sort();
+    eprintln!("waits behind the long poll: {waits:?}");
+    waits[waits.len() / 2]
+}
+
 #[test]
 fn a_task_behind_a_long_poll_is_taken_beside_yielders_that_work_a_millisecond() {
     with_watchdog("a LIFO task behind a long poll, slow yielders", || {
         // Yielders of 1 ms a poll: the other worker looks at most once a
         // millisecond (a red team measured 17-24 ms of waiting when the
-        // grace was counted in looks).
-        let rt = unplug::Runtime::builder().workers(2).build().unwrap();
-        let mut waits = Vec::new();
-        for _ in 0..40 {
-            if waits.len() == 5 {
-                break;
-            }
-            let hold = Duration::from_millis(300);
-            if let Some(waited) = trial_with_work(&rt, 1, Duration::from_millis(1), 0, hold) {
-                waits.push(waited);
-            }
-        }
-        assert!(
-            waits.len() >= 3,
-            "only {} trials had the yielder elsewhere",
-            waits.len()
-        );
-        waits.sort();
-        eprintln!("waits behind the long poll: {waits:?}");
-        // BUSY-GRACE's 1 ms, a look's 1 ms, and slack for a shared machine.
-        let median = waits[waits.len() / 2];
+        // grace was counted in looks). BUSY-GRACE's 1 ms, a look's 1 ms,
+        // and slack for a shared machine.
+        let median = median_wait_beside(|| Load::Yielders(1, Duration::from_millis(1)));
         assert!(
             median < Duration::from_millis(10),
-            "the child waited {median:?} (median of {waits:?})"
+            "the child waited {median:?}"
         );
     });
 }
 
 #[test]
 fn a_task_behind_a_long_poll_is_taken_by_a_worker_busy_with_a_ping_pong_pair() {
-    with_watchdog(
-        "a LIFO task behind a long poll, a pair on the other worker",
-        || {
-            // A pair hands the other worker a task at every poll: it never runs
-            // out of work, so it never looked at the others (red team: the
-            // whole 100 ms poll in 8 of 8).
-            let rt = unplug::Runtime::builder().workers(2).build().unwrap();
-            let mut waits = Vec::new();
-            for _ in 0..40 {
-                if waits.len() == 5 {
-                    break;
-                }
-                let hold = Duration::from_millis(300);
-                if let Some(waited) = trial_beside(&rt, Load::PingPong, 0, hold) {
-                    waits.push(waited);
-                }
-            }
-            assert!(
-                waits.len() >= 3,
-                "only {} trials had the pair elsewhere",
-                waits.len()
-            );
-            waits.sort();
-            eprintln!("waits behind the long poll: {waits:?}");
-            // It looks every 61 polls of its own: 2-3 ms here.
-            let median = waits[waits.len() / 2];
-            assert!(
-                median < Duration::from_millis(50),
-                "the child waited {median:?} (median of {waits:?})"
-            );
-        },
-    );
+    with_watchdog("a LIFO task behind a long poll, a pair elsewhere", || {
+        // A pair hands the other worker a task at every poll: it never runs
+        // out of work, so it never looked at the others (red team: the
+        // whole 100 ms poll in 8 of 8). It looks every 61 polls of its
+        // own: 2-3 ms here.
+        let median = median_wait_beside(|| Load::PingPong);
+        assert!(
+            median < Duration::from_millis(50),
+            "the child waited {median:?}"
+        );
+    });
 }

@@ -257,15 +257,14 @@ fn remote_burst_beside_a_full_run_queue(workers: usize, yielders: usize) -> u64 
     })
 }
 
-#[test]
-fn remote_spawns_get_about_half_a_worker_whose_run_queue_a_local_load_keeps_full() {
+/// A remote burst beside a full run queue (and `yielders` yielding tasks)
+/// on 1 worker: the last of it runs within 2,500 polls of the local load.
+fn the_burst_keeps_its_remote_rounds(yielders: usize) {
     let _serial = serial();
-    // A round of 30 remote tasks every 61 polls: the last of 1,000 runs
-    // after about 1,000 polls of the local load. With one remote task per
-    // 61 polls it was 59,470; taking batches into the run queue (before
-    // BOUNDED-INTAKE) 2,983.
-    let most = remote_burst_beside_a_full_run_queue(1, 0);
-    eprintln!("the last of the burst waited {most} polls of the local load");
+    let most = remote_burst_beside_a_full_run_queue(1, yielders);
+    eprintln!(
+        "with {yielders} yielders, the last of the burst waited {most} polls of the local load"
+    );
     assert!(
         most <= 2_500,
         "a remote spawn waited for {most} polls of the local load"
@@ -273,18 +272,21 @@ fn remote_spawns_get_about_half_a_worker_whose_run_queue_a_local_load_keeps_full
 }
 
 #[test]
+fn remote_spawns_get_about_half_a_worker_whose_run_queue_a_local_load_keeps_full() {
+    // A round of 30 remote tasks every 61 polls: the last of 1,000 runs
+    // after about 1,000 polls of the local load. With one remote task per
+    // 61 polls it was 59,470; taking batches into the run queue (before
+    // BOUNDED-INTAKE) 2,983.
+    the_burst_keeps_its_remote_rounds(0);
+}
+
+#[test]
 fn remote_spawns_keep_their_rounds_while_the_worker_also_holds_many_yielders() {
-    let _serial = serial();
     // 200 yielders beside the same local load: remote rounds were skipped
     // while the yielded queue held 128 or more (red team: the last of the
     // burst waited 19,777-19,837 polls of the local load, one remote task
     // per 61 polls).
-    let most = remote_burst_beside_a_full_run_queue(1, 200);
-    eprintln!("with 200 yielders, the last of the burst waited {most} polls of the local load");
-    assert!(
-        most <= 2_500,
-        "a remote spawn waited for {most} polls of the local load"
-    );
+    the_burst_keeps_its_remote_rounds(200);
 }
 
 /// The same pair beside a spawner that keeps the injector at about the

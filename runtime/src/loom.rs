@@ -68,7 +68,7 @@ pub(crate) mod deque {
         }
         /// Moves up to half (at least one) into `dest`, returns one.
         pub(crate) fn steal_batch_and_pop(&self, dest: &LocalQueue<T>) -> Steal<T> {
-            take_half(&self.0, &dest.0)
+            take_half(&self.0, &dest.0, usize::MAX)
         }
         /// Moves at most `limit` (the one returned included) into `dest`.
         pub(crate) fn steal_batch_with_limit_and_pop(
@@ -92,13 +92,14 @@ pub(crate) mod deque {
         }
     }
 
-    /// Pops one from `src` and moves half of the rest to `dest`.
-    fn take_half<T>(src: &Mutex<VecDeque<T>>, dest: &Mutex<VecDeque<T>>) -> Steal<T> {
+    /// Pops one from `src` and moves half of the rest to `dest`, at most
+    /// `limit` in all (the one returned included).
+    fn take_half<T>(src: &Mutex<VecDeque<T>>, dest: &Mutex<VecDeque<T>>, limit: usize) -> Steal<T> {
         let mut src = src.lock().unwrap();
         let Some(first) = src.pop_front() else {
             return Steal::Empty;
         };
-        let n = src.len() / 2;
+        let n = (src.len() / 2).min(limit.saturating_sub(1));
         dest.lock().unwrap().extend(src.drain(..n));
         Steal::Success(first)
     }
@@ -136,7 +137,7 @@ pub(crate) mod deque {
             if Arc::ptr_eq(&self.0, &dest.0) {
                 return Steal::Empty;
             }
-            take_half(&self.0, &dest.0)
+            take_half(&self.0, &dest.0, usize::MAX)
         }
         /// As `steal_batch_and_pop`, moving at most `limit` (the one
         /// returned included).
@@ -148,13 +149,7 @@ pub(crate) mod deque {
             if Arc::ptr_eq(&self.0, &dest.0) {
                 return Steal::Empty;
             }
-            let mut src = self.0.lock().unwrap();
-            let Some(first) = src.pop_front() else {
-                return Steal::Empty;
-            };
-            let n = (src.len() / 2).min(limit.saturating_sub(1));
-            dest.0.lock().unwrap().extend(src.drain(..n));
-            Steal::Success(first)
+            take_half(&self.0, &dest.0, limit)
         }
         pub(crate) fn is_empty(&self) -> bool {
             self.0.lock().unwrap().is_empty()

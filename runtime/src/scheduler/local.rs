@@ -513,10 +513,10 @@ impl Local {
     /// ([`steal_busy`](Local::steal_busy)).
     pub(crate) fn steal(&self) -> Option<Task> {
         let idle = self.yielded.is_empty();
-        let judge = if idle { None } else { self.busy_judge_due() };
         let slots = self.scheduler.slots();
         let n = slots.len();
         if n > 1 {
+            let judge = if idle { None } else { self.busy_judge_due() };
             let start = (self.next_random() % n as u64) as usize;
             for i in 0..n {
                 let slot = &slots[(start + i) % n];
@@ -543,8 +543,7 @@ impl Local {
                     }
                 }
                 if slot.has_lifo() && owner_is_stuck() {
-                    if let Some(task) = slot.take_lifo() {
-                        self.slot.steals.fetch_add(1, Relaxed);
+                    if let Some(task) = self.take_lifo_of(slot) {
                         return Some(task);
                     }
                 }
@@ -570,20 +569,14 @@ impl Local {
         }
         let now = judge?;
         if self.owner_stuck_since_last_look(slot, now) {
-            // The LIFO slot first: the owner's next task, the one a long
-            // poll strands first.
-            if let Some(task) = slot.take_lifo() {
-                self.slot.steals.fetch_add(1, Relaxed);
-                return Some(task);
-            }
-            if let Some(task) = self.steal_all_kinds(slot) {
+            if let Some(task) = self.take_from_stuck(slot) {
                 return Some(task);
             }
         }
         // YIELD-BALANCE: so yielding tasks get even shares of busy workers
         // (the split of their first moments does not stay for good); taking
         // half the difference leaves both about even.
-        let (theirs, mine) = (slot.yielded_len(), self.yielded.len());
+        let (theirs, mine) = (slot.yielded_visible(), self.yielded.len());
         if theirs > mine + yield_balance_slack(mine) {
             return self.steal_some(&slot.yielded, (theirs - mine) / 2);
         }
@@ -600,19 +593,30 @@ impl Local {
             if Arc::ptr_eq(slot, &self.slot) || !self.owner_stuck_since_last_look(slot, now) {
                 continue;
             }
-            if let Some(task) = slot.take_lifo() {
-                self.slot.steals.fetch_add(1, Relaxed);
-                return Some(task);
-            }
-            if let Some(task) = self.steal_all_kinds(slot) {
+            if let Some(task) = self.take_from_stuck(slot) {
                 return Some(task);
             }
         }
         None
     }
 
+    /// BUSY-GRACE: what an owner stuck in one poll holds, its LIFO task
+    /// first (its next, the one a long poll strands first), then a batch
+    /// of its queues.
+    fn take_from_stuck(&self, slot: &Slot) -> Option<Task> {
+        self.take_lifo_of(slot)
+            .or_else(|| self.steal_all_kinds(slot))
+    }
+
+    /// Another worker's LIFO task, counted as a steal.
+    fn take_lifo_of(&self, slot: &Slot) -> Option<Task> {
+        let task = slot.take_lifo()?;
+        self.slot.steals.fetch_add(1, Relaxed);
+        Some(task)
+    }
+
     /// BUSY-GRACE and YIELD-BALANCE judge at a look of a worker holding
-    /// yielded tasks at most once per [`BUSY_JUDGE_GAP`] (each judgement
+    /// yielded tasks at most once per `BUSY_JUDGE_GAP_NS` (each judgement
     /// reads lines other workers write); the time now if this look judges.
     fn busy_judge_due(&self) -> Option<u64> {
         let now = grace_clock();
@@ -837,15 +841,13 @@ struct StuckMark {
     slot: usize,
     /// Its poll count then.
     polled: u64,
-    /// When a second look found that count still ([`grace_clock`]); 0:
-    /// not yet.
+    /// When this worker first saw that count ([`grace_clock`]).
     since: u64,
 }
 
-/// Never 0 (0 is "not timed yet").
 #[cfg(not(loom))]
 fn grace_clock() -> u64 {
-    super::clock::now_ns().max(1)
+    super::clock::now_ns()
 }
 
 #[cfg(not(loom))]
@@ -858,7 +860,7 @@ fn grace_passed(since: u64, now: u64) -> bool {
 /// idle worker's yield).
 #[cfg(loom)]
 fn grace_clock() -> u64 {
-    1
+    0
 }
 
 #[cfg(loom)]

@@ -135,14 +135,9 @@ impl Slot {
         self.stealer.len() + self.yielded_visible()
     }
 
-    /// Yielded tasks queued here that the other workers may take.
-    pub(crate) fn yielded_len(&self) -> usize {
-        self.yielded_visible()
-    }
-
     /// Yielded tasks the other workers may see (all of them, unless the
     /// loom control makes the list private).
-    fn yielded_visible(&self) -> usize {
+    pub(crate) fn yielded_visible(&self) -> usize {
         if regress::on(Regression::YieldedKeptPrivate) {
             return 0;
         }

@@ -134,13 +134,10 @@ pub(crate) mod deque {
     impl<T> Stealer<T> {
         /// Moves up to half (at least one) into `dest`, returns one.
         pub(crate) fn steal_batch_and_pop(&self, dest: &LocalQueue<T>) -> Steal<T> {
-            if Arc::ptr_eq(&self.0, &dest.0) {
-                return Steal::Empty;
-            }
-            take_half(&self.0, &dest.0, usize::MAX)
+            self.steal_batch_with_limit_and_pop(dest, usize::MAX)
         }
         /// As `steal_batch_and_pop`, moving at most `limit` (the one
-        /// returned included).
+        /// returned included); nothing from the thief's own queue.
         pub(crate) fn steal_batch_with_limit_and_pop(
             &self,
             dest: &LocalQueue<T>,

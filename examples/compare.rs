@@ -12,6 +12,10 @@
 //! finished tasks costs on each runtime, and tcp_echo on tokio
 //! arranged three ways (as it is, with a reactor thread of its own, and
 //! thread-per-core: the ceiling of perfect locality).
+//! `--hog` runs everything beside a busy loop at nice 19 on a thread of
+//! this process: another program keeping a CPU busy, which is where the
+//! kernel's placement of woken workers matters (ONE-WAITER in
+//! runtime/IO.md).
 //! `--after tokio|asx|none` runs busy1 on unplug right after another
 //! runtime's round, with polls per worker (the load's placement is
 //! bimodal, which is why rounds alternate).
@@ -278,6 +282,35 @@ fn median(v: &mut [Duration]) -> f64 {
     v[v.len() / 2].as_secs_f64() * 1e3
 }
 
+/// `--hog`: a thread of this process spinning at nice 19 until dropped.
+struct Hog(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Hog {
+    fn start() -> Hog {
+        use std::sync::atomic::Ordering::Relaxed;
+        let run = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let r = run.clone();
+        std::thread::spawn(move || {
+            // SAFETY: gettid and setpriority take plain integers; a failure
+            // leaves the thread at its nice value, which only weakens the hog.
+            unsafe {
+                let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+                libc::setpriority(libc::PRIO_PROCESS, tid, 19);
+            }
+            while r.load(Relaxed) {
+                std::hint::spin_loop();
+            }
+        });
+        Hog(run)
+    }
+}
+
+impl Drop for Hog {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
@@ -326,9 +359,11 @@ fn main() {
     let (_t_rt, tokio) = Tokio::new(n);
     let (_a_threads, asx) = AsyncExecutor::new(n);
     let local = SpawnManyLocal::new();
+    let _hog = args.iter().any(|a| a == "--hog").then(Hog::start);
     println!(
-        "# {n} workers each on {} CPUs, {rounds} rounds per runtime, medians, runtimes alternating",
-        num_cpus()
+        "# {n} workers each on {} CPUs, {rounds} rounds per runtime, medians, runtimes alternating{}",
+        num_cpus(),
+        if _hog.is_some() { ", beside a nice-19 busy loop (--hog)" } else { "" }
     );
     println!(
         "{:<26} {:>10} {:>10} {:>17} {:>12} {:>21}",

@@ -82,6 +82,9 @@ fn watch(scheduler: Weak<Scheduler>, threshold: Duration, stopped: mpsc::Receive
         if let Some(reactor) = scheduler.hooks.reactor.as_ref().and_then(Weak::upgrade) {
             if reactor.starved(period(threshold)) {
                 scheduler.turn_wanted.store(true, Relaxed);
+                // ONE-WAITER: the role's holder is held elsewhere (a long
+                // poll); a sleeper takes the role and waits inside.
+                scheduler.hand_over_reactor_waiter();
             }
         }
         // RESCUE: work queued at two looks in a row while a worker sleeps

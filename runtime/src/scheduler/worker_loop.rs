@@ -87,6 +87,9 @@ fn run_loop(
                 PhaseEnd::Leave => {}
             }
         }
+        // ONE-WAITER: a worker leaving for a park or a stop gives up the
+        // role (and wakes a sleeper to take it).
+        scheduler.release_reactor_waiter(index);
         // SEARCH-HANDOFF: a wake-up this worker owes the pool is passed on.
         local.leave();
         // P7: hand every queued task to the other workers before `parked`
@@ -162,10 +165,17 @@ fn sleep(ctx: &WorkerContext<'_>, local: &Local) {
     // either saw this worker or is seen here.
     let watch = scheduler.queued_elsewhere(&local.slot);
     let deadline = watch.then(|| Instant::now() + WATCH_INTERVAL);
+    // ONE-WAITER: only the role's holder waits inside the reactor; the
+    // others wait on their own notifiers, so another worker's socket write
+    // never wakes them (a sync wake-up, which the kernel answers by moving
+    // the woken thread onto the writer's CPU when no CPU is idle).
+    let inside = local.reactor.is_some() && scheduler.take_reactor_waiter(local.index);
     let has_work = || {
         // REACTOR-LOCAL: what the reactor woke during this wait is this
         // worker's to run.
         local.turn_found.get()
+            // ONE-WAITER: the role was freed; end this wait to take it.
+            || (!inside && scheduler.reactor_waiter_free())
             || scheduler.has_work_now()
             || (!watch
                 && !regress::on(Regression::WatchExitWithoutRecheck)
@@ -175,6 +185,7 @@ fn sleep(ctx: &WorkerContext<'_>, local: &Local) {
     let in_reactor = local
         .reactor
         .as_deref()
+        .filter(|_| inside)
         .map(|reactor| InReactor { local, reactor });
     let wake = scheduler.idle.sleep_until_with(
         ctx,

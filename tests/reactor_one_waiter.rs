@@ -1,0 +1,122 @@
+//! ONE-WAITER (runtime/IO.md): only one idle worker at a time waits inside
+//! the reactor; the others wait on their own notifiers. The role must never
+//! be lost: when its holder parks, or is held in a long poll, another
+//! worker takes it, so I/O reaches a runtime whose other workers all sleep.
+#![cfg(not(loom))]
+
+mod support;
+
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::{wait_for, with_watchdog};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use unplug::worker::WorkerState;
+
+/// How long one echoed byte may take before the test calls it a stall.
+const STALL: Duration = Duration::from_millis(150);
+
+fn runtime() -> unplug::Runtime {
+    unplug::Runtime::builder()
+        .workers(2)
+        .thread_name("ow")
+        .build()
+        .unwrap()
+}
+
+/// An unplug task echoing single bytes on one accepted connection; the
+/// client end, a blocking std socket that gives up after `STALL`.
+fn echo_server(rt: &unplug::Runtime) -> std::net::TcpStream {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    rt.spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut byte = [0u8; 1];
+        while sock.read_exact(&mut byte).await.is_ok() {
+            if sock.write_all(&byte).await.is_err() {
+                break;
+            }
+        }
+    });
+    let client = std::net::TcpStream::connect(addr).unwrap();
+    client.set_nodelay(true).unwrap();
+    client.set_read_timeout(Some(STALL)).unwrap();
+    client
+}
+
+/// One byte there and back; how long it took, or the error of a stall.
+fn round_trip(client: &mut std::net::TcpStream, byte: u8) -> std::io::Result<Duration> {
+    let start = Instant::now();
+    client.write_all(&[byte])?;
+    let mut back = [0u8; 1];
+    client.read_exact(&mut back)?;
+    assert_eq!(back[0], byte);
+    Ok(start.elapsed())
+}
+
+fn states(h: &unplug::Handle) -> Vec<WorkerState> {
+    h.workers().iter().map(|w| w.state).collect()
+}
+
+#[test]
+fn io_reaches_an_idle_runtime_after_either_worker_parks() {
+    with_watchdog("one waiter across parks", || {
+        let rt = runtime();
+        let h = rt.handle().clone();
+        let mut client = echo_server(&rt);
+        round_trip(&mut client, 0).expect("the first echo");
+        for k in 0..100u32 {
+            let id = (k % 2) as usize;
+            h.park_worker(id).unwrap();
+            // The other worker is asleep: if the parked one held the role,
+            // only the role's hand-over puts a worker in the reactor.
+            wait_for("the other worker asleep", || {
+                states(&h)[1 - id] == WorkerState::Idle
+            });
+            if let Err(e) = round_trip(&mut client, k as u8) {
+                panic!("echo {k} with worker {id} parked stalled past {STALL:?}: {e}");
+            }
+            h.unpark_worker(id, None).unwrap();
+            wait_for("both workers asleep", || {
+                states(&h).iter().all(|s| *s == WorkerState::Idle)
+            });
+        }
+    });
+}
+
+#[test]
+fn io_is_served_while_the_reactor_waiter_is_held_in_a_long_poll() {
+    with_watchdog("one waiter beside a long poll", || {
+        let rt = runtime();
+        let h = rt.handle().clone();
+        let mut client = echo_server(&rt);
+        round_trip(&mut client, 0).expect("the first echo");
+        let mut slowest = Duration::ZERO;
+        // The long poll lands on either worker; whenever it is the role's
+        // holder, the long-poll monitor hands the role on.
+        for k in 0..10u8 {
+            wait_for("both workers asleep", || {
+                states(&h).iter().all(|s| *s == WorkerState::Idle)
+            });
+            let started = Arc::new(AtomicBool::new(false));
+            let s = started.clone();
+            let long = rt.spawn(async move {
+                s.store(true, SeqCst);
+                let t = Instant::now();
+                while t.elapsed() < Duration::from_millis(300) {
+                    std::hint::spin_loop();
+                }
+            });
+            wait_for("the long poll to start", || started.load(SeqCst));
+            match round_trip(&mut client, k) {
+                Ok(took) => slowest = slowest.max(took),
+                Err(e) => panic!("echo {k} beside a 300 ms poll stalled past {STALL:?}: {e}"),
+            }
+            rt.block_on(long).unwrap();
+        }
+        eprintln!("slowest echo beside a 300 ms poll: {slowest:?}");
+    });
+}

@@ -17,12 +17,18 @@ use unplug::worker::WorkerState;
 /// How long one echoed byte may take before the test calls it a stall.
 const STALL: Duration = Duration::from_millis(150);
 
-fn runtime() -> unplug::Runtime {
-    unplug::Runtime::builder()
+/// A 2-worker runtime running [`echo_server`], its handle, and the client
+/// end after one echo.
+fn echoing_runtime() -> (unplug::Runtime, unplug::Handle, std::net::TcpStream) {
+    let rt = unplug::Runtime::builder()
         .workers(2)
         .thread_name("ow")
         .build()
-        .unwrap()
+        .unwrap();
+    let h = rt.handle().clone();
+    let mut client = echo_server(&rt);
+    round_trip(&mut client, 0).expect("the first echo");
+    (rt, h, client)
 }
 
 /// An unplug task echoing single bytes on one accepted connection; the
@@ -64,10 +70,7 @@ fn states(h: &unplug::Handle) -> Vec<WorkerState> {
 #[test]
 fn io_reaches_an_idle_runtime_after_either_worker_parks() {
     with_watchdog("one waiter across parks", || {
-        let rt = runtime();
-        let h = rt.handle().clone();
-        let mut client = echo_server(&rt);
-        round_trip(&mut client, 0).expect("the first echo");
+        let (_rt, h, mut client) = echoing_runtime();
         for k in 0..100u32 {
             let id = (k % 2) as usize;
             h.park_worker(id).unwrap();
@@ -90,10 +93,7 @@ fn io_reaches_an_idle_runtime_after_either_worker_parks() {
 #[test]
 fn io_is_served_while_the_reactor_waiter_is_held_in_a_long_poll() {
     with_watchdog("one waiter beside a long poll", || {
-        let rt = runtime();
-        let h = rt.handle().clone();
-        let mut client = echo_server(&rt);
-        round_trip(&mut client, 0).expect("the first echo");
+        let (rt, h, mut client) = echoing_runtime();
         let mut slowest = Duration::ZERO;
         // The long poll lands on either worker; whenever it is the role's
         // holder, the long-poll monitor hands the role on.

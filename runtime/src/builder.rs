@@ -148,6 +148,13 @@ impl Builder {
     /// detection off (no monitor thread), as does any threshold of a day
     /// or more; a park still names the poll it waited on if it timed out.
     ///
+    /// The monitor thread looks at the workers every `threshold / 4`, at
+    /// least every 2.5 ms. It also keeps I/O and timers served while a
+    /// worker is held in a long poll (it has a busy worker turn the
+    /// reactor, or another idle worker wait inside it: ONE-WAITER in
+    /// `runtime/IO.md`); with it off, every idle worker waits inside the
+    /// reactor instead.
+    ///
     /// ```
     /// use std::time::Duration;
     /// let rt = unplug::Runtime::builder()

@@ -20,10 +20,18 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// How often the monitor looks, for a threshold: four looks per threshold,
-/// between 1 ms and 100 ms.
+/// between 1 ms and [`STARVED_LOOK`] (the reactor's starvation is judged
+/// at each look, whatever the threshold).
 pub(crate) fn period(threshold: Duration) -> Duration {
-    (threshold / 4).clamp(Duration::from_millis(1), Duration::from_millis(100))
+    (threshold / 4).clamp(Duration::from_millis(1), STARVED_LOOK)
 }
+
+/// The longest gap between two of the monitor's looks: TURN-NUDGE and
+/// ONE-WAITER's hand-over act on a reactor nobody turned for this long, so
+/// I/O beside a long poll waits about one to two of these, not a share of
+/// the long-poll threshold (a threshold of 1 s looked every 100 ms, and an
+/// echo beside a long poll on the role's holder took up to 190 ms).
+const STARVED_LOOK: Duration = Duration::from_micros(2_500);
 
 /// The running monitor; stopped (and joined) at shutdown.
 pub(crate) struct Monitor {

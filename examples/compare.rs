@@ -359,11 +359,11 @@ fn main() {
     let (_t_rt, tokio) = Tokio::new(n);
     let (_a_threads, asx) = AsyncExecutor::new(n);
     let local = SpawnManyLocal::new();
-    let _hog = args.iter().any(|a| a == "--hog").then(Hog::start);
+    let hog = args.iter().any(|a| a == "--hog").then(Hog::start);
     println!(
         "# {n} workers each on {} CPUs, {rounds} rounds per runtime, medians, runtimes alternating{}",
         num_cpus(),
-        if _hog.is_some() { ", beside a nice-19 busy loop (--hog)" } else { "" }
+        if hog.is_some() { ", beside a nice-19 busy loop (--hog)" } else { "" }
     );
     println!(
         "{:<26} {:>10} {:>10} {:>17} {:>12} {:>21}",

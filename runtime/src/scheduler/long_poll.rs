@@ -92,7 +92,7 @@ fn watch(scheduler: Weak<Scheduler>, threshold: Duration, stopped: mpsc::Receive
                 scheduler.turn_wanted.store(true, Relaxed);
                 // ONE-WAITER: the role's holder is held elsewhere (a long
                 // poll); a sleeper takes the role and waits inside.
-                scheduler.hand_over_reactor_waiter();
+                scheduler.free_reactor_waiter(None);
             }
         }
         // RESCUE: work queued at two looks in a row while a worker sleeps

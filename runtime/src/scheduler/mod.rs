@@ -29,6 +29,7 @@ mod culprit;
 mod current_poll;
 mod local;
 pub(crate) mod long_poll;
+mod reactor_waiter;
 mod search;
 mod slot;
 pub(crate) mod worker_loop;
@@ -45,6 +46,7 @@ use crate::loom::regress::{self, Regression};
 use crate::loom::{fence, Arc, AtomicUsize, Ordering, RwLock, RwLockReadGuard};
 use crate::task::{self, JoinHandle, Registry, Task, TaskOwner};
 use async_task::ScheduleInfo;
+use reactor_waiter::ReactorWaiter;
 use std::future::Future;
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
@@ -178,17 +180,9 @@ pub(crate) struct Scheduler {
     /// The slot count, kept beside the lock for the hot path. A sizing
     /// hint only (std atomic, Relaxed: nothing is published through it).
     workers_hint: std::sync::atomic::AtomicUsize,
-    /// ONE-WAITER: the index of the one worker whose idle waits are inside
-    /// the reactor, or [`NO_WAITER`]; the others wait on their own
-    /// notifiers. In force only with a reactor and the long-poll monitor
-    /// (`one_waiter`), which hands the role on when the reactor starves.
-    reactor_waiter: AtomicUsize,
-    one_waiter: bool,
+    /// ONE-WAITER: the one worker whose idle waits are inside the reactor.
+    pub(crate) reactor_waiter: ReactorWaiter,
 }
-
-/// ONE-WAITER: no worker holds the reactor-waiter role; the next worker to
-/// go idle takes it.
-const NO_WAITER: usize = usize::MAX;
 
 impl Scheduler {
     pub(crate) fn new(hooks: Hooks) -> Self {
@@ -202,8 +196,9 @@ impl Scheduler {
             // is built); `retain` and `release` count that `Arc`.
             owner: unsafe { TaskOwner::new(Arc::new(Registry::new()), retain, release) },
             lifecycle: AtomicUsize::new(OPEN),
-            reactor_waiter: AtomicUsize::new(NO_WAITER),
-            one_waiter: hooks.reactor.is_some() && hooks.long_poll_threshold.is_some(),
+            reactor_waiter: ReactorWaiter::new(
+                hooks.reactor.is_some() && hooks.long_poll_threshold.is_some(),
+            ),
             hooks,
             workers_hint: std::sync::atomic::AtomicUsize::new(0),
             turn_wanted: std::sync::atomic::AtomicBool::new(false),
@@ -432,53 +427,13 @@ impl Scheduler {
         }
     }
 
-    /// ONE-WAITER: may worker `me`'s idle wait be inside the reactor? Yes
-    /// if it holds the role, or takes it now that nobody does.
-    pub(crate) fn take_reactor_waiter(&self, me: usize) -> bool {
-        if !self.one_waiter {
-            return true;
-        }
-        // SeqCst: the role is work a sleeper must not miss; pairs with the
-        // SeqCst stores of `release_reactor_waiter` and
-        // `hand_over_reactor_waiter`, as a push pairs with a sleeper's
-        // re-check (`IdleSet::sleep`).
-        match self.reactor_waiter.compare_exchange(
-            NO_WAITER,
-            me,
-            Ordering::SeqCst,
-            Ordering::SeqCst,
-        ) {
-            Ok(_) => true,
-            Err(waiter) => waiter == me,
-        }
-    }
-
-    /// ONE-WAITER: is the role free? A worker waiting outside the reactor
-    /// re-checks this after registering as a sleeper, and ends its wait to
-    /// take the role.
-    pub(crate) fn reactor_waiter_free(&self) -> bool {
-        // SeqCst: pairs with the stores that free the role, then wake.
-        self.one_waiter && self.reactor_waiter.load(Ordering::SeqCst) == NO_WAITER
-    }
-
-    /// ONE-WAITER: worker `me` leaves for a park or a stop; if it holds the
-    /// role, the role is freed and a sleeper woken to take it (a parked
-    /// worker never waits in the reactor: REACTOR-HANDOFF).
-    pub(crate) fn release_reactor_waiter(&self, me: usize) {
-        if self.one_waiter
-            && self
-                .reactor_waiter
-                .compare_exchange(me, NO_WAITER, Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok()
-        {
-            self.rescue_wake();
-        }
-    }
-
-    /// ONE-WAITER: the monitor saw the reactor starved (its waiter is held
-    /// in a long poll): the role is freed and a sleeper woken to take it.
-    pub(crate) fn hand_over_reactor_waiter(&self) {
-        if self.one_waiter && self.reactor_waiter.swap(NO_WAITER, Ordering::SeqCst) != NO_WAITER {
+    /// ONE-WAITER: frees the reactor-waiter role if `holder` holds it
+    /// (`None`: whoever does) and wakes a sleeper, search or not, to take
+    /// it. Called by a holder leaving for a park or a stop (a parked worker
+    /// never waits in the reactor: REACTOR-HANDOFF), and by the long-poll
+    /// monitor when the reactor starves (the holder is held in a long poll).
+    pub(crate) fn free_reactor_waiter(&self, holder: Option<usize>) {
+        if self.reactor_waiter.free(holder) {
             self.rescue_wake();
         }
     }

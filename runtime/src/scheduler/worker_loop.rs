@@ -89,7 +89,7 @@ fn run_loop(
         }
         // ONE-WAITER: a worker leaving for a park or a stop gives up the
         // role (and wakes a sleeper to take it).
-        scheduler.release_reactor_waiter(index);
+        scheduler.free_reactor_waiter(Some(index));
         // SEARCH-HANDOFF: a wake-up this worker owes the pool is passed on.
         local.leave();
         // P7: hand every queued task to the other workers before `parked`
@@ -169,13 +169,13 @@ fn sleep(ctx: &WorkerContext<'_>, local: &Local) {
     // others wait on their own notifiers, so another worker's socket write
     // never wakes them (a sync wake-up, which the kernel answers by moving
     // the woken thread onto the writer's CPU when no CPU is idle).
-    let inside = local.reactor.is_some() && scheduler.take_reactor_waiter(local.index);
+    let inside = local.reactor.is_some() && scheduler.reactor_waiter.take(local.index);
     let has_work = || {
         // REACTOR-LOCAL: what the reactor woke during this wait is this
         // worker's to run.
         local.turn_found.get()
             // ONE-WAITER: the role was freed; end this wait to take it.
-            || (!inside && scheduler.reactor_waiter_free())
+            || (!inside && scheduler.reactor_waiter.is_free())
             || scheduler.has_work_now()
             || (!watch
                 && !regress::on(Regression::WatchExitWithoutRecheck)

@@ -7,6 +7,11 @@
 //! (`BENCH_WORKERS=n` for the worker count, default one per CPU the process
 //! may use, for all three runtimes).
 //! `--quick` is a smoke run: it checks nothing about speed.
+//! tcp_echo also runs thread-per-core, alternating with the others: one
+//! current-thread tokio runtime per CPU, both ends of every connection on
+//! one thread. It is printed below the table as the row's ceiling
+//! (TCP-CEILING in runtime/IO.md), not counted as a peer: it cannot move
+//! load between threads.
 //! `--explain` prints the counters behind the scheduler's fairness rules
 //! (polls of the load while remote spawns waited), what joining 1,000
 //! finished tasks costs on each runtime, and tcp_echo on tokio
@@ -375,6 +380,17 @@ fn main() {
         "unplug/async_executor"
     );
     let (mut worst_tokio, mut worst_best) = (0f64, 0f64);
+    // TCP-CEILING: tcp_echo's third runtime is the arrangement no
+    // scheduler on a shared reactor can beat (see `ceiling` below).
+    let per_core: Vec<tokio::runtime::Runtime> = (0..n)
+        .map(|_| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let mut ceiling = None;
     for workload in WORKLOADS {
         if only_workload.as_deref().is_some_and(|w| w != workload) {
             continue;
@@ -391,13 +407,22 @@ fn main() {
             continue;
         }
         let with_asx = !TOKIO_ONLY.contains(&workload);
+        let with_tpc = workload == "tcp_echo";
+        let thread_per_core = || {
+            let start = Instant::now();
+            tcp_echo_thread_per_core(&per_core, None);
+            start.elapsed()
+        };
         // Warm-up: one run each.
         run_one(workload, &unplug, &local);
         run_one(workload, &tokio, &local);
         if with_asx {
             run_one(workload, &asx, &local);
         }
-        let (mut u, mut t, mut a) = (Vec::new(), Vec::new(), Vec::new());
+        if with_tpc {
+            thread_per_core();
+        }
+        let (mut u, mut t, mut a, mut c) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for r in 0..rounds {
             // Rotate the order so no runtime always goes first.
             for k in 0..3 {
@@ -405,11 +430,15 @@ fn main() {
                     0 => u.push(run_one(workload, &unplug, &local)),
                     1 => t.push(run_one(workload, &tokio, &local)),
                     _ if with_asx => a.push(run_one(workload, &asx, &local)),
+                    _ if with_tpc => c.push(thread_per_core()),
                     _ => {}
                 }
             }
         }
         let (u, t) = (median(&mut u), median(&mut t));
+        if with_tpc {
+            ceiling = Some((u, t, median(&mut c)));
+        }
         worst_tokio = worst_tokio.max(u / t);
         if with_asx {
             let a = median(&mut a);
@@ -428,6 +457,15 @@ fn main() {
                 "-"
             );
         }
+    }
+    if let Some((u, t, c)) = ceiling {
+        println!(
+            "tcp_echo's ceiling, thread-per-core (a current-thread tokio runtime per CPU, both \
+             ends of every connection on one thread, no task ever moving; not a peer: it \
+             cannot balance load): {c:.3} ms, {:.2} of tokio; unplug {:.2} of it",
+            c / t,
+            u / c
+        );
     }
     println!("worst unplug/tokio: {worst_tokio:.2}");
     println!("worst unplug/best peer: {worst_best:.2}");

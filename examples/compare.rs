@@ -136,14 +136,7 @@ fn explain_io(unplug: &Unplug, workers: usize) {
         .enable_all()
         .build()
         .unwrap();
-    let per_core: Vec<_> = (0..workers)
-        .map(|_| {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-        })
-        .collect();
+    let per_core = thread_per_core_runtimes(workers);
     let (mut u, mut t, mut split, mut tpc) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     // CPU time of the process during the rounds of unplug, tokio and
     // thread-per-core (the other runtimes idle meanwhile).
@@ -382,14 +375,7 @@ fn main() {
     let (mut worst_tokio, mut worst_best) = (0f64, 0f64);
     // TCP-CEILING: tcp_echo's third runtime is the arrangement no
     // scheduler on a shared reactor can beat (see `ceiling` below).
-    let per_core: Vec<tokio::runtime::Runtime> = (0..n)
-        .map(|_| {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-        })
-        .collect();
+    let per_core = thread_per_core_runtimes(n);
     let mut ceiling = None;
     for workload in WORKLOADS {
         if only_workload.as_deref().is_some_and(|w| w != workload) {

@@ -504,6 +504,19 @@ pub fn tcp_echo_registered_with<S: Spawner>(s: &S, reactor: Option<tokio::runtim
     s.block_on(s.spawn(echo_session(s2, TCP_CONNS, reactor)));
 }
 
+/// `n` current-thread tokio runtimes, each with its own reactor: the
+/// threads of [`tcp_echo_thread_per_core`].
+pub fn thread_per_core_runtimes(n: usize) -> Vec<tokio::runtime::Runtime> {
+    (0..n)
+        .map(|_| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        })
+        .collect()
+}
+
 /// `tcp_echo` as a thread-per-core runtime would run it: one current-thread
 /// tokio runtime per thread, each with its own reactor and `TCP_CONNS /
 /// runtimes.len()` connections, no task ever leaving its thread

@@ -149,7 +149,9 @@ impl Builder {
     /// or more; a park still names the poll it waited on if it timed out.
     ///
     /// The monitor thread looks at the workers every `threshold / 4`, at
-    /// least every 2.5 ms. It also keeps I/O and timers served while a
+    /// least every 2.5 ms, while any of them runs; while the runtime has
+    /// nothing to do it sleeps (waking once a second at most), and the
+    /// first worker to run again wakes it. It also keeps I/O and timers served while a
     /// worker is held in a long poll (it has a busy worker turn the
     /// reactor, or another idle worker wait inside it: ONE-WAITER in
     /// `runtime/IO.md`); with it off, every idle worker waits inside the

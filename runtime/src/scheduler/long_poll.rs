@@ -66,6 +66,8 @@ impl Monitor {
     pub(crate) fn stop(mut self) {
         self.stop.take();
         if let Some(thread) = self.thread.take() {
+            // MONITOR-DORMANT: a sleeping monitor sees the stop at once.
+            thread.thread().unpark();
             let _ = thread.join();
         }
     }
@@ -75,6 +77,10 @@ fn watch(scheduler: Weak<Scheduler>, threshold: Duration, stopped: mpsc::Receive
     let mut seen: HashMap<usize, Seen> = HashMap::new();
     let mut work_waited = false;
     let threshold_ns = threshold.as_nanos().min(u64::MAX as u128) as u64;
+    let Some(dormancy) = scheduler.upgrade().map(|s| s.dormancy.clone()) else {
+        return;
+    };
+    dormancy.attach_monitor();
     loop {
         match stopped.recv_timeout(period(threshold)) {
             Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -150,6 +156,19 @@ fn watch(scheduler: Weak<Scheduler>, threshold: Duration, stopped: mpsc::Receive
             if let Some(events) = &scheduler.hooks.events {
                 events.long_poll(&culprit);
             }
+        }
+        // MONITOR-DORMANT: no worker runs and nothing is queued: nothing
+        // to watch until a worker runs or work is pushed (either wakes
+        // this thread). It sleeps holding no count of the scheduler.
+        if dormancy.may_sleep(|| !scheduler.has_work()) {
+            drop(scheduler);
+            work_waited = false;
+            dormancy.sleep(|| {
+                matches!(
+                    stopped.try_recv(),
+                    Err(mpsc::TryRecvError::Disconnected) | Ok(())
+                )
+            });
         }
     }
 }

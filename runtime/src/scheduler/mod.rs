@@ -27,6 +27,7 @@ mod clock;
 pub(crate) mod context;
 mod culprit;
 mod current_poll;
+mod dormancy;
 mod local;
 pub(crate) mod long_poll;
 mod reactor_waiter;
@@ -182,6 +183,10 @@ pub(crate) struct Scheduler {
     workers_hint: std::sync::atomic::AtomicUsize,
     /// ONE-WAITER: the one worker whose idle waits are inside the reactor.
     pub(crate) reactor_waiter: ReactorWaiter,
+    /// MONITOR-DORMANT: which workers run, and whether the long-poll
+    /// monitor sleeps (shared with it: it holds no count of the scheduler
+    /// while it sleeps).
+    pub(crate) dormancy: std::sync::Arc<dormancy::Dormancy>,
 }
 
 impl Scheduler {
@@ -202,6 +207,7 @@ impl Scheduler {
             hooks,
             workers_hint: std::sync::atomic::AtomicUsize::new(0),
             turn_wanted: std::sync::atomic::AtomicBool::new(false),
+            dormancy: std::sync::Arc::new(dormancy::Dormancy::new()),
         }
     }
 
@@ -400,14 +406,20 @@ impl Scheduler {
         fence(Ordering::SeqCst);
         match self.lifecycle.load(Ordering::SeqCst) {
             // The fence above serves the idle set's pairing too.
-            OPEN => match busy_sleeper {
-                None => self.wake_one_after_fence(),
-                Some(me) => {
-                    if let Some(index) = self.idle.pop_other_after_fence(me) {
-                        self.notify(index);
+            OPEN => {
+                match busy_sleeper {
+                    None => self.wake_one_after_fence(),
+                    Some(me) => {
+                        if let Some(index) = self.idle.pop_other_after_fence(me) {
+                            self.notify(index);
+                        }
                     }
                 }
-            },
+                // MONITOR-DORMANT: work from outside the workers may wait
+                // for RESCUE (the sleeper handed it may be held in a long
+                // tokio task); the fence above pairs with the monitor's.
+                self.dormancy.wake_monitor();
+            }
             DRAINED if !regress::on(Regression::PushIgnoresClosing) => self.drop_late(),
             // CLOSING: shutdown drains it on its own thread.
             _ => {}

@@ -69,6 +69,8 @@ fn run_loop(
         }
     }
     started(Ok(()));
+    // MONITOR-DORMANT: a running worker keeps the long-poll monitor awake.
+    scheduler.dormancy.started_running();
     loop {
         // P1: leave only for a park or a stop.
         while ctx.keep_running() {
@@ -87,6 +89,7 @@ fn run_loop(
                 PhaseEnd::Leave => {}
             }
         }
+        scheduler.dormancy.stopped_running();
         // ONE-WAITER: a worker leaving for a park or a stop gives up the
         // role (and wakes a sleeper to take it).
         scheduler.free_reactor_waiter(Some(index));
@@ -100,6 +103,9 @@ fn run_loop(
         }
         // P1: unconditionally after leaving for a park.
         let unpark_latency = ctx.parkme();
+        // MONITOR-DORMANT: counted out above, in again here (a stop
+        // requested meanwhile counts it out at the top of the loop).
+        scheduler.dormancy.started_running();
         if let (Some(latency), false) = (unpark_latency, ctx.should_stop()) {
             slot.last_unpark_ns
                 .store(latency.as_nanos() as u64, Relaxed);
@@ -158,6 +164,8 @@ fn run_phase(
 fn sleep(ctx: &WorkerContext<'_>, local: &Local) {
     let scheduler = &local.scheduler;
     local.slot.idle_sleeps.fetch_add(1, Relaxed);
+    // MONITOR-DORMANT: out of the count for the wait, in again after it.
+    scheduler.dormancy.stopped_running();
     let mut searching = local.search.get().as_flag();
     // WATCH: a timed sleep (counted by the idle set as a watcher) while
     // another worker holds work only it may take for now. A sleep for good
@@ -196,6 +204,7 @@ fn sleep(ctx: &WorkerContext<'_>, local: &Local) {
         deadline,
         in_reactor.as_ref().map(|b| b as &dyn IdleBlock),
     );
+    scheduler.dormancy.started_running();
     local.idle_wait_ended();
     local.search.set(Search::from_flag(searching));
     if wake == Some(Wake::Work) {

@@ -21,7 +21,7 @@
 //! Tested for real: `tests/follow_cpus.rs` (the main thread's mask) and
 //! `tests/follow_cgroup_cpuset.rs` (a cpuset cgroup).
 
-use super::Controller;
+use super::{Controller, WaitFor};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -128,13 +128,29 @@ fn follow(
             // Counted before the pool changes, so whoever sees the change
             // sees it counted (a test saw the plug before the count).
             control.follow_changes.fetch_add(1, Relaxed);
-            apply(&control, &cpus);
+            let stop_asked = || {
+                matches!(
+                    stopped.try_recv(),
+                    Ok(()) | Err(mpsc::TryRecvError::Disconnected)
+                )
+            };
+            apply(&control, &cpus, &stop_asked);
             control.hotplug_event("follow");
+            if stop_asked() {
+                return;
+            }
         }
     }
 }
 
-fn apply(control: &Controller, desired: &[usize]) {
+/// Plugs the CPUs of `desired` that run no worker, then unplugs the
+/// others. FOLLOW-GIVES-UP: an unplug waits for a worker inside a poll
+/// only until `stop_asked` (shutdown) or the CPU is wanted again; the park
+/// then stays requested without an owner, and completes when that poll
+/// ends (or a later plug withdraws it). An unbounded wait here held up
+/// `shutdown_timeout` for the whole poll, and deadlocked a runtime dropped
+/// from a task on the worker being unplugged (shutdown joins this thread).
+fn apply(control: &Controller, desired: &[usize], stop_asked: &dyn Fn() -> bool) {
     let running_on = |cpu: usize| {
         control.workers().iter().any(|w| {
             w.cpu == Some(cpu) && matches!(w.state, WorkerState::Running | WorkerState::Idle)
@@ -149,8 +165,9 @@ fn apply(control: &Controller, desired: &[usize]) {
     gone.sort_unstable();
     gone.dedup();
     for cpu in gone.into_iter().filter(|c| !desired.contains(c)) {
+        let give_up = || stop_asked() || desired_cpus().contains(&cpu);
         // The last running worker is refused by the controller; keep it.
-        let _ = control.unplug_cpu(cpu, None);
+        let _ = control.unplug_cpu_waiting(cpu, WaitFor::UntilGivenUp(&give_up));
     }
 }
 

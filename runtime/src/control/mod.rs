@@ -22,6 +22,7 @@ pub(crate) use pool::Config;
 pub use report::{ParkReport, PlugReport, ResizeReport, RuntimeStats, WorkerInfo};
 
 use crate::scheduler::Scheduler;
+pub(crate) use park::WaitFor;
 use pool::Pool;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -157,10 +158,19 @@ impl Controller {
         cpu: usize,
         deadline: Option<Instant>,
     ) -> Result<ParkReport, ControlError> {
+        self.unplug_cpu_waiting(cpu, WaitFor::Deadline(deadline))
+    }
+
+    /// [`unplug_cpu`](Self::unplug_cpu) that waits as `wait_for` says.
+    pub(crate) fn unplug_cpu_waiting(
+        &self,
+        cpu: usize,
+        wait_for: WaitFor<'_>,
+    ) -> Result<ParkReport, ControlError> {
         check_allowed(cpu)?;
         let report = self.park_where(
             "unplug_cpu",
-            deadline,
+            wait_for,
             |e| e.cpu == Some(cpu),
             ControlError::NoWorkerOnCpu(cpu),
         )?;
@@ -181,7 +191,7 @@ impl Controller {
     pub(crate) fn park_worker(&self, id: usize) -> Result<ParkReport, ControlError> {
         self.park_where(
             "park_worker",
-            None,
+            WaitFor::Deadline(None),
             |e| e.index == id,
             ControlError::UnknownWorker(id),
         )

@@ -83,16 +83,34 @@ impl Wait {
     }
 }
 
+/// How long an unowned wait (`WaitFor::UntilGivenUp`) waits between two
+/// looks at whether it should give up.
+const GIVE_UP_LOOK: Duration = Duration::from_millis(10);
+
+/// How a park call waits.
+#[derive(Clone, Copy)]
+pub(crate) enum WaitFor<'a> {
+    /// Until the parks complete or the deadline passes: the call owns the
+    /// parks it requests and withdraws them on a timeout (OWNED-ROLLBACK).
+    Deadline(Option<Instant>),
+    /// Until the parks complete or `give_up` says so (looked at every
+    /// [`GIVE_UP_LOOK`]): the parks are requested unowned, like deferred
+    /// ones, so giving up leaves them pending and withdraws nothing (the
+    /// CPU follower, FOLLOW-GIVES-UP in CONTROLLER.md).
+    UntilGivenUp(&'a dyn Fn() -> bool),
+}
+
 impl Controller {
     /// Waits for the parks of `decided` (outside the pool lock), then
     /// settles them under it: the ones this call owns lose their owner on
     /// success; on a timeout the ones it still owns are withdrawn and run
-    /// again, and no other call's park is touched.
+    /// again, and no other call's park is touched. An unowned wait that
+    /// gives up reports the parks left pending as deferred.
     pub(super) fn wait_parks(
         &self,
         call: CallId,
         decided: Decided,
-        deadline: Option<Instant>,
+        wait_for: WaitFor<'_>,
     ) -> Result<ParkReport, ControlError> {
         let mut report = ParkReport {
             deferred: decided.deferred,
@@ -116,7 +134,22 @@ impl Controller {
             // Shared: a timeout here leaves the request pending; the
             // settling below withdraws exactly the parks this call owns
             // (OWNED-ROLLBACK), and no other.
-            match w.worker.wait_park_shared(w.ticket, deadline) {
+            let waited = match wait_for {
+                WaitFor::Deadline(deadline) => w.worker.wait_park_shared(w.ticket, deadline),
+                WaitFor::UntilGivenUp(give_up) => loop {
+                    let look = Instant::now() + GIVE_UP_LOOK;
+                    match w.worker.wait_park_shared(w.ticket, Some(look)) {
+                        Err(ParkError::Timeout) if !give_up() => continue,
+                        other => break other,
+                    }
+                },
+            };
+            match waited {
+                // Given up: the park stays requested (unowned) and completes
+                // when the worker's poll ends.
+                Err(ParkError::Timeout) if matches!(wait_for, WaitFor::UntilGivenUp(_)) => {
+                    report.deferred.push(w.id);
+                }
                 Ok(timings) => {
                     // A park slowed past the threshold names the poll it
                     // waited on.
@@ -199,10 +232,11 @@ impl Controller {
     pub(super) fn park_where(
         &self,
         kind: &'static str,
-        deadline: Option<Instant>,
+        wait_for: WaitFor<'_>,
         select: impl Fn(&PoolEntry) -> bool,
         none: ControlError,
     ) -> Result<ParkReport, ControlError> {
+        let owns = matches!(wait_for, WaitFor::Deadline(_));
         let (call, decided) = {
             let mut pool = self.lock_pool();
             self.check_open()?;
@@ -235,9 +269,9 @@ impl Controller {
                     _ if pool.entries[at].gone() => None,
                     // A starting worker parks once its start hook returned
                     // (the confirmation leaves a park requested meanwhile).
-                    Plan::Starting => pool.request_park(at, call, wait),
+                    Plan::Starting => pool.request_park(at, call, wait && owns),
                     Plan::Running if pool.entries[at].counts_as_running() => {
-                        pool.request_park(at, call, wait)
+                        pool.request_park(at, call, wait && owns)
                     }
                     // Parked already and settled: nothing to do.
                     Plan::Parking { owner: None, .. }
@@ -266,7 +300,7 @@ impl Controller {
             }
             (call, decided)
         };
-        let report = self.wait_parks(call, decided, deadline)?;
+        let report = self.wait_parks(call, decided, wait_for)?;
         if !report.parked.is_empty() || !report.deferred.is_empty() {
             self.hotplug_event(kind);
         }

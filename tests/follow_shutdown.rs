@@ -1,0 +1,286 @@
+//! FOLLOW-GIVES-UP (`runtime/CONTROLLER.md`): the CPU follower's unplug of
+//! a CPU whose worker is inside a long poll never holds up a shutdown.
+//! It waited for the poll with no bound, and shutdown joins the follower:
+//! `shutdown_timeout(200ms)` and a drop from a tokio thread took the whole
+//! 6 s poll, and a runtime dropped from the task being waited for
+//! deadlocked for good (found by a red team, 2026-12-04). Alone in its
+//! binary: it changes the main thread's affinity mask.
+#![cfg(not(loom))]
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+use unplug::worker::{affinity, WorkerState};
+use unplug::Runtime;
+
+const POLL: Duration = Duration::from_secs(6);
+
+struct Restore(i32, Vec<usize>);
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let _ = affinity::pin_to(self.0, &self.1);
+    }
+}
+
+/// The tests change the process's mask: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Builds a following runtime, holds both workers in a poll of up to
+/// `POLL`, drops the second CPU from the process mask and waits until the
+/// follower's unplug is waiting for the held worker.
+fn held_follower(release: Arc<AtomicBool>) -> Option<(Runtime, Restore)> {
+    let cpus = affinity::allowed_cpus().unwrap();
+    if cpus.len() < 2 {
+        eprintln!("skipped: needs two CPUs");
+        return None;
+    }
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    let restore = Restore(pid, affinity::cpus_of(pid).unwrap());
+    let (keep, drop_cpu) = (cpus[0], cpus[1]);
+    let rt = Runtime::builder()
+        .workers(2)
+        .cpus([keep, drop_cpu])
+        .pin_workers(true)
+        .follow_cpus(true)
+        .follow_interval(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    let started = Arc::new(AtomicUsize::new(0));
+    for _ in 0..2 {
+        let (started, release) = (started.clone(), release.clone());
+        rt.spawn(async move {
+            started.fetch_add(1, SeqCst);
+            let t = Instant::now();
+            while !release.load(SeqCst) && t.elapsed() < POLL {
+                std::hint::spin_loop();
+            }
+        });
+    }
+    let t = Instant::now();
+    while started.load(SeqCst) < 2 {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "spinners did not start"
+        );
+        std::thread::yield_now();
+    }
+    affinity::pin_to(pid, &[keep]).unwrap();
+    // The follower counts a change before applying it; then the worker on
+    // the dropped CPU shows Parking (its poll holds the park).
+    let t = Instant::now();
+    loop {
+        let parking = rt
+            .workers()
+            .iter()
+            .any(|w| w.cpu == Some(drop_cpu) && w.state == WorkerState::Parking);
+        if rt.stats().follow_changes >= 1 && parking {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "follower did not start the unplug"
+        );
+        std::thread::yield_now();
+    }
+    Some((rt, restore))
+}
+
+#[test]
+fn shutdown_timeout_keeps_its_bound_while_the_follower_waits_for_a_long_poll() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let release = Arc::new(AtomicBool::new(false));
+    let Some((rt, _restore)) = held_follower(release.clone()) else {
+        return;
+    };
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let t = Instant::now();
+        rt.shutdown_timeout(Duration::from_millis(200));
+        let _ = tx.send(t.elapsed());
+    });
+    // Watchdog: the spinners end on their own after POLL at the latest.
+    let took = rx
+        .recv_timeout(POLL + Duration::from_secs(20))
+        .expect("shutdown_timeout hung");
+    release.store(true, SeqCst);
+    eprintln!("shutdown_timeout(200ms) took {took:?}");
+    assert!(
+        took < Duration::from_millis(1500),
+        "shutdown_timeout(200ms) took {took:?}: it waited for the follower's unplug"
+    );
+}
+
+#[test]
+fn a_drop_from_a_tokio_thread_keeps_its_bound_while_the_follower_waits_for_a_long_poll() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let release = Arc::new(AtomicBool::new(false));
+    let Some((rt, _restore)) = held_follower(release.clone()) else {
+        return;
+    };
+    // Dropped from a thread of tokio's blocking pool (a tokio thread, so
+    // SELF_DROP_JOIN_LIMIT bounds the joins).
+    let (tx, rx) = mpsc::channel();
+    let handle = rt.handle().clone();
+    let rt_cell = Arc::new(std::sync::Mutex::new(Some(rt)));
+    let cell = rt_cell.clone();
+    let _guard = handle.enter();
+    let jh = tokio::task::spawn_blocking(move || {
+        let rt = cell.lock().unwrap().take().unwrap();
+        let t = Instant::now();
+        drop(rt);
+        let _ = tx.send(t.elapsed());
+    });
+    drop(jh);
+    let took = rx
+        .recv_timeout(POLL + Duration::from_secs(20))
+        .expect("drop from a tokio thread hung");
+    release.store(true, SeqCst);
+    eprintln!("drop from a tokio blocking-pool thread took {took:?}");
+    assert!(
+        took < unplug::SELF_DROP_JOIN_LIMIT * 2 + Duration::from_millis(500),
+        "drop from a tokio thread took {took:?} (SELF_DROP_JOIN_LIMIT {:?})",
+        unplug::SELF_DROP_JOIN_LIMIT
+    );
+}
+
+/// Control: the same held workers without a follower: shutdown_timeout
+/// keeps its bound (so the delay above is the follower's).
+#[test]
+fn without_a_follower_shutdown_timeout_keeps_its_bound() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let release = Arc::new(AtomicBool::new(false));
+    let rt = Runtime::builder()
+        .workers(2)
+        .pin_workers(true)
+        .build()
+        .unwrap();
+    let started = Arc::new(AtomicUsize::new(0));
+    for _ in 0..2 {
+        let (started, release) = (started.clone(), release.clone());
+        rt.spawn(async move {
+            started.fetch_add(1, SeqCst);
+            let t = Instant::now();
+            while !release.load(SeqCst) && t.elapsed() < POLL {
+                std::hint::spin_loop();
+            }
+        });
+    }
+    while started.load(SeqCst) < 2 {
+        std::thread::yield_now();
+    }
+    let t = Instant::now();
+    rt.shutdown_timeout(Duration::from_millis(200));
+    let took = t.elapsed();
+    release.store(true, SeqCst);
+    eprintln!("control: shutdown_timeout(200ms) took {took:?}");
+    assert!(took < Duration::from_millis(1500));
+}
+
+/// A task drops the runtime while the follower's unplug waits for the
+/// task's own worker: shutdown joins the follower, the follower waits for
+/// the worker running the drop.
+#[test]
+fn a_drop_from_the_task_whose_cpu_the_follower_unplugs_returns() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let cpus = affinity::allowed_cpus().unwrap();
+    if cpus.len() < 2 {
+        return;
+    }
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    let restore = Restore(pid, affinity::cpus_of(pid).unwrap());
+    let rt = Runtime::builder()
+        .workers(2)
+        .cpus([cpus[0], cpus[1]])
+        .pin_workers(true)
+        .follow_cpus(true)
+        .follow_interval(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    let cell = Arc::new(std::sync::Mutex::new(None::<Runtime>));
+    let (cpu_tx, cpu_rx) = mpsc::channel::<usize>();
+    let (done_tx, done_rx) = mpsc::channel::<Duration>();
+    let c2 = cell.clone();
+    *cell.lock().unwrap() = None;
+    let task = rt.spawn(async move {
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        let h = unplug::Handle::current();
+        let me = h.workers().into_iter().find(|w| w.os_tid == tid).unwrap();
+        cpu_tx.send(me.cpu.unwrap()).unwrap();
+        // Held in this poll until the follower's park of this worker is
+        // pending.
+        let t = Instant::now();
+        while !h
+            .workers()
+            .iter()
+            .any(|w| w.id == me.id && w.state == WorkerState::Parking)
+        {
+            assert!(t.elapsed() < Duration::from_secs(5), "no park requested");
+            std::thread::yield_now();
+        }
+        let rt = loop {
+            if let Some(rt) = c2.lock().unwrap().take() {
+                break rt;
+            }
+            std::thread::yield_now();
+        };
+        let t = Instant::now();
+        drop(rt);
+        let _ = done_tx.send(t.elapsed());
+    });
+    drop(task);
+    let my_cpu = cpu_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    let other = if my_cpu == cpus[0] { cpus[1] } else { cpus[0] };
+    *cell.lock().unwrap() = Some(rt);
+    affinity::pin_to(pid, &[other]).unwrap();
+    let got = done_rx.recv_timeout(Duration::from_secs(15));
+    if got.is_err() {
+        eprintln!("recv: {got:?}");
+        for e in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+            let stack = std::fs::read_to_string(e.path().join("stack")).unwrap_or_default();
+            let top: Vec<&str> = stack.lines().take(3).collect();
+            eprintln!(
+                "  {} {} {:?}",
+                e.file_name().to_string_lossy(),
+                comm.trim(),
+                top
+            );
+        }
+    }
+    drop(restore);
+    match got {
+        Ok(d) => eprintln!("drop from the task took {d:?}"),
+        Err(_) => panic!(
+            "drop(rt) inside a task on CPU {my_cpu} did not return in 15 s: the follower waits for this worker's park, the drop joins the follower"
+        ),
+    }
+}
+
+/// Giving up is only for a shutdown (or the CPU coming back): otherwise
+/// the follower's park completes when the long poll ends.
+#[test]
+fn the_follower_unplugs_a_cpu_once_its_long_poll_ends() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let release = Arc::new(AtomicBool::new(false));
+    let Some((rt, _restore)) = held_follower(release.clone()) else {
+        return;
+    };
+    let drop_cpu = affinity::allowed_cpus().unwrap()[1];
+    release.store(true, SeqCst);
+    let t = Instant::now();
+    while rt
+        .workers()
+        .iter()
+        .any(|w| w.cpu == Some(drop_cpu) && w.state != WorkerState::Parked)
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the worker on CPU {drop_cpu} never parked: {:?}",
+            rt.workers()
+        );
+        std::thread::yield_now();
+    }
+}

@@ -183,7 +183,41 @@ pub fn serve_prometheus(addr: &str) -> Result<MetricsServer, MetricsError> {
     result
 }
 
+/// Starts the exporter on a thread of its own, which then serves
+/// `/metrics`. EXPORTER-THREAD: its tokio runtime is built, and on a
+/// failure dropped, on that thread: dropping a tokio runtime inside an
+/// async context (a task of tokio's or of unplug's calling
+/// `serve_prometheus`) panics, and the panic used to skip the reset of
+/// `INSTALLED`, refusing every later call.
 fn start_exporter(addr: SocketAddr) -> Result<MetricsServer, MetricsError> {
+    let (started_tx, started) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("unplug-metrics-http".into())
+        .spawn(move || match build_exporter(addr) {
+            Ok((io, exporter, server)) => {
+                let _ = started_tx.send(Ok(server));
+                let _ = io.block_on(exporter);
+            }
+            Err(e) => {
+                let _ = started_tx.send(Err(e));
+            }
+        })
+        .map_err(|e| MetricsError::Exporter(e.to_string()))?;
+    started.recv().unwrap_or_else(|_| {
+        Err(MetricsError::Exporter(
+            "the exporter thread ended before it started".into(),
+        ))
+    })
+}
+
+/// The exporter's future, the runtime that runs it and the server's face.
+type Exporter = (
+    tokio::runtime::Runtime,
+    metrics_exporter_prometheus::ExporterFuture,
+    MetricsServer,
+);
+
+fn build_exporter(addr: SocketAddr) -> Result<Exporter, MetricsError> {
     let io = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -211,11 +245,5 @@ fn start_exporter(addr: SocketAddr) -> Result<MetricsServer, MetricsError> {
     // Only once the recorder is ours does the listener start serving; on
     // failure both are dropped here (nothing keeps listening).
     metrics::set_global_recorder(recorder).map_err(|_| MetricsError::AlreadyInstalled)?;
-    std::thread::Builder::new()
-        .name("unplug-metrics-http".into())
-        .spawn(move || {
-            let _ = io.block_on(exporter);
-        })
-        .map_err(|e| MetricsError::Exporter(e.to_string()))?;
-    Ok(MetricsServer { addr, handle })
+    Ok((io, exporter, MetricsServer { addr, handle }))
 }

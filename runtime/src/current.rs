@@ -19,13 +19,20 @@ pub(crate) fn current() -> Option<Arc<Inner>> {
     HANDLE.try_with(|h| h.borrow().clone()).ok().flatten()
 }
 
-/// Makes `handle` current on this thread until the guard drops.
+/// Makes `handle` current on this thread until the guard drops. At thread
+/// exit, once this thread's locals are being destroyed, it makes nothing
+/// current (TLS-EXIT: a runtime kept in a `thread_local!` is dropped then).
 pub(crate) fn enter(runtime: Arc<Inner>) -> SetCurrent {
-    let previous = HANDLE.with(|h| h.borrow_mut().replace(runtime));
-    let depth = DEPTH.with(|d| {
-        d.set(d.get() + 1);
-        d.get()
-    });
+    let previous = HANDLE
+        .try_with(|h| h.borrow_mut().replace(runtime))
+        .ok()
+        .flatten();
+    let depth = DEPTH
+        .try_with(|d| {
+            d.set(d.get() + 1);
+            d.get()
+        })
+        .unwrap_or(0);
     SetCurrent {
         previous,
         depth,
@@ -43,7 +50,9 @@ pub(crate) struct SetCurrent {
 
 impl Drop for SetCurrent {
     fn drop(&mut self) {
-        let depth = DEPTH.try_with(|d| d.replace(self.depth - 1)).ok();
+        let depth = DEPTH
+            .try_with(|d| d.replace(self.depth.saturating_sub(1)))
+            .ok();
         let previous = self.previous.take();
         let _ = HANDLE.try_with(|h| *h.borrow_mut() = previous);
         // Out of order: what was restored is not what the later guard saw
@@ -99,6 +108,18 @@ impl<'a> EnterGuard<'a> {
         let _tokio = inner.tokio.enter();
         let _current = enter(inner.clone());
         EnterGuard { _current, _tokio }
+    }
+
+    /// [`new`](Self::new), or `None` once tokio's thread-local context is
+    /// destroyed (TLS-EXIT: a thread's locals are being torn down, and a
+    /// runtime kept in one of them is shutting down; tokio's `enter` would
+    /// panic there, and a panic in a thread-local's destructor aborts the
+    /// process).
+    pub(crate) fn try_new(inner: &'a Arc<Inner>) -> Option<Self> {
+        match tokio::runtime::Handle::try_current() {
+            Err(e) if e.is_thread_local_destroyed() => None,
+            _ => Some(Self::new(inner)),
+        }
     }
 }
 

@@ -221,7 +221,9 @@ impl Runtime {
         // future's `Drop` may spawn (given a cancelled handle now), ask for
         // `Handle::current` or use tokio.
         {
-            let _context = crate::current::EnterGuard::new(inner);
+            // TLS-EXIT: no context to enter while this thread's locals are
+            // destroyed (the runtime lived in one of them).
+            let _context = crate::current::EnterGuard::try_new(inner);
             inner.scheduler.cancel_all();
         }
         // The workers are gone, and with them every other owner of the

@@ -226,6 +226,10 @@ impl Runtime {
             let _context = crate::current::EnterGuard::try_new(inner);
             inner.scheduler.cancel_all();
         }
+        // FINAL-PUBLISH: the counts and states the runtime ends with.
+        if let Some(metrics) = &inner.metrics {
+            metrics.publish_final(&inner.control);
+        }
         // The workers are gone, and with them every other owner of the
         // reactor (a worker that outlived its deadline keeps it alive and
         // drops it when it ends).

@@ -25,7 +25,9 @@
 //! recorded as they happen (they are rare); per-poll counts live in plain
 //! per-worker atomics and a publisher thread copies them into the counters
 //! every [`PUBLISH_INTERVAL`], so with metrics off the hot path pays nothing
-//! beyond those increments.
+//! beyond those increments. Shutdown publishes once more at its end: the
+//! counts the runtime ends with (every task cancelled then counts as
+//! completed) and every worker's `worker_state` at `stopped`.
 //!
 //! [`Builder::metrics_prefix`]: crate::Builder::metrics_prefix
 //! [`Builder::metrics_poll_time`]: crate::Builder::metrics_poll_time

@@ -71,6 +71,10 @@ pub(crate) struct RuntimeMetrics {
     /// Lets shutdown end the publisher's wait at once.
     publisher_stop: Mutex<bool>,
     publisher_wake: Condvar,
+    /// Held while publishing; true once shutdown's last publish is done
+    /// (FINAL-PUBLISH: the publisher thread, ending, must not overwrite it
+    /// with what it read before).
+    published_final: Mutex<bool>,
 }
 
 const STATES: [WorkerState; 7] = [
@@ -249,6 +253,7 @@ impl RuntimeMetrics {
             last_cpu: Mutex::new(HashMap::new()),
             publisher_stop: Mutex::new(false),
             publisher_wake: Condvar::new(),
+            published_final: Mutex::new(false),
             names,
         }
     }
@@ -300,8 +305,33 @@ impl RuntimeMetrics {
     }
 
     /// Copies the scheduler's per-worker counts into the counters and
-    /// refreshes the gauges.
+    /// refreshes the gauges (nothing once the final publish is done).
     pub(crate) fn publish(&self, control: &Controller) {
+        let done = self
+            .published_final
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if !*done {
+            self.publish_now(control);
+        }
+    }
+
+    /// FINAL-PUBLISH, at the end of shutdown (the workers stopped, the
+    /// waiting tasks cancelled): the last counts (`tasks_completed_total`
+    /// then includes every cancelled task) and the workers' last states.
+    /// Before, the publisher simply stopped when shutdown began: up to a
+    /// publish interval of counts was never shown, cancelled tasks never
+    /// counted as completed, and the gauges kept saying idle for good.
+    pub(crate) fn publish_final(&self, control: &Controller) {
+        let mut done = self
+            .published_final
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        self.publish_now(control);
+        *done = true;
+    }
+
+    fn publish_now(&self, control: &Controller) {
         let scheduler = &control.scheduler;
         let (spawned, live) = scheduler.registry().counts();
         self.spawned.absolute(spawned as u64);
@@ -345,12 +375,15 @@ impl RuntimeMetrics {
             .filter(|(id, _)| !workers.iter().any(|w| w.id == **id))
             .map(|(&id, &cpu)| (id, cpu))
             .collect();
+        // The record is kept: if the index comes back on another CPU, this
+        // series is zeroed above (STATE-SERIES: one current state per
+        // worker; forgetting it left the old CPU's series at stopped = 1
+        // beside the new one's).
         for (id, cpu) in gone {
             for s in STATES {
                 self.worker_state_gauge(id, cpu, s)
                     .set(if s == WorkerState::Stopped { 1.0 } else { 0.0 });
             }
-            last.remove(&id);
         }
         for (state, gauge) in &self.workers_by_state {
             gauge.set(by_state.get(state).copied().unwrap_or(0) as f64);

@@ -244,8 +244,18 @@ impl<'a> WorkerContext<'a> {
     /// released it to now, this thread running again — if it slept; `None`
     /// if it did not sleep (or under loom).
     pub fn parkme(&self) -> Option<std::time::Duration> {
+        self.parkme_counted().unpark_latency
+    }
+
+    /// [`parkme`](Self::parkme) that also says how many park requests it
+    /// completed: a request withdrawn while the worker slept and a new one
+    /// made before it left its loop are two parks in one call (0 if the
+    /// request was withdrawn before it got here).
+    pub fn parkme_counted(&self) -> Parkme {
         let p = self.protocol;
         let mut slept = false;
+        let mut completed: Option<usize> = None;
+        let mut parks = 0;
         loop {
             // P3: PARKED first. Only this thread sets or clears it, so no
             // stray wake-up can overwrite it (the special state of seed 002).
@@ -255,6 +265,10 @@ impl<'a> WorkerContext<'a> {
             }
             // P3: complete before sleeping, on every turn of the loop.
             p.complete_parked(generation(s));
+            if completed != Some(generation(s)) {
+                completed = Some(generation(s));
+                parks += 1;
+            }
             let listener = p.park_wake().listen();
             // P4: the marker goes up immediately before the blocking call.
             // P5: this RMW is also the re-check after registering: either it
@@ -278,12 +292,21 @@ impl<'a> WorkerContext<'a> {
             p.fetch_and(!SLEEPING);
         }
         p.fetch_and(!(PARKED | SLEEPING));
-        if slept {
-            p.since_unpark()
-        } else {
-            None
+        Parkme {
+            unpark_latency: if slept { p.since_unpark() } else { None },
+            parks,
         }
     }
+}
+
+/// What [`WorkerContext::parkme_counted`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Parkme {
+    /// From the `unpark()` (or `stop()`) that released the worker to it
+    /// running again, if it slept (`None` under loom).
+    pub unpark_latency: Option<std::time::Duration>,
+    /// Park requests it completed (distinct generations).
+    pub parks: usize,
 }
 
 impl std::fmt::Debug for WorkerContext<'_> {

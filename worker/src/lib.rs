@@ -62,7 +62,7 @@ mod handle;
 #[cfg(not(loom))]
 mod platform;
 
-pub use context::{IdleBlock, IdleWaiter, Wake, WorkerContext};
+pub use context::{IdleBlock, IdleWaiter, Parkme, Wake, WorkerContext};
 pub use error::{ParkError, SpawnError, StopError, UnparkError};
 pub use idle_set::IdleSet;
 pub use notifier::Notifier;

@@ -38,10 +38,10 @@ pub const MAX_WORKERS: usize = 1024;
 pub(crate) trait ControlEvents: Send + Sync {
     /// Worker `index` was started.
     fn worker_started(&self, index: usize);
-    /// Worker `index` parked, taking `timings`.
+    /// A call waited for worker `index`'s park, which took `timings`:
+    /// once per park, by the first call to settle it (PARK-COUNT; the park
+    /// itself is counted by the worker).
     fn parked(&self, index: usize, timings: &ParkTimings);
-    /// Worker `index` was unparked.
-    fn unparked(&self, index: usize);
     /// A controller change of `kind` (one of `HOTPLUG_KINDS`).
     fn hotplug(&self, kind: &'static str);
 }

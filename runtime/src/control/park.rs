@@ -130,6 +130,8 @@ impl Controller {
             })
             .collect();
         let mut blocked_by = Vec::new();
+        // Parks this call saw complete, with their timings.
+        let mut measured = Vec::new();
         for (i, w) in decided.waits.iter().enumerate() {
             // Shared: a timeout here leaves the request pending; the
             // settling below withdraws exactly the parks this call owns
@@ -161,9 +163,7 @@ impl Controller {
                             });
                         }
                     }
-                    if let Some(events) = &self.events {
-                        events.parked(w.id, &timings);
-                    }
+                    measured.push((w.id, timings));
                     report.parked.push(w.id);
                     report.park_latencies.push(timings);
                     report.tasks_migrated += w.slot.migrated.load(Relaxed) - w.migrated_before;
@@ -194,6 +194,17 @@ impl Controller {
         if let Some(me) = decided.caller.and_then(|id| pool.position(id)) {
             pool.entries[me].waiting = false;
         }
+        // PARK-COUNT: a park several calls waited for (SHARED-PARK) has
+        // its timings recorded by the first of them to settle.
+        measured.retain(|(id, timings): &(usize, unplug_worker::ParkTimings)| {
+            let Some(at) = pool.position(*id) else {
+                return false;
+            };
+            let e = &mut pool.entries[at];
+            let first = e.timed_generation != Some(timings.generation);
+            e.timed_generation = Some(timings.generation);
+            first
+        });
         for w in &decided.waits {
             let Some(at) = pool.position(w.id) else {
                 continue;
@@ -220,6 +231,11 @@ impl Controller {
             }
         }
         drop(pool);
+        if let Some(events) = &self.events {
+            for (id, timings) in &measured {
+                events.parked(*id, timings);
+            }
+        }
         if timed_out {
             Err(ControlError::Timeout { blocked_by })
         } else {

@@ -23,9 +23,6 @@ impl Controller {
                     // Withdrawn: a call waiting on this park learns it was
                     // superseded, and its rollback leaves it alone.
                     e.plan = Plan::Running;
-                    if let Some(events) = &self.events {
-                        events.unparked(e.index);
-                    }
                     report.unparked.push(e.index);
                 }
             }
@@ -92,9 +89,6 @@ impl Controller {
                 // It runs there now: that CPU is plugged again.
                 if let Some(cpu) = e.cpu {
                     pool.unplugged.remove(&cpu);
-                }
-                if let Some(events) = &self.events {
-                    events.unparked(id);
                 }
                 self.hotplug_event("unpark_worker");
                 report.unparked.push(id);

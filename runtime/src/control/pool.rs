@@ -70,6 +70,9 @@ pub(super) struct PoolEntry {
     /// worker: that wait could close a cycle (DEADLOCK-FREE in
     /// CONTROLLER.md).
     pub(super) waiting: bool,
+    /// The park generation whose timings were last recorded (PARK-COUNT:
+    /// the calls that share a park record it once).
+    pub(super) timed_generation: Option<usize>,
 }
 
 impl PoolEntry {

@@ -69,6 +69,7 @@ impl Controller {
             pinned: pin && home.is_some(),
             plan: Plan::Starting,
             waiting: false,
+            timed_generation: None,
         });
         Ok(Spawned { id, started })
     }

@@ -5,14 +5,14 @@
 //!
 //! | name | type | labels |
 //! |------|------|--------|
-//! | `park_latency_seconds` | histogram: park request → `parked` | `worker` |
-//! | `park_to_inactive_seconds` | histogram: park request → `park()` returning | `worker` |
+//! | `park_latency_seconds` | histogram: park request → `parked`, once per park a call waited for (not a deferred one) | `worker` |
+//! | `park_to_inactive_seconds` | histogram: park request → `park()` returning, as above | `worker` |
 //! | `unpark_latency_seconds` | histogram: unpark request → the worker running | `worker` |
 //! | `poll_duration_seconds` | histogram (1 µs to 10 s): one poll in 1024 timed, every poll with [`Builder::metrics_poll_time`] | `worker` |
 //! | `schedule_latency_seconds` | histogram: runnable → poll start, one schedule in 1024 sampled (every one with [`Builder::metrics_poll_time`]) | |
 //! | `long_polls_total` | counter: polls past [`Builder::long_poll_threshold`], each once | `worker` |
 //! | `long_poll_running_seconds` | gauge: how long the current long poll has run, 0 if none | `worker` |
-//! | `parks_total`, `unparks_total` | counters | `worker` |
+//! | `parks_total`, `unparks_total` | counters: the worker's parks, each once whoever asked (deferred and shared ones too), and its returns from them | `worker` |
 //! | `park_inactive_evidence_total` | counter: parks by the evidence of inactivity used (`kernel`, or `marker` where procfs is unreadable) | `evidence` |
 //! | `tasks_spawned_total`, `tasks_completed_total` | counters (completed: finished or cancelled) | |
 //! | `tasks_polled_total`, `tasks_migrated_total`, `steals_total`, `idle_sleeps_total`, `wakeups_total` | counters | `worker` |

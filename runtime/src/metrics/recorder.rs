@@ -427,8 +427,24 @@ impl RuntimeMetrics {
 }
 
 impl WorkerEvents for RuntimeMetrics {
-    fn resumed(&self, index: usize, latency: Duration) {
-        self.with_worker(index, |m| m.unpark_latency.record(latency));
+    fn parking(&self, index: usize) {
+        self.with_worker(index, |m| m.parks.increment(1));
+    }
+
+    fn reparked(&self, index: usize, n: usize) {
+        self.with_worker(index, |m| {
+            m.parks.increment(n as u64);
+            m.unparks.increment(n as u64);
+        });
+    }
+
+    fn resumed(&self, index: usize, latency: Option<Duration>) {
+        self.with_worker(index, |m| {
+            m.unparks.increment(1);
+            if let Some(latency) = latency {
+                m.unpark_latency.record(latency);
+            }
+        });
     }
 
     fn observer(&self, index: usize) -> Option<Arc<dyn PollObserver>> {
@@ -462,12 +478,7 @@ impl ControlEvents for RuntimeMetrics {
         self.with_worker(index, |m| {
             m.park_latency.record(timings.to_parked);
             m.park_to_inactive.record(timings.to_inactive);
-            m.parks.increment(1);
         });
-    }
-
-    fn unparked(&self, index: usize) {
-        self.with_worker(index, |m| m.unparks.increment(1));
     }
 
     fn hotplug(&self, kind: &'static str) {

@@ -55,8 +55,16 @@ use unplug_worker::IdleSet;
 
 /// What the layers above want to hear from a worker thread.
 pub(crate) trait WorkerEvents: Send + Sync {
-    /// Worker `index` came back from a park, `latency` after the unpark.
-    fn resumed(&self, index: usize, latency: Duration);
+    /// Worker `index` left its loop for a park (PARK-COUNT: counted by the
+    /// worker, once per park, whoever asked for it and however many calls
+    /// wait for it).
+    fn parking(&self, index: usize);
+    /// While parked, worker `index` was unparked and parked again `n`
+    /// times before it left its park (each a park and an unpark).
+    fn reparked(&self, index: usize, n: usize);
+    /// Worker `index` came back from its park, `latency` after the unpark
+    /// (`None` if it never slept: the park was withdrawn first).
+    fn resumed(&self, index: usize, latency: Option<Duration>);
     /// Where worker `index` reports its timed polls and schedule latencies
     /// (`None`: nothing is timed).
     fn observer(&self, index: usize) -> Option<std::sync::Arc<dyn PollObserver>>;

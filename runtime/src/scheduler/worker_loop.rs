@@ -101,17 +101,30 @@ fn run_loop(
         if ctx.should_stop() {
             break;
         }
+        // PARK-COUNT: the park is counted here, where it happens once.
+        if let Some(events) = &scheduler.hooks.events {
+            events.parking(index);
+        }
         // P1: unconditionally after leaving for a park.
-        let unpark_latency = ctx.parkme();
+        let parkme = ctx.parkme_counted();
+        let unpark_latency = parkme.unpark_latency;
         // MONITOR-DORMANT: counted out above, in again here (a stop
         // requested meanwhile counts it out at the top of the loop).
         scheduler.dormancy.started_running();
-        if let (Some(latency), false) = (unpark_latency, ctx.should_stop()) {
-            slot.last_unpark_ns
-                .store(latency.as_nanos() as u64, Relaxed);
-            slot.resumes.fetch_add(1, Relaxed);
+        if let (Some(events), again @ 1..) =
+            (&scheduler.hooks.events, parkme.parks.saturating_sub(1))
+        {
+            events.reparked(index, again);
+        }
+        if !ctx.should_stop() {
+            // `resumes` and the unpark latency: only a park it slept in.
+            if let Some(latency) = unpark_latency {
+                slot.last_unpark_ns
+                    .store(latency.as_nanos() as u64, Relaxed);
+                slot.resumes.fetch_add(1, Relaxed);
+            }
             if let Some(events) = &scheduler.hooks.events {
-                events.resumed(index, latency);
+                events.resumed(index, unpark_latency);
             }
         }
     }

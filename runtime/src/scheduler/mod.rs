@@ -278,6 +278,13 @@ impl Scheduler {
         handle
     }
 
+    /// Shutdown has drained every queue for the last time
+    /// ([`cancel_all`](Self::cancel_all) is done).
+    pub(crate) fn is_drained(&self) -> bool {
+        // Acquire: pairs with the SeqCst store in `cancel_all`.
+        self.lifecycle.load(Ordering::Acquire) == DRAINED
+    }
+
     /// Shutdown has begun.
     pub(crate) fn is_closing(&self) -> bool {
         // Acquire: pairs with the SeqCst stores in `close` / `cancel_all`.
@@ -559,6 +566,13 @@ fn schedule_task(task: Task, info: ScheduleInfo) {
         Some(local) if !local.scheduler.is_closing() => {
             local.schedule_woken(task, info.woken_while_running)
         }
+        // LATE-ON-WORKER: a task that woke itself in a poll that outlived
+        // the whole shutdown (a worker held past `shutdown_timeout`'s
+        // deadline, or the task that dropped its own runtime): its poll has
+        // returned, no `wake()` of anybody's is under way, and this worker
+        // is inside the runtime's context, so its future is dropped here
+        // (before, on an `unplug-late-drop` thread with no runtime current).
+        Some(local) if info.woken_while_running && local.scheduler.is_drained() => drop(task),
         // Never dropped here, inside somebody's `wake()`: see CLOSING.
         Some(local) => local.scheduler.push_remote(task),
         None => {

@@ -129,8 +129,14 @@ fn a_worker_index_reused_on_another_cpu_has_one_current_state() {
             .unwrap()
             .cpu
             .unwrap();
-        rt.set_workers(2).unwrap();
         let old = old_cpu.to_string();
+        let (seen, _) = scrape_until(Duration::from_secs(20), |e| {
+            ["running", "idle"]
+                .iter()
+                .any(|s| e.sum(&state, &[("worker", "2"), ("cpu", &old), ("state", s)]) == 1.0)
+        });
+        assert!(seen, "worker 2 published on CPU {old}");
+        rt.set_workers(2).unwrap();
         let (seen, _) = scrape_until(Duration::from_secs(20), |e| {
             e.sum(
                 &state,

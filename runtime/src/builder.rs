@@ -123,6 +123,21 @@ impl Builder {
     }
 
     /// The metric name prefix (default `unplug`: `unplug_parks_total`, ...).
+    ///
+    /// Runtimes of one process with the same prefix share its series: the
+    /// counters and the `workers` gauge add up over them (a runtime that
+    /// ended takes its workers back out), while the per-worker series
+    /// (`worker_state`, `queue_depth{queue="local"}`, ...) are keyed by
+    /// worker index and shared by the runtimes' workers of that index. Give
+    /// each runtime a prefix of its own to tell them apart.
+    ///
+    /// ```
+    /// let rt = unplug::Runtime::builder()
+    ///     .metrics_prefix("ingest")
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(rt);
+    /// ```
     pub fn metrics_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.metrics_prefix = prefix.into();
         self

@@ -75,6 +75,38 @@ pub(crate) struct RuntimeMetrics {
     /// (FINAL-PUBLISH: the publisher thread, ending, must not overwrite it
     /// with what it read before).
     published_final: Mutex<bool>,
+    /// What this runtime has added to the shared series so far
+    /// (SHARED-SERIES).
+    published: Mutex<Published>,
+}
+
+/// SHARED-SERIES: what one runtime has added to series that every runtime
+/// with the same prefix shares. Each publish adds the change since the
+/// last one, so counters and the `workers` and global `queue_depth`
+/// gauges are sums over those runtimes. Before, each runtime set them to
+/// its own values: a counter read the largest runtime's total (a runtime
+/// built after a larger one was dropped never moved it) and the gauges
+/// flipped between runtimes from one publish to the next.
+#[derive(Default)]
+struct Published {
+    spawned: u64,
+    completed: u64,
+    /// Per worker index: polled, migrated, steals, idle sleeps, wake-ups.
+    per_worker: HashMap<usize, [u64; 5]>,
+    by_state: HashMap<WorkerState, f64>,
+    global_depth: f64,
+}
+
+/// Adds to `counter` what `now` has over `*last`, and remembers `now`.
+fn add_since(counter: &Counter, last: &mut u64, now: u64) {
+    counter.increment(now.saturating_sub(*last));
+    *last = now.max(*last);
+}
+
+/// Moves `gauge` by `now - *last`, and remembers `now`.
+fn move_by(gauge: &Gauge, last: &mut f64, now: f64) {
+    gauge.increment(now - *last);
+    *last = now;
 }
 
 const STATES: [WorkerState; 7] = [
@@ -254,6 +286,7 @@ impl RuntimeMetrics {
             publisher_stop: Mutex::new(false),
             publisher_wake: Condvar::new(),
             published_final: Mutex::new(false),
+            published: Mutex::new(Published::default()),
             names,
         }
     }
@@ -328,24 +361,49 @@ impl RuntimeMetrics {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         self.publish_now(control);
+        // A runtime that ended has no workers and no queue: it takes back
+        // what it added to the shared gauges (SHARED-SERIES).
+        let mut published = self.published.lock().unwrap_or_else(|p| p.into_inner());
+        for (state, gauge) in &self.workers_by_state {
+            move_by(gauge, published.by_state.entry(*state).or_default(), 0.0);
+        }
+        move_by(&self.global_depth, &mut published.global_depth, 0.0);
         *done = true;
     }
 
     fn publish_now(&self, control: &Controller) {
         let scheduler = &control.scheduler;
+        let mut published = self.published.lock().unwrap_or_else(|p| p.into_inner());
+        let published = &mut *published;
         let (spawned, live) = scheduler.registry().counts();
-        self.spawned.absolute(spawned as u64);
-        self.completed.absolute((spawned - live) as u64);
-        self.global_depth.set(scheduler.injector.len() as f64);
+        add_since(&self.spawned, &mut published.spawned, spawned as u64);
+        add_since(
+            &self.completed,
+            &mut published.completed,
+            (spawned - live) as u64,
+        );
+        move_by(
+            &self.global_depth,
+            &mut published.global_depth,
+            scheduler.injector.len() as f64,
+        );
         {
             let workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
             for (index, slot) in scheduler.slots().iter().enumerate() {
                 if let Some(m) = workers.get(&index) {
-                    m.polled.absolute(slot.polled.load(Relaxed));
-                    m.migrated.absolute(slot.migrated.load(Relaxed));
-                    m.steals.absolute(slot.steals.load(Relaxed));
-                    m.idle_sleeps.absolute(slot.idle_sleeps.load(Relaxed));
-                    m.wakeups.absolute(slot.wakeups.load(Relaxed));
+                    let last = published.per_worker.entry(index).or_default();
+                    for (i, (counter, now)) in [
+                        (&m.polled, &slot.polled),
+                        (&m.migrated, &slot.migrated),
+                        (&m.steals, &slot.steals),
+                        (&m.idle_sleeps, &slot.idle_sleeps),
+                        (&m.wakeups, &slot.wakeups),
+                    ]
+                    .into_iter()
+                    .enumerate()
+                    {
+                        add_since(counter, &mut last[i], now.load(Relaxed));
+                    }
                     m.local_depth.set(slot.stealer.len() as f64);
                     m.long_poll_running
                         .set(scheduler.long_poll_running(slot).as_secs_f64());
@@ -386,7 +444,8 @@ impl RuntimeMetrics {
             }
         }
         for (state, gauge) in &self.workers_by_state {
-            gauge.set(by_state.get(state).copied().unwrap_or(0) as f64);
+            let now = by_state.get(state).copied().unwrap_or(0) as f64;
+            move_by(gauge, published.by_state.entry(*state).or_default(), now);
         }
     }
 

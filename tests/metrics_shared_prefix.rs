@@ -1,0 +1,100 @@
+//! SHARED-SERIES (`runtime/src/metrics/recorder.rs`): runtimes of one
+//! process that share a metrics prefix (the default one, say) add up in
+//! the counters and in the `workers` gauge. A red team found on
+//! 2026-12-04 that each runtime set the shared series to its own values:
+//! two live runtimes with 300 and 5 tasks read 300, a runtime built after
+//! a larger one was dropped never moved the counters, and the `workers`
+//! gauge flipped between 1 and 2 (of 3 workers) from scrape to scrape.
+//!
+//! The recorder is process-wide: each test has a metrics prefix of its own.
+#![cfg(not(loom))]
+
+mod support;
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+use support::{http_get, wait_for, with_watchdog, Exposition};
+use unplug::Runtime;
+
+fn server() -> std::net::SocketAddr {
+    static S: OnceLock<unplug::metrics::MetricsServer> = OnceLock::new();
+    S.get_or_init(|| unplug::metrics::serve_prometheus("127.0.0.1:0").unwrap())
+        .addr()
+}
+
+fn scrape() -> Exposition {
+    Exposition::parse(&http_get(server(), "/metrics").unwrap())
+}
+
+fn runtime(prefix: &str, workers: usize) -> Runtime {
+    server();
+    Runtime::builder()
+        .workers(workers)
+        .metrics_prefix(prefix)
+        .build()
+        .unwrap()
+}
+
+/// Waits until `{prefix}_tasks_spawned_total` reads `want`.
+fn wait_for_spawned(prefix: &str, want: f64) {
+    let name = format!("{prefix}_tasks_spawned_total");
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = scrape().sum(&name, &[]);
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < end, "{name} = {got}, want {want}");
+        std::thread::yield_now();
+    }
+}
+
+fn spawn_and_finish(rt: &Runtime, n: usize) {
+    let tasks: Vec<_> = (0..n).map(|_| rt.spawn(async {})).collect();
+    rt.block_on(async {
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+}
+
+#[test]
+fn two_live_runtimes_with_one_prefix_add_up() {
+    with_watchdog("two live runtimes", || {
+        let p = "sp_two";
+        let (a, b) = (runtime(p, 2), runtime(p, 1));
+        spawn_and_finish(&a, 300);
+        spawn_and_finish(&b, 5);
+        wait_for_spawned(p, 305.0);
+        let workers = format!("{p}_workers");
+        wait_for("3 workers published", || {
+            let e = scrape();
+            e.sum(&workers, &[("state", "running")]) + e.sum(&workers, &[("state", "idle")]) == 3.0
+        });
+        // And it stays at 3 (it flipped between the runtimes' own counts).
+        for _ in 0..20 {
+            let e = scrape();
+            let live =
+                e.sum(&workers, &[("state", "running")]) + e.sum(&workers, &[("state", "idle")]);
+            assert_eq!(live, 3.0, "workers running or idle");
+        }
+    });
+}
+
+#[test]
+fn a_runtime_built_after_a_larger_one_was_dropped_moves_the_counters() {
+    with_watchdog("sequential runtimes", || {
+        let p = "sp_seq";
+        let a = runtime(p, 2);
+        spawn_and_finish(&a, 500);
+        wait_for_spawned(p, 500.0);
+        drop(a);
+        let b = runtime(p, 2);
+        spawn_and_finish(&b, 200);
+        wait_for_spawned(p, 700.0);
+        assert_eq!(
+            scrape().sum(&format!("{p}_tasks_completed_total"), &[]),
+            700.0
+        );
+    });
+}

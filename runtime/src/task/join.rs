@@ -6,9 +6,9 @@ use super::registry::Registered;
 use super::tracked::{Failure, Outcome, Payload};
 use super::{AbortHandle, TaskId, TaskMeta};
 use async_task::{FallibleTask, Task};
+use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
-use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -42,6 +42,7 @@ pub struct JoinHandle<T> {
     /// The guard around the awaiter's waker handed to async-task in its
     /// place, reused while the awaiter's waker stays the same (one pointer:
     /// a `block_on` or task joining many handles keeps a vector of them).
+    /// Let go when the handle returns or is dropped (JOIN-RELEASE).
     awaiter: Option<Arc<GuardedWaker>>,
     /// Kept here, not read from the registry: the task leaves the registry
     /// when its future is dropped, and the tag holds only 32 bits of it.
@@ -54,7 +55,10 @@ pub struct JoinHandle<T> {
 /// when woken or dropped (async-task, which wakes it when the task
 /// completes and drops it when another waker replaces it, would abort the
 /// process; the worker running the task must live on).
-struct GuardedWaker(ManuallyDrop<Waker>);
+///
+/// `None` only in a thread's spare guard (JOIN-RELEASE): no handle and no
+/// task holds one of those.
+struct GuardedWaker(Option<Waker>);
 
 impl Wake for GuardedWaker {
     fn wake(self: Arc<Self>) {
@@ -62,38 +66,56 @@ impl Wake for GuardedWaker {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| self.0.wake_by_ref())) {
-            unobserved_panic("the waker of a JoinHandle's awaiter", payload);
+        if let Some(waker) = &self.0 {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| waker.wake_by_ref())) {
+                unobserved_panic("the waker of a JoinHandle's awaiter", payload);
+            }
         }
     }
 }
 
 impl Drop for GuardedWaker {
     fn drop(&mut self) {
-        // SAFETY: dropped once, here; `self.0` is not used after.
-        let dropped = catch_unwind(AssertUnwindSafe(|| unsafe {
-            ManuallyDrop::drop(&mut self.0)
-        }));
-        if let Err(payload) = dropped {
-            unobserved_panic("the waker of a JoinHandle's awaiter (dropped)", payload);
-        }
+        self.release();
     }
 }
 
 impl GuardedWaker {
+    /// A guard of a clone of `waker`, in this thread's spare allocation if
+    /// it has one.
     fn new(waker: &Waker) -> Arc<Self> {
-        Arc::new(GuardedWaker(ManuallyDrop::new(waker.clone())))
+        if let Some(mut spare) = SPARE_GUARD.try_with(Cell::take).ok().flatten() {
+            // Always unique: a spare is stored only once nothing else holds
+            // it, and is never cloned while stored.
+            if let Some(guard) = Arc::get_mut(&mut spare) {
+                guard.0 = Some(waker.clone());
+                return spare;
+            }
+        }
+        Arc::new(GuardedWaker(Some(waker.clone())))
     }
 
     fn guards(&self, waker: &Waker) -> bool {
-        self.0.will_wake(waker)
+        self.0.as_ref().is_some_and(|ours| ours.will_wake(waker))
+    }
+
+    /// Drops the waker, catching a panic of its `Drop`.
+    fn release(&mut self) {
+        if let Some(waker) = self.0.take() {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(waker))) {
+                unobserved_panic("the waker of a JoinHandle's awaiter (dropped)", payload);
+            }
+        }
     }
 }
 
 std::thread_local! {
-    /// The guard of the last awaiter waker this thread guarded.
-    static LAST_GUARD: std::cell::RefCell<Option<Arc<GuardedWaker>>> =
-        const { std::cell::RefCell::new(None) };
+    /// JOIN-RELEASE: the allocation of a guard that this thread's last
+    /// released handle was done with, its waker dropped, for the next guard
+    /// made on this thread (a task or `block_on` awaiting many handles in
+    /// turn allocates one guard, not one per handle). Never a waker: a
+    /// waker may own a runtime, a socket, a task.
+    static SPARE_GUARD: Cell<Option<Arc<GuardedWaker>>> = const { Cell::new(None) };
 }
 
 impl<T> JoinHandle<T> {
@@ -180,30 +202,34 @@ impl<T> JoinHandle<T> {
     }
 
     /// The guarded stand-in for the awaiter's `waker`: this handle's last
-    /// one, or this thread's last one (a task or `block_on` awaiting many
-    /// handles in turn allocates one guard, not one per handle), or new.
+    /// one while the waker stays the same, else a new one (in this
+    /// thread's spare allocation when it has one).
     fn guarded(&mut self, waker: &Waker) -> Waker {
         if let Some(ours) = &self.awaiter {
             if ours.guards(waker) {
                 return Waker::from(ours.clone());
             }
         }
-        let ours = LAST_GUARD
-            .try_with(|last| {
-                let mut last = last.borrow_mut();
-                match &*last {
-                    Some(ours) if ours.guards(waker) => ours.clone(),
-                    _ => {
-                        let ours = GuardedWaker::new(waker);
-                        *last = Some(ours.clone());
-                        ours
-                    }
-                }
-            })
-            .unwrap_or_else(|_| GuardedWaker::new(waker));
+        let ours = GuardedWaker::new(waker);
         let handed = Waker::from(ours.clone());
         self.awaiter = Some(ours);
         handed
+    }
+
+    /// JOIN-RELEASE: the handle is done with its guard (it returned, or it
+    /// is dropped and async-task holds the guard no longer). If nothing
+    /// else holds the guard, its waker is dropped now and the allocation
+    /// kept as this thread's spare; else async-task is notifying it (the
+    /// task completing on a worker right now), and that drops the last one.
+    fn release_awaiter(&mut self) {
+        let Some(mut ours) = self.awaiter.take() else {
+            return;
+        };
+        if let Some(guard) = Arc::get_mut(&mut ours) {
+            guard.release();
+            // Replaces an older spare, which holds no waker either.
+            let _ = SPARE_GUARD.try_with(move |spare| spare.set(Some(ours)));
+        }
     }
 }
 
@@ -233,7 +259,11 @@ impl<T> Future for JoinHandle<T> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let polled = self.poll_once(cx);
-        self.returned = polled.is_ready();
+        if polled.is_ready() {
+            self.returned = true;
+            // async-task took the guard out when the task finished.
+            self.release_awaiter();
+        }
         polled
     }
 }
@@ -273,9 +303,18 @@ impl<T> JoinHandle<T> {
 impl<T> Drop for JoinHandle<T> {
     fn drop(&mut self) {
         self.meta = None; // before the task it points into
-        if let Some(task) = self.task.take() {
+        if let Some(mut task) = self.task.take() {
+            if self.awaiter.is_some() && !task.is_finished() {
+                // JOIN-RELEASE: async-task keeps the last awaiter registered
+                // until the task ends, and detaching does not take it out. A
+                // no-op waker registered in its place drops our guard now.
+                // Should the task have completed meanwhile, this takes its
+                // output, which `detach` would have dropped here too.
+                let _ = Pin::new(&mut task).poll(&mut Context::from_waker(Waker::noop()));
+            }
             task.detach();
         }
+        self.release_awaiter();
     }
 }
 

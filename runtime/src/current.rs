@@ -1,22 +1,51 @@
 //! The runtime a thread is inside: on worker threads, inside `block_on`
 //! and while an [`EnterGuard`] lives, the runtime `unplug::spawn` and
-//! `Handle::current` use.
+//! `Handle::current` use; on a thread of the runtime's blocking pool
+//! (`spawn_blocking`), that runtime while it lives (BLOCKING-CONTEXT).
 
 use crate::inner::Inner;
 use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 thread_local! {
     static HANDLE: RefCell<Option<Arc<Inner>>> = const { RefCell::new(None) };
     /// How many [`SetCurrent`] guards this thread holds: each guard knows
     /// its own depth, so one dropped out of order is caught.
     static DEPTH: Cell<usize> = const { Cell::new(0) };
+    /// BLOCKING-CONTEXT: on a thread of a runtime's blocking pool, that
+    /// runtime, current when nothing else is. Weak: the pool's threads
+    /// outlive the runtime for tokio's keep-alive, and a closure still
+    /// running at the drop runs on detached.
+    static BLOCKING_POOL: RefCell<Option<Weak<Inner>>> = const { RefCell::new(None) };
 }
 
 /// The handle of the runtime this thread is inside, if any.
 pub(crate) fn current() -> Option<Arc<Inner>> {
-    HANDLE.try_with(|h| h.borrow().clone()).ok().flatten()
+    HANDLE
+        .try_with(|h| h.borrow().clone())
+        .ok()
+        .flatten()
+        .or_else(blocking_pool_runtime)
+}
+
+/// The runtime whose blocking pool this thread belongs to, if it lives.
+fn blocking_pool_runtime() -> Option<Arc<Inner>> {
+    BLOCKING_POOL
+        .try_with(|pool| pool.borrow().as_ref().and_then(Weak::upgrade))
+        .ok()
+        .flatten()
+}
+
+/// BLOCKING-CONTEXT: this thread is one of `runtime`'s blocking pool (the
+/// pool's start hook), until [`leave_blocking_pool`].
+pub(crate) fn enter_blocking_pool(runtime: Option<Weak<Inner>>) {
+    let _ = BLOCKING_POOL.try_with(|pool| *pool.borrow_mut() = runtime);
+}
+
+/// The pool's stop hook: the thread ends.
+pub(crate) fn leave_blocking_pool() {
+    let _ = BLOCKING_POOL.try_with(|pool| pool.borrow_mut().take());
 }
 
 /// Makes `handle` current on this thread until the guard drops. At thread

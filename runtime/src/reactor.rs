@@ -42,10 +42,18 @@ pub(crate) struct TokioReactor {
 }
 
 impl TokioReactor {
-    /// A reactor whose blocking pool threads are named `thread_name`.
-    pub(crate) fn new(thread_name: String) -> std::io::Result<TokioReactor> {
+    /// A reactor whose blocking pool threads are named `thread_name` and
+    /// run `on_start` when they start, `on_stop` when they end
+    /// (BLOCKING-CONTEXT: the unplug runtime made current there).
+    pub(crate) fn new(
+        thread_name: String,
+        on_start: impl Fn() + Send + Sync + 'static,
+        on_stop: impl Fn() + Send + Sync + 'static,
+    ) -> std::io::Result<TokioReactor> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .thread_name(thread_name)
+            .on_thread_start(on_start)
+            .on_thread_stop(on_stop)
             .enable_all()
             .build()?;
         Ok(TokioReactor {

@@ -10,7 +10,7 @@ use crate::metrics::RuntimeMetrics;
 use crate::reactor::TokioReactor;
 use crate::runtime::Runtime;
 use crate::scheduler::{Enter, Hooks, Reactor, Scheduler, WorkerEvents};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 impl Builder {
@@ -40,8 +40,22 @@ impl Builder {
         if self.thread_name.contains('\0') {
             return Err(BuildError::InvalidThreadName(self.thread_name));
         }
+        // BLOCKING-CONTEXT: the threads of the reactor's blocking pool
+        // (`spawn_blocking`) have this runtime current, as tokio's is, held
+        // weakly (those threads outlive the runtime for tokio's keep-alive,
+        // and a closure running at the drop runs on detached). The runtime
+        // is made after its reactor: the pool's hook finds it here.
+        let pool_runtime = Arc::new(OnceLock::<Weak<Inner>>::new());
         let reactor = Arc::new(
-            TokioReactor::new(format!("{}-io", self.thread_name)).map_err(BuildError::Reactor)?,
+            TokioReactor::new(
+                format!("{}-io", self.thread_name),
+                {
+                    let pool_runtime = pool_runtime.clone();
+                    move || current::enter_blocking_pool(pool_runtime.get().cloned())
+                },
+                current::leave_blocking_pool,
+            )
+            .map_err(BuildError::Reactor)?,
         );
         let tokio = reactor.handle().clone();
         let weak_reactor = Arc::downgrade(&reactor);
@@ -55,6 +69,7 @@ impl Builder {
             .unwrap_or_else(crate::metrics::installed)
             .then(|| Arc::new(RuntimeMetrics::new(&self.metrics_prefix)));
         let inner = Arc::new_cyclic(|weak: &Weak<Inner>| {
+            let _ = pool_runtime.set(weak.clone());
             let hooks = Hooks {
                 on_start: self.on_start,
                 on_stop: self.on_stop,

@@ -77,6 +77,12 @@ impl Dormancy {
         let _ = self.monitor.set(std::thread::current());
     }
 
+    /// Does nothing run, and does `idle` (nothing queued) hold? (A look
+    /// only; [`may_sleep`](Self::may_sleep) decides.)
+    pub(crate) fn is_quiet(&self, idle: impl Fn() -> bool) -> bool {
+        self.running.load(SeqCst) == 0 && idle()
+    }
+
     /// The monitor's side, at the end of a look: nothing runs and `idle`
     /// (nothing queued) holds? Then it is marked dormant and should call
     /// [`sleep`](Self::sleep); false leaves it awake.

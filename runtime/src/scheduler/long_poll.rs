@@ -33,6 +33,11 @@ pub(crate) fn period(threshold: Duration) -> Duration {
 /// echo beside a long poll on the role's holder took up to 190 ms).
 const STARVED_LOOK: Duration = Duration::from_micros(2_500);
 
+/// MONITOR-DORMANT: how long the runtime must have had nothing to do (no
+/// worker running, nothing queued, at every look) before the monitor
+/// sleeps until woken.
+const QUIET_BEFORE_DORMANT: Duration = Duration::from_millis(100);
+
 /// The running monitor; stopped (and joined) at shutdown.
 pub(crate) struct Monitor {
     stop: Option<mpsc::Sender<()>>,
@@ -81,6 +86,7 @@ fn watch(scheduler: Weak<Scheduler>, threshold: Duration, stopped: mpsc::Receive
         return;
     };
     dormancy.attach_monitor();
+    let mut quiet_since: Option<std::time::Instant> = None;
     loop {
         match stopped.recv_timeout(period(threshold)) {
             Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -159,10 +165,21 @@ fn watch(scheduler: Weak<Scheduler>, threshold: Duration, stopped: mpsc::Receive
         }
         // MONITOR-DORMANT: no worker runs and nothing is queued: nothing
         // to watch until a worker runs or work is pushed (either wakes
-        // this thread). It sleeps holding no count of the scheduler.
-        if dormancy.may_sleep(|| !scheduler.has_work()) {
+        // this thread). It sleeps holding no count of the scheduler, and
+        // only once the runtime has been quiet for `QUIET_BEFORE_DORMANT`:
+        // waking it costs the waker a system call and puts a third thread
+        // on the CPUs, which a runtime that is busy in short bursts (a
+        // round of spawns every few milliseconds) would pay every burst.
+        quiet_since = match quiet_since {
+            Some(since) if dormancy.is_quiet(|| !scheduler.has_work()) => Some(since),
+            _ if dormancy.is_quiet(|| !scheduler.has_work()) => Some(std::time::Instant::now()),
+            _ => None,
+        };
+        let quiet_long = quiet_since.is_some_and(|since| since.elapsed() >= QUIET_BEFORE_DORMANT);
+        if quiet_long && dormancy.may_sleep(|| !scheduler.has_work()) {
             drop(scheduler);
             work_waited = false;
+            quiet_since = None;
             dormancy.sleep(|| {
                 matches!(
                     stopped.try_recv(),

@@ -284,3 +284,70 @@ fn the_follower_unplugs_a_cpu_once_its_long_poll_ends() {
         std::thread::yield_now();
     }
 }
+
+/// A user's `unplug_cpu_timeout` that times out withdraws the park it owns
+/// (OWNED-ROLLBACK), which the follower had joined when the mask dropped
+/// the same CPU. The follower asks again: the mask still says the CPU
+/// goes. Before, it took "superseded" as done, had already recorded the
+/// reading as applied, and the worker ran on the dropped CPU for good
+/// (found by a red team, 7 runs of 7).
+#[test]
+fn a_users_timed_out_unplug_does_not_undo_the_followers() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let cpus = affinity::allowed_cpus().unwrap();
+    if cpus.len() < 2 {
+        return;
+    }
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    let _restore = Restore(pid, affinity::cpus_of(pid).unwrap());
+    let (keep, drop_cpu) = (cpus[0], cpus[1]);
+    let rt = Runtime::builder()
+        .workers(2)
+        .cpus([keep, drop_cpu])
+        .pin_workers(true)
+        .follow_cpus(true)
+        .follow_interval(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    let release = Arc::new(AtomicBool::new(false));
+    let started = Arc::new(AtomicUsize::new(0));
+    for _ in 0..2 {
+        let (started, release) = (started.clone(), release.clone());
+        drop(rt.spawn(async move {
+            started.fetch_add(1, SeqCst);
+            let t = Instant::now();
+            while !release.load(SeqCst) && t.elapsed() < POLL {
+                std::hint::spin_loop();
+            }
+        }));
+    }
+    let wait = |what: &str, cond: &dyn Fn() -> bool| {
+        let t = Instant::now();
+        while !cond() {
+            assert!(t.elapsed() < Duration::from_secs(20), "timed out: {what}");
+            std::thread::yield_now();
+        }
+    };
+    wait("both workers held", &|| started.load(SeqCst) == 2);
+    let on_drop_cpu = |rt: &Runtime| -> Vec<WorkerState> {
+        rt.workers()
+            .iter()
+            .filter(|w| w.cpu == Some(drop_cpu))
+            .map(|w| w.state)
+            .collect()
+    };
+    let h = rt.handle().clone();
+    let user =
+        std::thread::spawn(move || h.unplug_cpu_timeout(drop_cpu, Duration::from_millis(600)));
+    wait("the user's park", &|| {
+        on_drop_cpu(&rt).contains(&WorkerState::Parking)
+    });
+    affinity::pin_to(pid, &[keep]).unwrap();
+    wait("the follower's change", &|| rt.stats().follow_changes >= 1);
+    assert!(user.join().unwrap().is_err(), "the user's call timed out");
+    release.store(true, SeqCst);
+    wait("the worker on the dropped CPU parked", &|| {
+        on_drop_cpu(&rt).iter().all(|s| *s == WorkerState::Parked)
+    });
+}

@@ -167,7 +167,15 @@ fn apply(control: &Controller, desired: &[usize], stop_asked: &dyn Fn() -> bool)
     for cpu in gone.into_iter().filter(|c| !desired.contains(c)) {
         let give_up = || stop_asked() || desired_cpus().contains(&cpu);
         // The last running worker is refused by the controller; keep it.
-        let _ = control.unplug_cpu_waiting(cpu, WaitFor::UntilGivenUp(&give_up));
+        // A park this call shared with another call that withdrew it (a
+        // user's `unplug_cpu_timeout` timing out: OWNED-ROLLBACK) is asked
+        // for again: the mask still says this CPU goes, and this reading is
+        // already recorded as applied, so nothing would ask later.
+        while let Ok(report) = control.unplug_cpu_waiting(cpu, WaitFor::UntilGivenUp(&give_up)) {
+            if report.superseded.is_empty() || give_up() {
+                break;
+            }
+        }
     }
 }
 

@@ -12,7 +12,7 @@
 //! | `schedule_latency_seconds` | histogram: runnable → poll start, one schedule in 1024 sampled (every one with [`Builder::metrics_poll_time`]) | |
 //! | `long_polls_total` | counter: polls past [`Builder::long_poll_threshold`], each once | `worker` |
 //! | `long_poll_running_seconds` | gauge: how long the current long poll has run, 0 if none | `worker` |
-//! | `parks_total`, `unparks_total` | counters: the worker's parks, each once whoever asked (deferred and shared ones too), and its returns from them | `worker` |
+//! | `parks_total`, `unparks_total` | counters: the worker's parks, each once whoever asked (deferred and shared ones too), and their ends (an unpark, or a stop: a worker that ended is parked no more) | `worker` |
 //! | `park_inactive_evidence_total` | counter: parks by the evidence of inactivity used (`kernel`, or `marker` where procfs is unreadable) | `evidence` |
 //! | `tasks_spawned_total`, `tasks_completed_total` | counters (completed: finished or cancelled) | |
 //! | `tasks_polled_total`, `tasks_migrated_total`, `steals_total`, `idle_sleeps_total`, `wakeups_total` | counters | `worker` |

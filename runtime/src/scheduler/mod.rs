@@ -62,8 +62,9 @@ pub(crate) trait WorkerEvents: Send + Sync {
     /// While parked, worker `index` was unparked and parked again `n`
     /// times before it left its park (each a park and an unpark).
     fn reparked(&self, index: usize, n: usize);
-    /// Worker `index` came back from its park, `latency` after the unpark
-    /// (`None` if it never slept: the park was withdrawn first).
+    /// Worker `index`'s park ended, by an unpark or a stop; `latency` from
+    /// the unpark to it running again (`None` if it never slept, or if it
+    /// leaves to stop).
     fn resumed(&self, index: usize, latency: Option<Duration>);
     /// Where worker `index` reports its timed polls and schedule latencies
     /// (`None`: nothing is timed).

@@ -116,16 +116,19 @@ fn run_loop(
         {
             events.reparked(index, again);
         }
-        if !ctx.should_stop() {
-            // `resumes` and the unpark latency: only a park it slept in.
-            if let Some(latency) = unpark_latency {
-                slot.last_unpark_ns
-                    .store(latency.as_nanos() as u64, Relaxed);
-                slot.resumes.fetch_add(1, Relaxed);
-            }
-            if let Some(events) = &scheduler.hooks.events {
-                events.resumed(index, unpark_latency);
-            }
+        // PARK-COUNT: every park counted above ends here, by an unpark or
+        // a stop (a stop may also come right after an unpark, before this
+        // line: that unpark was reported to its caller and must count).
+        let stopping = ctx.should_stop();
+        if let Some(events) = &scheduler.hooks.events {
+            events.resumed(index, unpark_latency.filter(|_| !stopping));
+        }
+        // `resumes` and the unpark latency: a park it slept in and leaves
+        // to run again.
+        if let (Some(latency), false) = (unpark_latency, stopping) {
+            slot.last_unpark_ns
+                .store(latency.as_nanos() as u64, Relaxed);
+            slot.resumes.fetch_add(1, Relaxed);
         }
     }
     // Out of the worker context before the stop hook: a task it wakes goes

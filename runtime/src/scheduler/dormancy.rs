@@ -23,14 +23,21 @@ use std::time::Duration;
 /// one look a second is what an idle runtime costs.
 pub(crate) const DORMANT_AT_MOST: Duration = Duration::from_secs(1);
 
+/// A value on a cache line (two, for the adjacent-line prefetcher) of its
+/// own.
+#[repr(align(128))]
+struct Line<T>(T);
+
 /// Which workers run, and whether the monitor sleeps.
 pub(crate) struct Dormancy {
     /// Workers started or resumed and not in an idle wait, a park or
-    /// stopped.
-    running: AtomicUsize,
+    /// stopped. Written at every idle wait's start and end.
+    running: Line<AtomicUsize>,
     /// The monitor sleeps, or is about to, until a worker runs or work is
-    /// pushed from outside.
-    dormant: AtomicBool,
+    /// pushed from outside. Read by every push from outside the workers:
+    /// on a line of its own, so those reads do not miss on the count's
+    /// writes.
+    dormant: Line<AtomicBool>,
     /// The monitor's thread (set by the monitor itself, before it can sleep).
     monitor: OnceLock<Thread>,
 }
@@ -38,8 +45,8 @@ pub(crate) struct Dormancy {
 impl Dormancy {
     pub(crate) fn new() -> Self {
         Dormancy {
-            running: AtomicUsize::new(0),
-            dormant: AtomicBool::new(false),
+            running: Line(AtomicUsize::new(0)),
+            dormant: Line(AtomicBool::new(false)),
             monitor: OnceLock::new(),
         }
     }
@@ -49,14 +56,14 @@ impl Dormancy {
     pub(crate) fn started_running(&self) {
         // SeqCst: pairs with the monitor's store of `dormant` and its
         // re-check of the count in `may_sleep`.
-        self.running.fetch_add(1, SeqCst);
+        self.running.0.fetch_add(1, SeqCst);
         self.wake_monitor();
     }
 
     /// A worker stops running: into an idle wait, leaving for a park or a
     /// stop.
     pub(crate) fn stopped_running(&self) {
-        self.running.fetch_sub(1, SeqCst);
+        self.running.0.fetch_sub(1, SeqCst);
     }
 
     /// Wakes the monitor if it sleeps. Called after the caller published
@@ -65,7 +72,7 @@ impl Dormancy {
     pub(crate) fn wake_monitor(&self) {
         // SeqCst: pairs with the store in `may_sleep` (a load first: the
         // swap, a write every pusher would make, only when it sleeps).
-        if self.dormant.load(SeqCst) && self.dormant.swap(false, SeqCst) {
+        if self.dormant.0.load(SeqCst) && self.dormant.0.swap(false, SeqCst) {
             if let Some(monitor) = self.monitor.get() {
                 monitor.unpark();
             }
@@ -80,25 +87,25 @@ impl Dormancy {
     /// Does nothing run, and does `idle` (nothing queued) hold? (A look
     /// only; [`may_sleep`](Self::may_sleep) decides.)
     pub(crate) fn is_quiet(&self, idle: impl Fn() -> bool) -> bool {
-        self.running.load(SeqCst) == 0 && idle()
+        self.running.0.load(SeqCst) == 0 && idle()
     }
 
     /// The monitor's side, at the end of a look: nothing runs and `idle`
     /// (nothing queued) holds? Then it is marked dormant and should call
     /// [`sleep`](Self::sleep); false leaves it awake.
     pub(crate) fn may_sleep(&self, idle: impl Fn() -> bool) -> bool {
-        if self.running.load(SeqCst) != 0 || !idle() {
+        if self.running.0.load(SeqCst) != 0 || !idle() {
             return false;
         }
         // Publish, then look again: pairs with `started_running` (its RMW
         // of the count, then its load of `dormant`) and with a pusher's
         // fence before `wake_monitor`.
-        self.dormant.store(true, SeqCst);
+        self.dormant.0.store(true, SeqCst);
         fence(SeqCst);
-        if self.running.load(SeqCst) == 0 && idle() {
+        if self.running.0.load(SeqCst) == 0 && idle() {
             return true;
         }
-        self.dormant.store(false, SeqCst);
+        self.dormant.0.store(false, SeqCst);
         false
     }
 
@@ -106,13 +113,13 @@ impl Dormancy {
     pub(crate) fn sleep(&self, stopped: impl Fn() -> bool) {
         let deadline = std::time::Instant::now() + DORMANT_AT_MOST;
         // SeqCst: pairs with the swap in `wake_monitor`.
-        while self.dormant.load(SeqCst) && !stopped() {
+        while self.dormant.0.load(SeqCst) && !stopped() {
             let now = std::time::Instant::now();
             if now >= deadline {
                 break;
             }
             std::thread::park_timeout(deadline - now);
         }
-        self.dormant.store(false, SeqCst);
+        self.dormant.0.store(false, SeqCst);
     }
 }

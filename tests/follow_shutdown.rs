@@ -25,10 +25,52 @@ impl Drop for Restore {
 /// The tests change the process's mask: one at a time.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Builds a following runtime, holds both workers in a poll of up to
-/// `POLL`, drops the second CPU from the process mask and waits until the
-/// follower's unplug is waiting for the held worker.
-fn held_follower(release: Arc<AtomicBool>) -> Option<(Runtime, Restore)> {
+/// A following runtime on two CPUs with both workers held in a poll of up
+/// to `POLL` (until `release`), the mask it will restore, and its CPUs.
+struct Held {
+    rt: Runtime,
+    restore: Restore,
+    keep: usize,
+    drop_cpu: usize,
+}
+
+/// Waits (yielding) until `cond` holds, failing after 20 s.
+fn wait(what: &str, cond: impl Fn() -> bool) {
+    let t = Instant::now();
+    while !cond() {
+        assert!(t.elapsed() < Duration::from_secs(20), "timed out: {what}");
+        std::thread::yield_now();
+    }
+}
+
+/// The states of the workers on `cpu`.
+fn states_on(rt: &Runtime, cpu: usize) -> Vec<WorkerState> {
+    rt.workers()
+        .iter()
+        .filter(|w| w.cpu == Some(cpu))
+        .map(|w| w.state)
+        .collect()
+}
+
+/// Holds both workers of `rt` in a poll of up to `POLL` (until `release`).
+fn hold_both(rt: &Runtime, release: &Arc<AtomicBool>) {
+    let started = Arc::new(AtomicUsize::new(0));
+    for _ in 0..2 {
+        let (started, release) = (started.clone(), release.clone());
+        drop(rt.spawn(async move {
+            started.fetch_add(1, SeqCst);
+            let t = Instant::now();
+            while !release.load(SeqCst) && t.elapsed() < POLL {
+                std::hint::spin_loop();
+            }
+        }));
+    }
+    wait("both workers held", || started.load(SeqCst) == 2);
+}
+
+/// Builds a following runtime and holds both its workers in a poll; `None`
+/// with fewer than two CPUs.
+fn held_workers(release: &Arc<AtomicBool>) -> Option<Held> {
     let cpus = affinity::allowed_cpus().unwrap();
     if cpus.len() < 2 {
         eprintln!("skipped: needs two CPUs");
@@ -46,44 +88,27 @@ fn held_follower(release: Arc<AtomicBool>) -> Option<(Runtime, Restore)> {
         .follow_interval(Duration::from_millis(10))
         .build()
         .unwrap();
-    let started = Arc::new(AtomicUsize::new(0));
-    for _ in 0..2 {
-        let (started, release) = (started.clone(), release.clone());
-        rt.spawn(async move {
-            started.fetch_add(1, SeqCst);
-            let t = Instant::now();
-            while !release.load(SeqCst) && t.elapsed() < POLL {
-                std::hint::spin_loop();
-            }
-        });
-    }
-    let t = Instant::now();
-    while started.load(SeqCst) < 2 {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "spinners did not start"
-        );
-        std::thread::yield_now();
-    }
-    affinity::pin_to(pid, &[keep]).unwrap();
+    hold_both(&rt, release);
+    Some(Held {
+        rt,
+        restore,
+        keep,
+        drop_cpu,
+    })
+}
+
+/// [`held_workers`], then drops the second CPU from the process mask and
+/// waits until the follower's unplug is waiting for the held worker.
+fn held_follower(release: Arc<AtomicBool>) -> Option<(Runtime, Restore)> {
+    let held = held_workers(&release)?;
+    affinity::pin_to(held.restore.0, &[held.keep]).unwrap();
     // The follower counts a change before applying it; then the worker on
     // the dropped CPU shows Parking (its poll holds the park).
-    let t = Instant::now();
-    loop {
-        let parking = rt
-            .workers()
-            .iter()
-            .any(|w| w.cpu == Some(drop_cpu) && w.state == WorkerState::Parking);
-        if rt.stats().follow_changes >= 1 && parking {
-            break;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(3),
-            "follower did not start the unplug"
-        );
-        std::thread::yield_now();
-    }
-    Some((rt, restore))
+    wait("the follower's unplug", || {
+        held.rt.stats().follow_changes >= 1
+            && states_on(&held.rt, held.drop_cpu).contains(&WorkerState::Parking)
+    });
+    Some((held.rt, held.restore))
 }
 
 #[test]
@@ -155,20 +180,7 @@ fn without_a_follower_shutdown_timeout_keeps_its_bound() {
         .pin_workers(true)
         .build()
         .unwrap();
-    let started = Arc::new(AtomicUsize::new(0));
-    for _ in 0..2 {
-        let (started, release) = (started.clone(), release.clone());
-        rt.spawn(async move {
-            started.fetch_add(1, SeqCst);
-            let t = Instant::now();
-            while !release.load(SeqCst) && t.elapsed() < POLL {
-                std::hint::spin_loop();
-            }
-        });
-    }
-    while started.load(SeqCst) < 2 {
-        std::thread::yield_now();
-    }
+    hold_both(&rt, &release);
     let t = Instant::now();
     rt.shutdown_timeout(Duration::from_millis(200));
     let took = t.elapsed();
@@ -270,19 +282,11 @@ fn the_follower_unplugs_a_cpu_once_its_long_poll_ends() {
     };
     let drop_cpu = affinity::allowed_cpus().unwrap()[1];
     release.store(true, SeqCst);
-    let t = Instant::now();
-    while rt
-        .workers()
-        .iter()
-        .any(|w| w.cpu == Some(drop_cpu) && w.state != WorkerState::Parked)
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "the worker on CPU {drop_cpu} never parked: {:?}",
-            rt.workers()
-        );
-        std::thread::yield_now();
-    }
+    wait("the worker on the dropped CPU parked", || {
+        states_on(&rt, drop_cpu)
+            .iter()
+            .all(|s| *s == WorkerState::Parked)
+    });
 }
 
 /// A user's `unplug_cpu_timeout` that times out withdraws the park it owns
@@ -294,60 +298,25 @@ fn the_follower_unplugs_a_cpu_once_its_long_poll_ends() {
 #[test]
 fn a_users_timed_out_unplug_does_not_undo_the_followers() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let cpus = affinity::allowed_cpus().unwrap();
-    if cpus.len() < 2 {
-        return;
-    }
-    // SAFETY: getpid has no preconditions.
-    let pid = unsafe { libc::getpid() };
-    let _restore = Restore(pid, affinity::cpus_of(pid).unwrap());
-    let (keep, drop_cpu) = (cpus[0], cpus[1]);
-    let rt = Runtime::builder()
-        .workers(2)
-        .cpus([keep, drop_cpu])
-        .pin_workers(true)
-        .follow_cpus(true)
-        .follow_interval(Duration::from_millis(10))
-        .build()
-        .unwrap();
     let release = Arc::new(AtomicBool::new(false));
-    let started = Arc::new(AtomicUsize::new(0));
-    for _ in 0..2 {
-        let (started, release) = (started.clone(), release.clone());
-        drop(rt.spawn(async move {
-            started.fetch_add(1, SeqCst);
-            let t = Instant::now();
-            while !release.load(SeqCst) && t.elapsed() < POLL {
-                std::hint::spin_loop();
-            }
-        }));
-    }
-    let wait = |what: &str, cond: &dyn Fn() -> bool| {
-        let t = Instant::now();
-        while !cond() {
-            assert!(t.elapsed() < Duration::from_secs(20), "timed out: {what}");
-            std::thread::yield_now();
-        }
+    let Some(held) = held_workers(&release) else {
+        return;
     };
-    wait("both workers held", &|| started.load(SeqCst) == 2);
-    let on_drop_cpu = |rt: &Runtime| -> Vec<WorkerState> {
-        rt.workers()
-            .iter()
-            .filter(|w| w.cpu == Some(drop_cpu))
-            .map(|w| w.state)
-            .collect()
-    };
-    let h = rt.handle().clone();
+    let (drop_cpu, h) = (held.drop_cpu, held.rt.handle().clone());
     let user =
         std::thread::spawn(move || h.unplug_cpu_timeout(drop_cpu, Duration::from_millis(600)));
-    wait("the user's park", &|| {
-        on_drop_cpu(&rt).contains(&WorkerState::Parking)
+    wait("the user's park", || {
+        states_on(&held.rt, drop_cpu).contains(&WorkerState::Parking)
     });
-    affinity::pin_to(pid, &[keep]).unwrap();
-    wait("the follower's change", &|| rt.stats().follow_changes >= 1);
+    affinity::pin_to(held.restore.0, &[held.keep]).unwrap();
+    wait("the follower's change", || {
+        held.rt.stats().follow_changes >= 1
+    });
     assert!(user.join().unwrap().is_err(), "the user's call timed out");
     release.store(true, SeqCst);
-    wait("the worker on the dropped CPU parked", &|| {
-        on_drop_cpu(&rt).iter().all(|s| *s == WorkerState::Parked)
+    wait("the worker on the dropped CPU parked", || {
+        states_on(&held.rt, drop_cpu)
+            .iter()
+            .all(|s| *s == WorkerState::Parked)
     });
 }

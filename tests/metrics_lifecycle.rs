@@ -13,19 +13,17 @@
 mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{http_get, wait_for, with_watchdog, Exposition};
+use support::{metrics_server, scrape_metrics, wait_for, with_watchdog, Exposition};
 use unplug::Runtime;
 
 fn server() -> std::net::SocketAddr {
-    static S: OnceLock<unplug::metrics::MetricsServer> = OnceLock::new();
-    S.get_or_init(|| unplug::metrics::serve_prometheus("127.0.0.1:0").unwrap())
-        .addr()
+    metrics_server()
 }
 
 fn scrape() -> Exposition {
-    Exposition::parse(&http_get(server(), "/metrics").unwrap())
+    scrape_metrics()
 }
 
 /// Scrapes until `cond` holds (true) or `within` passes (false, with the

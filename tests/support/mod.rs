@@ -251,3 +251,17 @@ pub fn running_on(rt: &unplug::Runtime, cpu: usize) -> bool {
             )
     })
 }
+
+/// This test binary's `/metrics` endpoint (the recorder is process-wide:
+/// started once, on a free port).
+pub fn metrics_server() -> std::net::SocketAddr {
+    static SERVER: std::sync::OnceLock<unplug::metrics::MetricsServer> = std::sync::OnceLock::new();
+    SERVER
+        .get_or_init(|| unplug::metrics::serve_prometheus("127.0.0.1:0").unwrap())
+        .addr()
+}
+
+/// A scrape of [`metrics_server`], parsed.
+pub fn scrape_metrics() -> Exposition {
+    Exposition::parse(&http_get(metrics_server(), "/metrics").unwrap())
+}

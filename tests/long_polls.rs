@@ -7,42 +7,17 @@
 mod support;
 
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{http_get, wait_for, Exposition};
+use support::{http_get, logs, wait_for, Exposition};
 use unplug::{ControlError, PollCulprit, Runtime};
-
-/// Every log record at warn or above, captured for the whole binary.
-struct Capture(Mutex<Vec<String>>);
-
-impl log::Log for Capture {
-    fn enabled(&self, m: &log::Metadata) -> bool {
-        m.level() <= log::Level::Warn
-    }
-    fn log(&self, r: &log::Record) {
-        if self.enabled(r.metadata()) {
-            self.0.lock().unwrap().push(r.args().to_string());
-        }
-    }
-    fn flush(&self) {}
-}
-
-fn logs() -> &'static Capture {
-    static LOGS: OnceLock<&'static Capture> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let capture: &'static Capture = Box::leak(Box::new(Capture(Mutex::new(Vec::new()))));
-        log::set_logger(capture).expect("no other logger in this binary");
-        log::set_max_level(log::LevelFilter::Warn);
-        capture
-    })
-}
 
 /// The tests of this binary share the captured log and the spawn line:
 /// they run one at a time, each on a cleared log.
 fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     let guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    logs().0.lock().unwrap().clear();
+    logs().clear();
     guard
 }
 
@@ -156,9 +131,7 @@ fn a_long_poll_is_counted_shown_and_logged_once() {
         .to_string();
     let at = format!("{}:{line}", file!());
     let logged = || {
-        logs.0
-            .lock()
-            .unwrap()
+        logs.lines()
             .iter()
             .filter(|m| m.contains("long poll") && m.contains(&at))
             .count()
@@ -206,7 +179,7 @@ fn a_zero_or_huge_threshold_turns_the_detection_off_without_panicking() {
         assert!(names_the_spinner(&blocked_by[0], line));
         let at = format!("{}:{line}", file!());
         assert!(
-            !logs.0.lock().unwrap().iter().any(|m| m.contains(&at)),
+            !logs.lines().iter().any(|m| m.contains(&at)),
             "threshold {threshold:?}: a long poll was logged"
         );
     }

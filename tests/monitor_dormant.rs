@@ -3,9 +3,12 @@
 //! it in time to do its job.
 #![cfg(not(loom))]
 
+mod support;
+
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::logs;
 use unplug::Runtime;
 
 /// One test at a time: each finds "the" monitor thread by its name.
@@ -67,32 +70,6 @@ fn wait_until_monitor_quiet(most: u64, window: Duration, deadline: Duration) {
     }
 }
 
-/// Every log record at warn or above, captured for the whole binary.
-struct Capture(Mutex<Vec<(Instant, String)>>);
-
-impl log::Log for Capture {
-    fn enabled(&self, m: &log::Metadata) -> bool {
-        m.level() <= log::Level::Warn
-    }
-    fn log(&self, r: &log::Record) {
-        if self.enabled(r.metadata()) {
-            let line = r.args().to_string();
-            self.0.lock().unwrap().push((Instant::now(), line));
-        }
-    }
-    fn flush(&self) {}
-}
-
-fn logs() -> &'static Capture {
-    static LOGS: OnceLock<&'static Capture> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let capture: &'static Capture = Box::leak(Box::new(Capture(Mutex::new(Vec::new()))));
-        log::set_logger(capture).expect("no other logger in this binary");
-        log::set_max_level(log::LevelFilter::Warn);
-        capture
-    })
-}
-
 #[test]
 fn an_idle_runtime_leaves_its_monitor_asleep() {
     let _one = one_at_a_time();
@@ -139,7 +116,7 @@ where
     let release = Arc::new(AtomicBool::new(false));
     let (started_tx, started) = mpsc::channel();
     let r = release.clone();
-    logs.0.lock().unwrap().clear();
+    logs.clear();
     let spinner = rt.spawn(async move {
         wait.await;
         started_tx.send(Instant::now()).unwrap();
@@ -152,13 +129,7 @@ where
         .expect("the task runs");
     let deadline = t0 + Duration::from_secs(10);
     let reported = loop {
-        let found = logs
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|(_, l)| l.contains("long poll"))
-            .map(|(at, _)| *at);
+        let found = logs.first(|l| l.contains("long poll"));
         if let Some(at) = found {
             break at;
         }

@@ -265,3 +265,59 @@ pub fn metrics_server() -> std::net::SocketAddr {
 pub fn scrape_metrics() -> Exposition {
     Exposition::parse(&http_get(metrics_server(), "/metrics").unwrap())
 }
+
+/// Every log record at warn or above, with when it was logged: the test
+/// binary's logger ([`logs`]).
+pub struct LogCapture(std::sync::Mutex<Vec<(Instant, String)>>);
+
+impl LogCapture {
+    /// Forgets what was logged so far.
+    pub fn clear(&self) {
+        self.0.lock().unwrap().clear();
+    }
+
+    /// The messages logged so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, l)| l.clone())
+            .collect()
+    }
+
+    /// When the first message matching `matches` was logged.
+    pub fn first(&self, matches: impl Fn(&str) -> bool) -> Option<Instant> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, l)| matches(l))
+            .map(|(at, _)| *at)
+    }
+}
+
+impl log::Log for LogCapture {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.level() <= log::Level::Warn
+    }
+    fn log(&self, r: &log::Record) {
+        if self.enabled(r.metadata()) {
+            let line = r.args().to_string();
+            self.0.lock().unwrap().push((Instant::now(), line));
+        }
+    }
+    fn flush(&self) {}
+}
+
+/// The test binary's logger, installed on first use (one per process).
+pub fn logs() -> &'static LogCapture {
+    static LOGS: std::sync::OnceLock<&'static LogCapture> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let capture: &'static LogCapture =
+            Box::leak(Box::new(LogCapture(std::sync::Mutex::new(Vec::new()))));
+        log::set_logger(capture).expect("no other logger in this binary");
+        log::set_max_level(log::LevelFilter::Warn);
+        capture
+    })
+}

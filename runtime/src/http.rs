@@ -59,9 +59,10 @@ use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::{pin, Pin};
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tower_service::Service;
 
 /// How long the accept loop waits after an accept error that is not about
@@ -130,6 +131,14 @@ where
     }
 }
 
+/// How long a new connection may take to send the bytes that tell HTTP/1
+/// from HTTP/2 (the 24 of HTTP/2's preface, or fewer that already differ
+/// from it) before it is closed: the same as hyper's HTTP/1 header read
+/// timeout. The protocol detection has no timer of its own, so a client
+/// that connected and sent nothing held its connection, its task and a
+/// file descriptor for good (FIRST-BYTES).
+pub const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How often an HTTP/2 connection pings an idle peer, and how long it waits
 /// for the answer before closing: bounds what a peer that stops answering
 /// holds (a connection, or a graceful shutdown) to about twice this.
@@ -168,11 +177,19 @@ pub const HTTP2_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs
 /// handled, a client trickling a request head (up to hyper's 30 s header
 /// read timeout), an HTTP/2 peer that stopped answering (up to about twice
 /// [`HTTP2_KEEP_ALIVE`]). To bound it, wrap the call in
-/// [`tokio::time::timeout`]. HTTP/1 clients that half-close after sending
-/// a request still get the response. Dropping this future (before or during that
-/// wait) does not stop the connection tasks already spawned: they are
-/// detached, signalled if the signal was sent, and end with their
-/// connections or with the runtime.
+/// [`tokio::time::timeout`]. Dropping this future (before or during that
+/// wait) is a shutdown signal too: the connection tasks already spawned
+/// are told to shut down gracefully, and end on their own.
+///
+/// **Clients that stall or leave.** A connection that sends nothing, or
+/// not enough to tell HTTP/1 from HTTP/2, is closed after
+/// [`FIRST_BYTES_TIMEOUT`]; an HTTP/1 client that does not finish its
+/// request head, after hyper's header read timeout (30 s). HTTP/1
+/// clients that half-close after sending a request still get the
+/// response. A handler under way is not cancelled when its client goes
+/// away (hyper does not read the connection while a handler runs): it runs
+/// to its end, and a graceful shutdown waits for it. Give slow handlers a
+/// deadline of their own (`tokio::time::timeout`, tower's `Timeout`).
 ///
 /// # Panics
 ///
@@ -193,6 +210,9 @@ where
     let runtime = Handle::current();
     let mut builder = auto::Builder::new(Executor::new(runtime.clone()));
     // A client that half-closes after its request still gets the answer.
+    // (Turning this off does not cancel the handler of a client that has
+    // left either: hyper does not read while a handler runs. Measured on
+    // 2026-12-04; see the docs above.)
     builder.http1().timer(TokioTimer::new()).half_close(true);
     // An HTTP/2 peer that stops answering cannot hold a graceful shutdown
     // (GOAWAY waits for a PING's answer) or a connection forever.
@@ -245,6 +265,7 @@ where
         let service = TowerToHyperService::new(service.clone());
         let mut stopped = stop.subscribe();
         runtime.spawn(async move {
+            let stream = FirstBytes::new(stream, FIRST_BYTES_TIMEOUT);
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             let mut connection = pin!(connection);
             let mut signal = pin!(stopped.changed());
@@ -351,5 +372,103 @@ mod tests {
         ));
         assert!(matches!(classify(&os(libc::EBADF)), AcceptError::Listener));
         assert!(matches!(classify(&os(libc::EINVAL)), AcceptError::Listener));
+    }
+}
+
+/// FIRST-BYTES: a connection that must deliver its first
+/// [`DETECTION_BYTES`] bytes before a deadline, or reads fail with
+/// `TimedOut` (hyper then closes it). After them it is the stream itself.
+struct FirstBytes {
+    stream: TcpStream,
+    /// Armed until the first bytes are in.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    read: usize,
+}
+
+/// HTTP/2's connection preface: what hyper-util's detection compares the
+/// first bytes with.
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// What hyper-util's detection needs at most.
+const DETECTION_BYTES: usize = H2_PREFACE.len();
+
+impl FirstBytes {
+    fn new(stream: TcpStream, timeout: Duration) -> Self {
+        FirstBytes {
+            stream,
+            deadline: Some(Box::pin(tokio::time::sleep(timeout))),
+            read: 0,
+        }
+    }
+}
+
+impl AsyncRead for FirstBytes {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.stream).poll_read(cx, buf);
+        if this.deadline.is_none() {
+            return polled;
+        }
+        let new = &buf.filled()[before..];
+        let got = new.len();
+        // Detection is done once a byte differs from HTTP/2's preface
+        // (HTTP/1: hyper's header read timeout takes over) or the whole
+        // preface is in (HTTP/2: its keep-alive pings take over); a read
+        // that ended the stream (0 bytes) ends the wait too.
+        let differs = new
+            .iter()
+            .zip(&H2_PREFACE[this.read.min(DETECTION_BYTES)..])
+            .any(|(a, b)| a != b);
+        this.read += got;
+        if differs || this.read >= DETECTION_BYTES || (polled.is_ready() && got == 0) {
+            this.deadline = None;
+            return polled;
+        }
+        if polled.is_pending() {
+            if let Some(deadline) = this.deadline.as_mut() {
+                if deadline.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "no HTTP request within the first-bytes timeout",
+                    )));
+                }
+            }
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for FirstBytes {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
     }
 }

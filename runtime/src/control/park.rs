@@ -8,7 +8,7 @@ use crate::scheduler::{PollCulprit, PollSnapshot, Slot};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use unplug_worker::{ParkError, ParkTicket, Worker, WorkerState};
+use unplug_worker::{ParkError, ParkTicket, ParkTimings, Worker, WorkerState};
 
 /// A park this call will wait for.
 pub(super) struct Wait {
@@ -196,7 +196,7 @@ impl Controller {
         }
         // PARK-COUNT: a park several calls waited for (SHARED-PARK) has
         // its timings recorded by the first of them to settle.
-        measured.retain(|(id, timings): &(usize, unplug_worker::ParkTimings)| {
+        measured.retain(|(id, timings): &(usize, ParkTimings)| {
             let Some(at) = pool.position(*id) else {
                 return false;
             };

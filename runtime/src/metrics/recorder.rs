@@ -490,16 +490,10 @@ impl WorkerEvents for RuntimeMetrics {
         self.with_worker(index, |m| m.parks.increment(1));
     }
 
-    fn reparked(&self, index: usize, n: usize) {
+    fn resumed(&self, index: usize, reparked: usize, latency: Option<Duration>) {
         self.with_worker(index, |m| {
-            m.parks.increment(n as u64);
-            m.unparks.increment(n as u64);
-        });
-    }
-
-    fn resumed(&self, index: usize, latency: Option<Duration>) {
-        self.with_worker(index, |m| {
-            m.unparks.increment(1);
+            m.parks.increment(reparked as u64);
+            m.unparks.increment(reparked as u64 + 1);
             if let Some(latency) = latency {
                 m.unpark_latency.record(latency);
             }

@@ -90,19 +90,16 @@ impl Dormancy {
         self.running.0.load(SeqCst) == 0 && idle()
     }
 
-    /// The monitor's side, at the end of a look: nothing runs and `idle`
-    /// (nothing queued) holds? Then it is marked dormant and should call
-    /// [`sleep`](Self::sleep); false leaves it awake.
+    /// The monitor's side, once [`is_quiet`](Self::is_quiet) has held long
+    /// enough: marks it dormant, and says whether it is still quiet (then
+    /// it should call [`sleep`](Self::sleep); false leaves it awake).
     pub(crate) fn may_sleep(&self, idle: impl Fn() -> bool) -> bool {
-        if self.running.0.load(SeqCst) != 0 || !idle() {
-            return false;
-        }
         // Publish, then look again: pairs with `started_running` (its RMW
         // of the count, then its load of `dormant`) and with a pusher's
         // fence before `wake_monitor`.
         self.dormant.0.store(true, SeqCst);
         fence(SeqCst);
-        if self.running.0.load(SeqCst) == 0 && idle() {
+        if self.is_quiet(idle) {
             return true;
         }
         self.dormant.0.store(false, SeqCst);

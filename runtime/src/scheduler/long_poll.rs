@@ -170,13 +170,13 @@ fn watch(scheduler: Weak<Scheduler>, threshold: Duration, stopped: mpsc::Receive
         // waking it costs the waker a system call and puts a third thread
         // on the CPUs, which a runtime that is busy in short bursts (a
         // round of spawns every few milliseconds) would pay every burst.
-        quiet_since = match quiet_since {
-            Some(since) if dormancy.is_quiet(|| !scheduler.has_work()) => Some(since),
-            _ if dormancy.is_quiet(|| !scheduler.has_work()) => Some(std::time::Instant::now()),
-            _ => None,
+        let idle = || !scheduler.has_work();
+        quiet_since = match dormancy.is_quiet(idle) {
+            true => quiet_since.or_else(|| Some(std::time::Instant::now())),
+            false => None,
         };
         let quiet_long = quiet_since.is_some_and(|since| since.elapsed() >= QUIET_BEFORE_DORMANT);
-        if quiet_long && dormancy.may_sleep(|| !scheduler.has_work()) {
+        if quiet_long && dormancy.may_sleep(idle) {
             drop(scheduler);
             work_waited = false;
             quiet_since = None;

@@ -59,13 +59,11 @@ pub(crate) trait WorkerEvents: Send + Sync {
     /// worker, once per park, whoever asked for it and however many calls
     /// wait for it).
     fn parking(&self, index: usize);
-    /// While parked, worker `index` was unparked and parked again `n`
-    /// times before it left its park (each a park and an unpark).
-    fn reparked(&self, index: usize, n: usize);
-    /// Worker `index`'s park ended, by an unpark or a stop; `latency` from
-    /// the unpark to it running again (`None` if it never slept, or if it
-    /// leaves to stop).
-    fn resumed(&self, index: usize, latency: Option<Duration>);
+    /// Worker `index`'s park ended, by an unpark or a stop, after it was
+    /// unparked and parked again `reparked` times in between (each a park
+    /// and an unpark); `latency` from the last unpark to it running again
+    /// (`None` if it never slept, or if it leaves to stop).
+    fn resumed(&self, index: usize, reparked: usize, latency: Option<Duration>);
     /// Where worker `index` reports its timed polls and schedule latencies
     /// (`None`: nothing is timed).
     fn observer(&self, index: usize) -> Option<std::sync::Arc<dyn PollObserver>>;

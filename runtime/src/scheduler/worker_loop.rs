@@ -111,17 +111,14 @@ fn run_loop(
         // MONITOR-DORMANT: counted out above, in again here (a stop
         // requested meanwhile counts it out at the top of the loop).
         scheduler.dormancy.started_running();
-        if let (Some(events), again @ 1..) =
-            (&scheduler.hooks.events, parkme.parks.saturating_sub(1))
-        {
-            events.reparked(index, again);
-        }
         // PARK-COUNT: every park counted above ends here, by an unpark or
         // a stop (a stop may also come right after an unpark, before this
-        // line: that unpark was reported to its caller and must count).
+        // line: that unpark was reported to its caller and must count),
+        // with the parks it completed beyond the first.
         let stopping = ctx.should_stop();
         if let Some(events) = &scheduler.hooks.events {
-            events.resumed(index, unpark_latency.filter(|_| !stopping));
+            let reparked = parkme.parks.saturating_sub(1);
+            events.resumed(index, reparked, unpark_latency.filter(|_| !stopping));
         }
         // `resumes` and the unpark latency: a park it slept in and leaves
         // to run again.

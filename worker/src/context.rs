@@ -244,14 +244,15 @@ impl<'a> WorkerContext<'a> {
     /// released it to now, this thread running again — if it slept; `None`
     /// if it did not sleep (or under loom).
     pub fn parkme(&self) -> Option<std::time::Duration> {
-        self.parkme_counted().unpark_latency
+        self.parkme_counted(|| {}).unpark_latency
     }
 
     /// [`parkme`](Self::parkme) that also says how many park requests it
     /// completed: a request withdrawn while the worker slept and a new one
     /// made before it left its loop are two parks in one call (0 if the
-    /// request was withdrawn before it got here).
-    pub fn parkme_counted(&self) -> Parkme {
+    /// request was withdrawn before it got here). `on_park` runs each time
+    /// a request is completed, as it happens.
+    pub fn parkme_counted(&self, mut on_park: impl FnMut()) -> Parkme {
         let p = self.protocol;
         let mut slept = false;
         let mut completed: Option<usize> = None;
@@ -268,6 +269,7 @@ impl<'a> WorkerContext<'a> {
             if completed != Some(generation(s)) {
                 completed = Some(generation(s));
                 parks += 1;
+                on_park();
             }
             let listener = p.park_wake().listen();
             // P4: the marker goes up immediately before the blocking call.

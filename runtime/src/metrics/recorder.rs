@@ -490,10 +490,9 @@ impl WorkerEvents for RuntimeMetrics {
         self.with_worker(index, |m| m.parks.increment(1));
     }
 
-    fn resumed(&self, index: usize, reparked: usize, latency: Option<Duration>) {
+    fn resumed(&self, index: usize, latency: Option<Duration>) {
         self.with_worker(index, |m| {
-            m.parks.increment(reparked as u64);
-            m.unparks.increment(reparked as u64 + 1);
+            m.unparks.increment(1);
             if let Some(latency) = latency {
                 m.unpark_latency.record(latency);
             }

@@ -55,15 +55,15 @@ use unplug_worker::IdleSet;
 
 /// What the layers above want to hear from a worker thread.
 pub(crate) trait WorkerEvents: Send + Sync {
-    /// Worker `index` left its loop for a park (PARK-COUNT: counted by the
-    /// worker, once per park, whoever asked for it and however many calls
-    /// wait for it).
+    /// Worker `index` completed a park request (PARK-COUNT: counted by the
+    /// worker as it happens, once per park, whoever asked for it and
+    /// however many calls wait for it).
     fn parking(&self, index: usize);
-    /// Worker `index`'s park ended, by an unpark or a stop, after it was
-    /// unparked and parked again `reparked` times in between (each a park
-    /// and an unpark); `latency` from the last unpark to it running again
-    /// (`None` if it never slept, or if it leaves to stop).
-    fn resumed(&self, index: usize, reparked: usize, latency: Option<Duration>);
+    /// Worker `index`'s park ended, by an unpark or a stop (or by an
+    /// unpark followed by a new park before it left); `latency` from the
+    /// unpark to it running again (`None` if it never slept, if it leaves
+    /// to stop, or if it parks again).
+    fn resumed(&self, index: usize, latency: Option<Duration>);
     /// Where worker `index` reports its timed polls and schedule latencies
     /// (`None`: nothing is timed).
     fn observer(&self, index: usize) -> Option<std::sync::Arc<dyn PollObserver>>;

@@ -101,24 +101,30 @@ fn run_loop(
         if ctx.should_stop() {
             break;
         }
-        // PARK-COUNT: the park is counted here, where it happens once.
-        if let Some(events) = &scheduler.hooks.events {
-            events.parking(index);
-        }
-        // P1: unconditionally after leaving for a park.
-        let parkme = ctx.parkme_counted();
+        // P1: unconditionally after leaving for a park. PARK-COUNT: each
+        // request completed is counted as it is (a later one in the same
+        // call first ends the park before it, an unpark).
+        let events = scheduler.hooks.events.as_deref();
+        let mut completed = 0;
+        let parkme = ctx.parkme_counted(|| {
+            if let Some(events) = events {
+                if completed > 0 {
+                    events.resumed(index, None);
+                }
+                events.parking(index);
+            }
+            completed += 1;
+        });
         let unpark_latency = parkme.unpark_latency;
         // MONITOR-DORMANT: counted out above, in again here (a stop
         // requested meanwhile counts it out at the top of the loop).
         scheduler.dormancy.started_running();
-        // PARK-COUNT: every park counted above ends here, by an unpark or
-        // a stop (a stop may also come right after an unpark, before this
-        // line: that unpark was reported to its caller and must count),
-        // with the parks it completed beyond the first.
+        // PARK-COUNT: the last park counted above ends here, by an unpark
+        // or a stop (a stop may also come right after an unpark, before
+        // this line: that unpark was reported to its caller and must count).
         let stopping = ctx.should_stop();
-        if let Some(events) = &scheduler.hooks.events {
-            let reparked = parkme.parks.saturating_sub(1);
-            events.resumed(index, reparked, unpark_latency.filter(|_| !stopping));
+        if let (Some(events), 1..) = (events, parkme.parks) {
+            events.resumed(index, unpark_latency.filter(|_| !stopping));
         }
         // `resumes` and the unpark latency: a park it slept in and leaves
         // to run again.

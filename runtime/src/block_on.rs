@@ -2,7 +2,7 @@
 
 use crate::current;
 use crate::inner::Inner;
-use crate::scheduler::context::in_worker;
+use crate::scheduler::context::{in_shutdown_of, in_worker};
 use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,6 +36,16 @@ pub(crate) fn block_on<F: Future>(runtime: &Arc<Inner>, future: F) -> F::Output 
         panic!(
             "Cannot block_on inside an unplug worker thread: this would block the thread \
              that drives other tasks. Use `.await` inside tasks instead."
+        );
+    }
+    // SHUTDOWN-BLOCK-ON: this runtime's shutdown waits for this thread (a
+    // `Drop` it runs, a stop hook at shutdown) and no worker turns tokio's
+    // drivers any more: a timer or socket awaited here would wait forever.
+    if in_shutdown_of(Arc::as_ptr(&runtime.scheduler)) {
+        panic!(
+            "Cannot block_on an unplug runtime inside its own shutdown (a task's `Drop` \
+             run by the shutdown, or an `on_thread_stop` hook at shutdown): no worker \
+             drives its timers and I/O any more, so this could wait forever."
         );
     }
     let _tokio = runtime.tokio.enter();

@@ -171,7 +171,12 @@ impl Runtime {
     /// # Panics
     ///
     /// When called from a worker thread of any unplug runtime (it would block
-    /// the thread that drives other tasks).
+    /// the thread that drives other tasks), and inside this runtime's own
+    /// shutdown: in the `Drop` of a task's future that the shutdown cancels,
+    /// or in an `on_thread_stop` hook at shutdown (no worker drives its
+    /// timers and I/O any more, and the shutdown waits for that code:
+    /// SHUTDOWN-BLOCK-ON in `runtime/SCHEDULER.md`). Such a panic in a
+    /// `Drop` is caught and counted ([`unobserved_panics`](crate::unobserved_panics)).
     #[track_caller]
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         self.handle.block_on(future)
@@ -224,6 +229,10 @@ impl Runtime {
             // TLS-EXIT: no context to enter while this thread's locals are
             // destroyed (the runtime lived in one of them).
             let _context = crate::current::EnterGuard::try_new(inner);
+            // SHUTDOWN-BLOCK-ON: a `Drop` here that `block_on`s this
+            // runtime panics instead of waiting for a reactor no worker
+            // turns any more.
+            let _shutdown = crate::scheduler::context::enter_shutdown(&inner.scheduler);
             inner.scheduler.cancel_all();
         }
         // FINAL-PUBLISH: the counts and states the runtime ends with.

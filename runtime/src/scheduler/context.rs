@@ -5,7 +5,7 @@
 use super::local::Local;
 use super::Scheduler;
 use crate::loom::Arc;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 // Read on every wake-up and spawn: the `const` form (no lazy-init check)
@@ -17,6 +17,18 @@ std::thread_local! {
 #[cfg(loom)]
 loom::thread_local! {
     static WORKER: RefCell<Option<Rc<Local>>> = RefCell::new(None);
+}
+
+// SHUTDOWN-BLOCK-ON: the scheduler (by address) whose shutdown runs user
+// code on this thread (the `Drop`s shutdown runs, a stop hook at shutdown),
+// 0 for none.
+#[cfg(not(loom))]
+std::thread_local! {
+    static SHUTDOWN_HERE: Cell<usize> = const { Cell::new(0) };
+}
+#[cfg(loom)]
+loom::thread_local! {
+    static SHUTDOWN_HERE: Cell<usize> = Cell::new(0);
 }
 
 /// Makes `local` this thread's worker state until the guard drops.
@@ -56,4 +68,34 @@ pub(crate) fn with_local_ptr<R>(
 /// Is this thread a worker of any unplug runtime?
 pub(crate) fn in_worker() -> bool {
     WORKER.try_with(|w| w.borrow().is_some()).unwrap_or(false)
+}
+
+/// SHUTDOWN-BLOCK-ON: marks this thread as running user code for
+/// `scheduler`'s shutdown (which waits for it, with no worker turning the
+/// reactor) until the guard drops; [`in_shutdown_of`] tells `block_on`.
+pub(crate) fn enter_shutdown(scheduler: &Arc<Scheduler>) -> ShutdownGuard {
+    let previous = SHUTDOWN_HERE
+        .try_with(|s| s.replace(Arc::as_ptr(scheduler) as usize))
+        .unwrap_or(0);
+    ShutdownGuard { previous }
+}
+
+/// Restores what [`enter_shutdown`] replaced (a runtime dropped inside
+/// another's shutdown nests).
+pub(crate) struct ShutdownGuard {
+    previous: usize,
+}
+
+impl Drop for ShutdownGuard {
+    fn drop(&mut self) {
+        let _ = SHUTDOWN_HERE.try_with(|s| s.set(self.previous));
+    }
+}
+
+/// Is this thread running user code for the shutdown of the scheduler at
+/// `scheduler`?
+pub(crate) fn in_shutdown_of(scheduler: *const Scheduler) -> bool {
+    SHUTDOWN_HERE
+        .try_with(|s| s.get() == scheduler as usize)
+        .unwrap_or(false)
 }

@@ -139,6 +139,11 @@ fn run_loop(
     // into a queue nobody will look at again.
     drop(worker);
     if let Some(hook) = &scheduler.hooks.on_stop {
+        // SHUTDOWN-BLOCK-ON: at shutdown no worker turns the reactor while
+        // this hook runs, and shutdown waits for it.
+        let _shutdown = scheduler
+            .is_closing()
+            .then(|| context::enter_shutdown(scheduler));
         hook();
     }
 }

@@ -1,0 +1,52 @@
+//! Red team, affinity: what "unpinned" means, whoever spawns the worker.
+#![cfg(not(loom))]
+
+mod support;
+
+use support::{allowed, idle_body, with_watchdog};
+use unplug_worker::affinity::{self, AFFINITY_SUPPORTED};
+use unplug_worker::Worker;
+
+/// A worker spawned without `Builder::cpu` is unpinned (`cpu()` is `None`)
+/// and may run on every CPU the process may use, even when the thread that
+/// spawns it is pinned: a pool grown from one of its own pinned workers (the
+/// runtime resizes from a task) must not get every new "unpinned" worker
+/// stuck on the spawner's CPU. Before the fix the new thread inherited the
+/// spawner's mask: `[1]` against allowed `[0, 1]`.
+#[test]
+fn an_unpinned_worker_spawned_from_a_pinned_thread_may_run_on_every_allowed_cpu() {
+    if !AFFINITY_SUPPORTED || allowed().len() < 2 {
+        return; // nothing to pin to, or nothing to be confined from
+    }
+    let last = *allowed().last().unwrap();
+    // From a plain thread pinned to one CPU, and from a pinned worker's body.
+    let (from_thread, from_worker) = with_watchdog("spawns from pinned threads", move || {
+        let from_thread = std::thread::spawn(move || {
+            affinity::pin_to(0, &[last]).unwrap();
+            let w = Worker::builder().spawn(idle_body).unwrap();
+            let seen = (w.cpu(), affinity::cpus_of(w.os_tid()).unwrap());
+            w.stop().unwrap();
+            seen
+        })
+        .join()
+        .unwrap();
+        let pinned = Worker::builder()
+            .cpu(last)
+            .spawn(|_ctx| {
+                let w = Worker::builder().spawn(idle_body).unwrap();
+                let seen = (w.cpu(), affinity::cpus_of(w.os_tid()).unwrap());
+                w.stop().unwrap();
+                seen
+            })
+            .unwrap();
+        (from_thread, pinned.stop().unwrap())
+    });
+    for (what, (cpu, mask)) in [("thread", from_thread), ("worker", from_worker)] {
+        assert_eq!(cpu, None, "spawned from a pinned {what}");
+        assert_eq!(
+            mask,
+            allowed(),
+            "an unpinned worker spawned from a {what} pinned to CPU {last} inherited its mask"
+        );
+    }
+}

@@ -1,7 +1,7 @@
 //! A real OS thread running the park protocol: spawn (optionally pinned),
 //! park, unpark (optionally re-pinned), stop.
 
-use crate::affinity::{check_allowed, current_tid, pin_to, AFFINITY_SUPPORTED};
+use crate::affinity::{allowed_cpus, check_allowed, current_tid, pin_to, AFFINITY_SUPPORTED};
 use crate::completion::Spin;
 use crate::context::WorkerContext;
 use crate::error::{ParkError, SpawnError, StopError, UnparkError};
@@ -72,7 +72,8 @@ impl Builder {
         self
     }
 
-    /// Pin to `cpu` if `Some`, leave unpinned if `None`.
+    /// Pin to `cpu` if `Some`, leave unpinned if `None` (see
+    /// [`spawn`](Builder::spawn) for what unpinned means).
     pub fn cpu_opt(mut self, cpu: Option<usize>) -> Self {
         self.cpu = cpu;
         self
@@ -111,6 +112,15 @@ impl Builder {
     /// behind. If a CPU is asked for and this build cannot pin, the spawn is
     /// refused with [`SpawnError::Unsupported`] before any thread starts; so
     /// is a name with a NUL byte ([`SpawnError::InvalidName`]).
+    ///
+    /// An unpinned worker may run on every CPU the process may use
+    /// ([`allowed_cpus`](crate::affinity::allowed_cpus)), whatever the mask
+    /// of the thread that spawns it: a new thread would otherwise inherit
+    /// its spawner's mask, so a worker spawned from a pinned thread (a pool
+    /// growing from one of its pinned workers) would be pinned there while
+    /// [`Worker::cpu`] says `None`. Widening is best effort: if the allowed
+    /// CPUs cannot be read or the kernel refuses them, the inherited mask
+    /// stays. (Without pinning support nothing is changed.)
     pub fn spawn<F, T>(self, body: F) -> Result<Worker<T>, SpawnError>
     where
         F: FnOnce(&WorkerContext<'_>) -> T + Send + 'static,
@@ -137,11 +147,21 @@ impl Builder {
         let cpu = self.cpu;
         let join = builder
             .spawn(move || {
-                if let Some(cpu) = cpu {
-                    if let Err(e) = pin_to(0, &[cpu]) {
-                        let _ = started_tx.send(Err(e));
-                        return None;
+                match cpu {
+                    Some(cpu) => {
+                        if let Err(e) = pin_to(0, &[cpu]) {
+                            let _ = started_tx.send(Err(e));
+                            return None;
+                        }
                     }
+                    // Unpinned is every CPU the process may use, not the mask
+                    // this thread inherited from its spawner (best effort).
+                    None if AFFINITY_SUPPORTED => {
+                        if let Ok(all) = allowed_cpus() {
+                            let _ = pin_to(0, &all);
+                        }
+                    }
+                    None => {}
                 }
                 let _ = started_tx.send(Ok(current_tid()));
                 let ctx = shared.context();

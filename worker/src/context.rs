@@ -252,8 +252,16 @@ impl<'a> WorkerContext<'a> {
     /// made before it left its loop are two parks in one call (0 if the
     /// request was withdrawn before it got here). `on_park` runs each time
     /// a request is completed, as it happens.
+    ///
+    /// If `on_park` panics, the worker leaves `parkme` by unwinding: its
+    /// request is pending again, not completed (the state reads
+    /// [`Parking`](crate::WorkerState::Parking), never `Parked` while the
+    /// body runs), and it is completed when the body next calls `parkme`.
     pub fn parkme_counted(&self, mut on_park: impl FnMut()) -> Parkme {
         let p = self.protocol;
+        // P3: PARKED (and COMPLETE, which needs it) come down if we leave
+        // by unwinding out of `on_park`; disarmed on the normal way out.
+        let unwinding = LeaveOnUnwind(p);
         let mut slept = false;
         let mut completed: Option<usize> = None;
         let mut parks = 0;
@@ -293,11 +301,28 @@ impl<'a> WorkerContext<'a> {
             slept = true;
             p.fetch_and(!SLEEPING);
         }
+        std::mem::forget(unwinding);
         p.fetch_and(!(PARKED | SLEEPING));
         Parkme {
             unpark_latency: if slept { p.since_unpark() } else { None },
             parks,
         }
+    }
+}
+
+/// Leaves `parkme` when a panic unwinds out of it (`on_park` is user code):
+/// PARKED, SLEEPING and COMPLETE come down in one RMW, so the word never
+/// shows a parked worker that runs its body, nor COMPLETE without PARKED.
+/// The request stays pending, uncompleted: its `park()` callers wait on
+/// (for the completion and marker of the body's next `parkme`, or for a
+/// withdrawal or the exit).
+struct LeaveOnUnwind<'a>(&'a Protocol);
+
+impl Drop for LeaveOnUnwind<'_> {
+    fn drop(&mut self) {
+        // P3: a request counts as completed only while its worker is in
+        // parkme.
+        self.0.fetch_and(!(PARKED | SLEEPING | COMPLETE));
     }
 }
 

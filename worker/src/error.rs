@@ -32,6 +32,11 @@ pub enum SpawnError {
     /// The thread name contains a NUL byte, which no OS thread name can
     /// hold. Checked before any thread starts.
     InvalidName,
+    /// [`Builder::protocol`](crate::Builder::protocol) was given a protocol
+    /// that is not fresh: another worker was spawned on it, or its word
+    /// has left the fresh state (a request, an exit). Checked before any
+    /// thread starts.
+    ProtocolInUse,
 }
 
 /// Why `park()` returned without the worker being parked and inactive.
@@ -138,6 +143,9 @@ impl fmt::Display for SpawnError {
             SpawnError::Thread(e) => write!(f, "cannot spawn worker thread: {e}"),
             SpawnError::Unsupported => f.write_str(UNSUPPORTED),
             SpawnError::InvalidName => f.write_str("thread name contains a NUL byte"),
+            SpawnError::ProtocolInUse => {
+                f.write_str("the protocol is not fresh: another worker used it")
+            }
         }
     }
 }
@@ -194,7 +202,8 @@ impl std::error::Error for SpawnError {
             SpawnError::Affinity { source, .. } | SpawnError::Thread(source) => Some(source),
             SpawnError::CpuNotAllowed { .. }
             | SpawnError::Unsupported
-            | SpawnError::InvalidName => None,
+            | SpawnError::InvalidName
+            | SpawnError::ProtocolInUse => None,
         }
     }
 }

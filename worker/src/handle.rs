@@ -82,7 +82,11 @@ impl Builder {
     /// Run the worker on this protocol instead of a new one, so that a
     /// [`Notifier`] for it can be handed out before the thread starts (a
     /// pool that must be able to wake the worker from its first idle wait).
-    /// The protocol must be fresh: never used by another worker.
+    /// The protocol must be fresh: never used by another worker. One that
+    /// is not (a worker was spawned on it, or its word has changed: a
+    /// request, an exit) is refused by [`spawn`](Builder::spawn) with
+    /// [`SpawnError::ProtocolInUse`]. A spawn that fails before the body
+    /// runs (the thread cannot start or be pinned) leaves it fresh.
     pub fn protocol(mut self, protocol: Arc<Protocol>) -> Self {
         self.protocol = Some(protocol);
         self
@@ -111,7 +115,8 @@ impl Builder {
     /// process may use, or the kernel refuses the pin, no thread is left
     /// behind. If a CPU is asked for and this build cannot pin, the spawn is
     /// refused with [`SpawnError::Unsupported`] before any thread starts; so
-    /// is a name with a NUL byte ([`SpawnError::InvalidName`]).
+    /// is a name with a NUL byte ([`SpawnError::InvalidName`]), and a
+    /// protocol that is not fresh ([`SpawnError::ProtocolInUse`]).
     ///
     /// An unpinned worker may run on every CPU the process may use
     /// ([`allowed_cpus`](crate::affinity::allowed_cpus)), whatever the mask
@@ -136,7 +141,12 @@ impl Builder {
             check_allowed(cpu).map_err(|allowed| SpawnError::CpuNotAllowed { cpu, allowed })?;
         }
         let protocol = self.protocol.unwrap_or_default();
-        debug_assert_eq!(protocol.state(), WorkerState::Running, "a used protocol");
+        // P6: a used protocol would run two bodies on one word, or start
+        // this one on an EXITED word that no stop request can reach.
+        // Claimed after the checks above: a spawn they refuse leaves it fresh.
+        if !protocol.claim_for_worker() {
+            return Err(SpawnError::ProtocolInUse);
+        }
         let name = self.name.unwrap_or_else(|| "unplug-worker".to_owned());
         let (started_tx, started_rx) = mpsc::sync_channel::<io::Result<i32>>(1);
         let mut builder = thread::Builder::new().name(name.clone());
@@ -174,11 +184,16 @@ impl Builder {
                 }
                 Some(result)
             })
-            .map_err(SpawnError::Thread)?;
+            .map_err(|e| {
+                // No body ran: the protocol is fresh again.
+                protocol.release_claim();
+                SpawnError::Thread(e)
+            })?;
         let tid = match started_rx.recv() {
             Ok(Ok(tid)) => tid,
             Ok(Err(source)) => {
                 let _ = join.join();
+                protocol.release_claim();
                 return Err(SpawnError::Affinity {
                     cpu: cpu.unwrap_or(NO_CPU),
                     source,
@@ -186,6 +201,7 @@ impl Builder {
             }
             Err(_) => {
                 let _ = join.join();
+                protocol.release_claim();
                 return Err(SpawnError::Thread(io::Error::other(
                     "worker thread ended before it started",
                 )));

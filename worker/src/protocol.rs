@@ -65,6 +65,12 @@ pub struct Protocol {
     /// modelled under loom.
     #[cfg(not(loom))]
     unparked_at: std::sync::atomic::AtomicU64,
+    /// A [`Worker`](crate::Worker) has been spawned on this protocol
+    /// (`Builder::protocol`): a second spawn is refused. Set once; a flag
+    /// with no synchronisation role (the spawn that claims it owns the
+    /// protocol from then on), hence Relaxed; loom has no `Worker`.
+    #[cfg(not(loom))]
+    claimed: std::sync::atomic::AtomicBool,
 }
 
 /// The origin of `unparked_at` stamps.
@@ -171,7 +177,30 @@ impl Protocol {
             controllers: Event::new(),
             #[cfg(not(loom))]
             unparked_at: std::sync::atomic::AtomicU64::new(0),
+            #[cfg(not(loom))]
+            claimed: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Claims a fresh protocol for the one worker a `Builder` spawns on it:
+    /// false if a worker was spawned on it before, or its word is not the
+    /// fresh one (no flag, generation 0). A thread that runs the protocol
+    /// without a `Worker` (through [`context`](Protocol::context)) and has
+    /// not changed its word cannot be told from a fresh one.
+    #[cfg(not(loom))]
+    pub(crate) fn claim_for_worker(&self) -> bool {
+        !self
+            .claimed
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+            && self.load() == 0
+    }
+
+    /// Undoes [`claim_for_worker`](Protocol::claim_for_worker) for a spawn
+    /// that failed before its body ran (the word was not touched).
+    #[cfg(not(loom))]
+    pub(crate) fn release_claim(&self) {
+        self.claimed
+            .store(false, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// What the worker is doing now (a snapshot).

@@ -50,3 +50,19 @@ fn an_unpinned_worker_spawned_from_a_pinned_thread_may_run_on_every_allowed_cpu(
         );
     }
 }
+
+/// `parse_cpu_list` bounds the CPUs a list may name (a `cpu_set_t` holds
+/// `CPU_SETSIZE` = 1024): a range reaching past the bound is refused, and so
+/// must be a single CPU past it, or `allowed_cpus` can offer a CPU that
+/// every pin then fails on with `EINVAL` instead of `CpuNotAllowed`. Before
+/// the fix `"1024"` and `"0,5000"` parsed (`[1024]`, `[0, 5000]`) while
+/// `"1024-1024"` was refused.
+#[test]
+fn a_cpu_list_naming_a_cpu_past_the_cpu_set_is_refused_like_a_range() {
+    use unplug_worker::affinity::parse_cpu_list;
+    assert_eq!(parse_cpu_list("1024-1024"), None);
+    assert_eq!(parse_cpu_list("1024"), None);
+    assert_eq!(parse_cpu_list("0,5000"), None);
+    assert_eq!(parse_cpu_list("1023"), Some(vec![1023]));
+    assert_eq!(parse_cpu_list("0-1,1023"), Some(vec![0, 1, 1023]));
+}

@@ -15,7 +15,14 @@ pub(crate) fn parse_cpu_list_below(list: &str, max: usize) -> Option<Vec<usize>>
                 }
                 cpus.extend(lo..=hi);
             }
-            None => cpus.push(part.parse().ok()?),
+            None => {
+                // The same bound as a range's: a cpu_set_t cannot name it.
+                let cpu: usize = part.parse().ok()?;
+                if cpu >= max {
+                    return None;
+                }
+                cpus.push(cpu);
+            }
         }
     }
     cpus.sort_unstable();

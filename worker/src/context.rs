@@ -263,7 +263,6 @@ impl<'a> WorkerContext<'a> {
         // by unwinding out of `on_park`; disarmed on the normal way out.
         let unwinding = LeaveOnUnwind(p);
         let mut slept = false;
-        let mut completed: Option<usize> = None;
         let mut parks = 0;
         loop {
             // P3: PARKED first. Only this thread sets or clears it, so no
@@ -272,10 +271,11 @@ impl<'a> WorkerContext<'a> {
             if s & SHOULD_PARK == 0 {
                 break;
             }
-            // P3: complete before sleeping, on every turn of the loop.
-            p.complete_parked(generation(s));
-            if completed != Some(generation(s)) {
-                completed = Some(generation(s));
+            // P3: complete before sleeping, on every turn of the loop. A
+            // park is counted when this call completes it: a request an
+            // unpark withdrew between the `fetch_or` and here was never
+            // completed, and one an earlier turn completed is counted already.
+            if p.complete_parked(generation(s)) {
                 parks += 1;
                 on_park();
             }

@@ -1,7 +1,9 @@
 //! A real OS thread running the park protocol: spawn (optionally pinned),
 //! park, unpark (optionally re-pinned), stop.
 
-use crate::affinity::{allowed_cpus, check_allowed, current_tid, pin_to, AFFINITY_SUPPORTED};
+use crate::affinity::{
+    allowed_cpus, check_allowed, cpus_of, current_tid, pin_to, AFFINITY_SUPPORTED,
+};
 use crate::completion::Spin;
 use crate::context::WorkerContext;
 use crate::error::{ParkError, SpawnError, StopError, UnparkError};
@@ -118,14 +120,17 @@ impl Builder {
     /// is a name with a NUL byte ([`SpawnError::InvalidName`]), and a
     /// protocol that is not fresh ([`SpawnError::ProtocolInUse`]).
     ///
-    /// An unpinned worker may run on every CPU the process may use
-    /// ([`allowed_cpus`](crate::affinity::allowed_cpus)), whatever the mask
-    /// of the thread that spawns it: a new thread would otherwise inherit
-    /// its spawner's mask, so a worker spawned from a pinned thread (a pool
-    /// growing from one of its pinned workers) would be pinned there while
-    /// [`Worker::cpu`] says `None`. Widening is best effort: if the allowed
-    /// CPUs cannot be read or the kernel refuses them, the inherited mask
-    /// stays. (Without pinning support nothing is changed.)
+    /// An unpinned worker may run on the process's CPUs, whatever the mask
+    /// of the thread that spawns it: the CPUs it may use
+    /// ([`allowed_cpus`](crate::affinity::allowed_cpus): cpuset, online)
+    /// that are also in the main thread's mask (what `taskset` gave the
+    /// process, as the runtime's CPU follower reads it). A new thread would
+    /// otherwise inherit its spawner's mask, so a worker spawned from a
+    /// pinned thread (a pool growing from one of its pinned workers) would
+    /// be pinned there while [`Worker::cpu`] says `None`. Best effort: if
+    /// those CPUs cannot be read, have nothing in common, or the kernel
+    /// refuses them, the inherited mask stays. (Without pinning support
+    /// nothing is changed.)
     pub fn spawn<F, T>(self, body: F) -> Result<Worker<T>, SpawnError>
     where
         F: FnOnce(&WorkerContext<'_>) -> T + Send + 'static,
@@ -164,11 +169,11 @@ impl Builder {
                             return None;
                         }
                     }
-                    // Unpinned is every CPU the process may use, not the mask
-                    // this thread inherited from its spawner (best effort).
+                    // Unpinned is the process's CPUs, not the mask this
+                    // thread inherited from its spawner (best effort).
                     None if AFFINITY_SUPPORTED => {
-                        if let Ok(all) = allowed_cpus() {
-                            let _ = pin_to(0, &all);
+                        if let Some(cpus) = unpinned_cpus() {
+                            let _ = pin_to(0, &cpus);
                         }
                     }
                     None => {}
@@ -504,4 +509,19 @@ fn lock<G>(mutex: &Mutex<G>) -> MutexGuard<'_, G> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// AFFINITY-INHERIT: the mask of an unpinned worker: the CPUs the process may
+/// use that are also in its main thread's mask (`taskset` of the process;
+/// the main thread's id is the process id). `None` if either cannot be read
+/// or they share no CPU.
+fn unpinned_cpus() -> Option<Vec<usize>> {
+    let allowed = allowed_cpus().ok()?;
+    let main = i32::try_from(std::process::id()).ok()?;
+    let main_mask = cpus_of(main).ok()?;
+    let cpus: Vec<usize> = allowed
+        .into_iter()
+        .filter(|cpu| main_mask.contains(cpu))
+        .collect();
+    (!cpus.is_empty()).then_some(cpus)
 }

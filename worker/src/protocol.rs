@@ -71,6 +71,10 @@ pub struct Protocol {
     /// protocol from then on), hence Relaxed; loom has no `Worker`.
     #[cfg(not(loom))]
     claimed: std::sync::atomic::AtomicBool,
+    /// Loom models only: how many requests `complete_parked` completed, so a
+    /// model can hold `parkme_counted`'s count against the truth.
+    #[cfg(loom)]
+    completions: AtomicUsize,
 }
 
 /// The origin of `unparked_at` stamps.
@@ -179,7 +183,16 @@ impl Protocol {
             unparked_at: std::sync::atomic::AtomicU64::new(0),
             #[cfg(not(loom))]
             claimed: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(loom)]
+            completions: AtomicUsize::new(0),
         }
+    }
+
+    /// Loom models only: the requests completed so far (`parked` set for
+    /// them by their worker's `parkme`).
+    #[cfg(loom)]
+    pub fn completed_requests(&self) -> usize {
+        self.completions.load(SeqCst)
     }
 
     /// Claims a fresh protocol for the one worker a `Builder` spawns on it:
@@ -653,14 +666,15 @@ impl Protocol {
 
     /// `complete_all(&parked)` for generation `gen`: sets COMPLETE only if the
     /// request of that generation is still pending, and releases every
-    /// `park()` caller (P3, P8).
-    pub(crate) fn complete_parked(&self, gen: usize) {
+    /// `park()` caller (P3, P8). True if this call completed it: false if it
+    /// was withdrawn meanwhile or completed by an earlier turn.
+    pub(crate) fn complete_parked(&self, gen: usize) -> bool {
         let mut cur = self.load();
         loop {
             if cur & SHOULD_PARK == 0 || generation(cur) != gen || cur & COMPLETE != 0 {
                 // Withdrawn meanwhile (parkme's re-check will see it), or
                 // already completed by an earlier turn of the loop.
-                return;
+                return false;
             }
             debug_assert!(
                 cur & PARKED != 0,
@@ -676,7 +690,10 @@ impl Protocol {
                 Err(actual) => cur = actual,
             }
         }
+        #[cfg(loom)]
+        self.completions.fetch_add(1, SeqCst);
         self.controllers.notify(usize::MAX);
+        true
     }
 }
 

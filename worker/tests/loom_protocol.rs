@@ -226,3 +226,43 @@ fn unpark_and_repark_between_completion_and_sleep_still_completes() {
         worker.join().unwrap();
     });
 }
+
+/// P3 for the count: `parkme_counted` runs `on_park` once for each request
+/// its worker completed, never for one an unpark withdrew first. The
+/// controller requests a park and withdraws it at once; the withdrawal can
+/// land between the worker's `fetch_or(PARKED)` (which saw the request) and
+/// its completion, which then finds nothing to complete.
+#[test]
+fn on_park_counts_only_the_requests_parkme_completed() {
+    model(|| {
+        let protocol = Arc::new(Protocol::new());
+        let counted = Arc::new(loom::sync::atomic::AtomicUsize::new(0));
+        let worker = {
+            let (p, counted) = (protocol.clone(), counted.clone());
+            thread::spawn(move || {
+                let ctx = p.context();
+                loop {
+                    while ctx.keep_running() {
+                        ctx.idle_wait(|| false);
+                    }
+                    if ctx.should_stop() {
+                        break;
+                    }
+                    ctx.parkme_counted(|| {
+                        counted.fetch_add(1, SeqCst);
+                    });
+                }
+                p.mark_exited();
+            })
+        };
+        let _ticket = protocol.request_park().unwrap();
+        protocol.unpark().unwrap();
+        protocol.request_stop();
+        worker.join().unwrap();
+        assert_eq!(
+            counted.load(SeqCst),
+            protocol.completed_requests(),
+            "on_park ran for a request its worker did not complete"
+        );
+    });
+}

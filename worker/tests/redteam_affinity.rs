@@ -66,3 +66,50 @@ fn a_cpu_list_naming_a_cpu_past_the_cpu_set_is_refused_like_a_range() {
     assert_eq!(parse_cpu_list("1023"), Some(vec![1023]));
     assert_eq!(parse_cpu_list("0-1,1023"), Some(vec![0, 1, 1023]));
 }
+
+/// An unpinned worker stays inside what `taskset` gave the process: the
+/// main thread's mask bounds it as the cgroup's CPUs do. Run in a child
+/// process (the only test there), since it narrows the main thread's mask.
+#[test]
+fn an_unpinned_worker_keeps_to_the_main_threads_mask() {
+    const CHILD: &str = "UNPLUG_WORKER_MAIN_MASK_CHILD";
+    if !AFFINITY_SUPPORTED || allowed().len() < 2 {
+        return;
+    }
+    let (first, last) = (allowed()[0], *allowed().last().unwrap());
+    if std::env::var_os(CHILD).is_some() {
+        // The child: the process as `taskset -p -c <first>` leaves it (the
+        // main thread's id is the process id), the spawner pinned elsewhere.
+        let main = std::process::id() as i32;
+        affinity::pin_to(main, &[first]).unwrap();
+        let mask = with_watchdog("a spawn from a thread pinned elsewhere", move || {
+            std::thread::spawn(move || {
+                affinity::pin_to(0, &[last]).unwrap();
+                let w = Worker::builder().spawn(idle_body).unwrap();
+                let mask = affinity::cpus_of(w.os_tid()).unwrap();
+                w.stop().unwrap();
+                mask
+            })
+            .join()
+            .unwrap()
+        });
+        assert_eq!(mask, vec![first], "left the main thread's mask");
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "an_unpinned_worker_keeps_to_the_main_threads_mask",
+            "--test-threads=1",
+            "--nocapture",
+        ])
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+        "child failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -201,11 +201,17 @@ fn a_tokio_runtime_that_awaited_a_handle_closes_its_fds_when_dropped() {
         });
         assert_eq!(joined, 1);
         drop(tokio_rt);
+        // The worker that completed the task may still be inside its wake of
+        // the awaiter (holding the guard a few instructions longer) when the
+        // tokio task has already returned: the fds close when it lets go
+        // (1 run in 4 read 11 against 9 right after the drop on a loaded
+        // machine). Kept for good is the failure.
+        let closed = wait_until(Duration::from_secs(5), || open_fds() == before);
         let after = open_fds();
         eprintln!("fds: {before} before the tokio runtime, {opened} opened by it, {after} after it was dropped");
-        assert_eq!(
-            after, before,
-            "the dropped tokio runtime's fds are still open"
+        assert!(
+            closed,
+            "the dropped tokio runtime's fds are still open: {after} against {before}"
         );
     });
 }

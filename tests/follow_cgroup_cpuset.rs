@@ -4,15 +4,61 @@
 //! widens the cgroup again and waits for the CPU to be plugged back.
 //! (`follow_cpus.rs` changes the main thread's mask instead, what
 //! `taskset -p` does.) Skipped, saying why, where no writable cpuset v1
-//! hierarchy exists. Alone in its binary: it moves the whole process.
+//! hierarchy exists. Alone in its binary: it moves the whole process (its
+//! tests take turns, `SERIAL`).
+//!
+//! CPU-GONE: a CPU the cgroup dropped is no longer one the process may use,
+//! and `unplug_cpu` refused it as such (`CpuNotAllowed`) once the cached
+//! allowed set (50 ms) saw the change: the follower's unplug failed and the
+//! worker stayed on the CPU for good (1 run in 5 under load; always with a
+//! follow interval of 100 ms), and a user could not unplug it either.
 #![cfg(not(loom))]
 
 mod support;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 use support::{running_on, wait_for};
 use unplug::worker::{affinity, WorkerState};
 use unplug::Runtime;
+
+/// One test at a time: each moves the whole process between cgroups.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Two CPUs and a cgroup holding this process on both, or why not.
+fn setup() -> Option<(usize, usize, Cgroup)> {
+    let cpus = affinity::allowed_cpus_now().unwrap();
+    if cpus.len() < 2 {
+        eprintln!("skipped: needs two CPUs");
+        return None;
+    }
+    let (keep, drop_cpu) = (cpus[0], cpus[1]);
+    match Cgroup::create(&format!("{keep},{drop_cpu}")) {
+        Ok(group) => Some((keep, drop_cpu, group)),
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            None
+        }
+    }
+}
+
+/// Two workers pinned to `keep` and `drop_cpu`, following the CPUs every
+/// `follow` if given.
+fn pinned_pair(keep: usize, drop_cpu: usize, follow: Option<Duration>) -> Runtime {
+    let mut builder = Runtime::builder()
+        .workers(2)
+        .cpus([keep, drop_cpu])
+        .pin_workers(true);
+    if let Some(interval) = follow {
+        builder = builder.follow_cpus(true).follow_interval(interval);
+    }
+    builder.build().unwrap()
+}
 
 const CPUSET_ROOT: &str = "/sys/fs/cgroup/cpuset";
 
@@ -53,28 +99,58 @@ impl Drop for Cgroup {
 
 #[test]
 fn the_pool_follows_a_cgroup_cpuset_change_down_and_back_up() {
-    let cpus = affinity::allowed_cpus_now().unwrap();
-    if cpus.len() < 2 {
-        eprintln!("skipped: needs two CPUs");
+    follows_down_and_back_up(Duration::from_millis(10));
+}
+
+/// CPU-GONE: with three readings of 100 ms, the follower unplugs after the
+/// allowed set's cache has seen the CPU go (it was refused there).
+#[test]
+fn a_slow_follower_still_unplugs_the_cpu_the_cgroup_dropped() {
+    follows_down_and_back_up(Duration::from_millis(100));
+}
+
+/// CPU-GONE, by hand: a CPU the cgroup dropped can be unplugged, its
+/// worker parked, once the process may no longer use it; a CPU with no
+/// worker that the process may not use is still refused.
+#[test]
+fn unplug_cpu_parks_the_worker_of_a_cpu_the_cgroup_dropped() {
+    let _serial = serial();
+    let Some((keep, drop_cpu, group)) = setup() else {
         return;
-    }
-    let (keep, drop_cpu) = (cpus[0], cpus[1]);
-    let both = format!("{keep},{drop_cpu}");
-    let group = match Cgroup::create(&both) {
-        Ok(group) => group,
-        Err(why) => {
-            eprintln!("skipped: {why}");
-            return;
-        }
     };
-    let rt = Runtime::builder()
-        .workers(2)
-        .cpus([keep, drop_cpu])
-        .pin_workers(true)
-        .follow_cpus(true)
-        .follow_interval(std::time::Duration::from_millis(10))
-        .build()
-        .unwrap();
+    let rt = pinned_pair(keep, drop_cpu, None);
+    group.write("cpuset.cpus", &keep.to_string()).unwrap();
+    // The allowed set is cached for 50 ms: wait until it says so.
+    wait_for("the allowed CPUs to drop the CPU", || {
+        affinity::allowed_cpus().unwrap() == vec![keep]
+    });
+    let report = rt.unplug_cpu(drop_cpu);
+    assert!(
+        report.is_ok(),
+        "unplugging a CPU the cgroup dropped: {report:?}"
+    );
+    assert!(!running_on(&rt, drop_cpu));
+    assert!(rt
+        .workers()
+        .iter()
+        .any(|w| w.cpu == Some(drop_cpu) && w.state == WorkerState::Parked));
+    assert_eq!(rt.block_on(rt.spawn(async { 1 })).unwrap(), 1);
+    // Plugging it back while the process may not use it is refused.
+    assert!(matches!(
+        rt.plug_cpu(drop_cpu),
+        Err(unplug::ControlError::CpuNotAllowed { .. })
+    ));
+    drop(rt);
+    drop(group);
+}
+
+fn follows_down_and_back_up(interval: Duration) {
+    let _serial = serial();
+    let Some((keep, drop_cpu, group)) = setup() else {
+        return;
+    };
+    let both = format!("{keep},{drop_cpu}");
+    let rt = pinned_pair(keep, drop_cpu, Some(interval));
     assert!(running_on(&rt, drop_cpu));
 
     group.write("cpuset.cpus", &keep.to_string()).unwrap();

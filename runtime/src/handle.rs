@@ -86,9 +86,12 @@ impl Handle {
     ///
     /// Waits for a worker busy in a long poll to finish that poll; see
     /// [`unplug_cpu_timeout`](Handle::unplug_cpu_timeout) for a bound.
-    /// Unplugging a CPU that is already unplugged changes nothing. Errors,
-    /// with no change: the last running worker, a CPU the process may not
-    /// use, a CPU with no worker of this runtime.
+    /// Unplugging a CPU that is already unplugged changes nothing. A CPU the
+    /// process may no longer use (its cgroup dropped it, it went offline)
+    /// is unplugged like any other while a worker of this runtime is on it.
+    /// Errors, with no change: the last running worker, a CPU with no
+    /// worker of this runtime (`CpuNotAllowed` if the process may not use
+    /// it either).
     ///
     /// ```
     /// let rt = unplug::Runtime::builder().workers(2).cpus([0, 0]).build().unwrap();

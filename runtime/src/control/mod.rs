@@ -167,7 +167,15 @@ impl Controller {
         cpu: usize,
         wait_for: WaitFor<'_>,
     ) -> Result<ParkReport, ControlError> {
-        check_allowed(cpu)?;
+        // CPU-GONE: a CPU the process may no longer use (its cgroup dropped
+        // it, it went offline) is just the one whose workers must go; only
+        // a CPU no worker of ours is on is refused for not being allowed.
+        if !unplug_worker::affinity::AFFINITY_SUPPORTED {
+            return Err(ControlError::Unsupported);
+        }
+        if !self.lock_pool().entries.iter().any(|e| e.cpu == Some(cpu)) {
+            check_allowed(cpu)?;
+        }
         let report = self.park_where(
             "unplug_cpu",
             wait_for,

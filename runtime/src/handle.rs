@@ -143,9 +143,12 @@ impl Handle {
         self.inner.control.unpark_worker(id, cpu)
     }
 
-    /// Resizes the pool to `n` running workers: grows by starting workers
-    /// pinned to the runtime's least-used CPUs, shrinks by parking the
-    /// newest workers (their tasks migrate) and stopping them.
+    /// Resizes the pool to `n` running workers: grows by first unparking
+    /// parked workers (on CPUs not unplugged), then starting workers on the
+    /// runtime's least-used CPUs (pinned there only if the runtime pins its
+    /// workers, [`Builder::pin_workers`](crate::Builder::pin_workers));
+    /// shrinks by parking the newest workers (their tasks migrate) and
+    /// stopping them.
     pub fn set_workers(&self, n: usize) -> Result<ResizeReport, ControlError> {
         self.inner.control.set_workers(n)
     }

@@ -68,11 +68,16 @@ pub struct WorkerInfo {
     pub state: WorkerState,
     /// Its OS thread id.
     pub os_tid: i32,
-    /// Tasks it has polled.
+    /// Tasks polled under this id. Counts are kept per worker id: a
+    /// worker started under the id of a stopped one (ids are reused,
+    /// lowest first) continues its counts, so they never go down (as the
+    /// per-worker metric series).
     pub tasks_polled: u64,
-    /// Times it came back from a park.
+    /// Times a worker under this id came back from a park (carried over
+    /// to a reused id, as `tasks_polled`).
     pub resumes: u64,
-    /// The last unpark latency: from the unpark request to it running.
+    /// This thread's last unpark latency: from the unpark request to it
+    /// running (zero until it is first unparked).
     pub last_unpark_latency: Duration,
 }
 

@@ -117,7 +117,9 @@ impl Handle {
     }
 
     /// Plugs `cpu` back: unparks the workers parked there, or, if the
-    /// runtime has none there, starts a worker pinned to it.
+    /// runtime has none there, starts a worker pinned to it (refused with
+    /// [`ControlError::TooManyWorkers`] if the runtime already has
+    /// [`MAX_WORKERS`](crate::MAX_WORKERS) workers).
     ///
     /// ```
     /// let rt = unplug::Runtime::builder().workers(2).build().unwrap();

@@ -42,9 +42,12 @@ pub enum ControlError {
     /// this.
     WouldDeadlock,
     /// More workers than [`MAX_WORKERS`](crate::MAX_WORKERS) were asked
-    /// for; nothing was started.
+    /// for, or the call would have left the runtime with more than that
+    /// at once (workers parked on unplugged CPUs count); nothing was
+    /// started.
     TooManyWorkers {
-        /// The number asked for.
+        /// The number asked for, or the workers the call would have left
+        /// the runtime with.
         requested: usize,
         /// The most a runtime may have.
         max: usize,

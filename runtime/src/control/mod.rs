@@ -30,8 +30,10 @@ use std::time::{Duration, Instant};
 use unplug_worker::ParkTimings;
 
 /// The most workers a runtime may have at once (`Builder::workers`,
-/// `Handle::set_workers`). Larger requests are refused before anything
-/// starts.
+/// `Handle::set_workers`, `Handle::plug_cpu`), parked ones included.
+/// Larger requests, and a `set_workers` or `plug_cpu` that would start a
+/// worker beyond it, are refused with
+/// [`ControlError::TooManyWorkers`] before anything starts.
 pub const MAX_WORKERS: usize = 1024;
 
 /// What the layers above want to hear from the controller.

@@ -11,7 +11,7 @@ impl Controller {
         let spawned = {
             let mut pool = self.lock_pool();
             self.check_open()?;
-            pool.unplugged.remove(&cpu);
+            let was_unplugged = pool.unplugged.remove(&cpu);
             for e in pool.entries.iter_mut() {
                 if e.cpu == Some(cpu) && matches!(e.plan, Plan::Parking { .. }) && !e.gone() {
                     let outcome = if e.pinned {
@@ -35,6 +35,11 @@ impl Controller {
                 match self.spawn_worker(&mut pool, Some(cpu), true) {
                     Ok(spawned) => Some(spawned),
                     Err(e) => {
+                        // Nothing was unparked here (else one would run
+                        // here): the call changes nothing.
+                        if was_unplugged {
+                            pool.unplugged.insert(cpu);
+                        }
                         pool.clear_waiting_of_caller();
                         return Err(e);
                     }

@@ -31,6 +31,25 @@ impl Controller {
             ..Default::default()
         };
         let mut planned = before + starting;
+        // MAX-AT-ONCE: the workers left parked (on unplugged CPUs) and
+        // stopping still count; refused before anything is unparked or
+        // started.
+        let unparkable = pool
+            .entries
+            .iter()
+            .filter(|e| {
+                matches!(e.plan, Plan::Parking { owner: None, .. })
+                    && !e.cpu.is_some_and(|c| pool.unplugged.contains(&c))
+                    && !e.ended()
+            })
+            .count();
+        let to_start = n.saturating_sub(planned + unparkable);
+        if pool.entries.len() + to_start > MAX_WORKERS {
+            return Err(ControlError::TooManyWorkers {
+                requested: pool.entries.len() + to_start,
+                max: MAX_WORKERS,
+            });
+        }
         if n > planned {
             // Parked workers on CPUs that are not unplugged come back first
             // (IDS-REUSED: a pool that parks and grows does not pile up

@@ -3,7 +3,7 @@
 //! worker whose hook returned counts as running.
 
 use super::pool::{Plan, Pool, PoolEntry};
-use super::{ControlError, Controller};
+use super::{ControlError, Controller, MAX_WORKERS};
 use crate::scheduler::worker_loop::{self, StartResult};
 use crate::scheduler::{Queues, Slot};
 use std::sync::{mpsc, Arc};
@@ -25,6 +25,14 @@ impl Controller {
         home: Option<usize>,
         pin: bool,
     ) -> Result<Spawned, ControlError> {
+        // MAX-AT-ONCE: no start takes the pool past `MAX_WORKERS`, parked,
+        // starting and stopping workers included (each holds an id).
+        if pool.entries.len() >= MAX_WORKERS {
+            return Err(ControlError::TooManyWorkers {
+                requested: pool.entries.len() + 1,
+                max: MAX_WORKERS,
+            });
+        }
         // Called on a worker thread (a task resizing the pool), the caller
         // will block until the new worker's hook returns: marked before the
         // thread exists (DEADLOCK-FREE: a hook calling the controller must

@@ -16,7 +16,9 @@ use std::time::Duration;
 impl Builder {
     /// Starts the tokio reactor and the workers.
     pub fn build(self) -> Result<Runtime, BuildError> {
-        let allowed = unplug_worker::affinity::allowed_cpus().map_err(BuildError::Reactor)?;
+        // Read fresh (not the 50 ms cache): a CPU given back just now is
+        // usable, and the default worker count is the set as it is now.
+        let allowed = unplug_worker::affinity::allowed_cpus_now().map_err(BuildError::Reactor)?;
         let cpus = match self.cpus {
             Some(cpus) if cpus.is_empty() => return Err(BuildError::EmptyCpuList),
             Some(cpus) => {

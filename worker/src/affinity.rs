@@ -66,8 +66,16 @@ pub fn allowed_cpus() -> io::Result<Vec<usize>> {
 }
 
 /// `Ok` if the process may use `cpu`; otherwise the CPUs it may use.
+///
+/// A refusal is always read fresh: the cached set ([`allowed_cpus`]) may
+/// still lack a CPU that came back within [`ALLOWED_CPUS_TTL`] (a cgroup
+/// widened, a CPU brought online), and a runtime built or plugged there
+/// right after must not be refused for it.
 pub fn check_allowed(cpu: usize) -> Result<(), Vec<usize>> {
-    let allowed = allowed_cpus().unwrap_or_default();
+    if allowed_cpus().is_ok_and(|cached| cached.contains(&cpu)) {
+        return Ok(());
+    }
+    let allowed = allowed_cpus_now().unwrap_or_default();
     if allowed.contains(&cpu) {
         Ok(())
     } else {

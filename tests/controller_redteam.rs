@@ -945,15 +945,26 @@ fn tiny_timeout_unplugs_racing_plugs_leave_a_controllable_pool() {
     let h = rt.handle().clone();
     let stop = Arc::new(AtomicBool::new(false));
     let mut f = Findings::default();
-    // Load: short busy polls, so parks take a little while.
+    // Load: short busy polls, so parks take a little while. At most 16
+    // waiting at once: 1.2 ms of polls a millisecond outruns a runtime
+    // that a loaded machine gives less than that, and rule 1's probe then
+    // waited behind a backlog that only grew (no task within 3 s, with four
+    // busy loops beside the test).
     {
         let (h, stop) = (h.clone(), stop.clone());
+        let outstanding = Arc::new(AtomicUsize::new(0));
         std::thread::spawn(move || {
             while !stop.load(SeqCst) {
                 for _ in 0..4 {
-                    drop(h.spawn(async {
+                    if outstanding.load(SeqCst) >= 16 {
+                        break;
+                    }
+                    outstanding.fetch_add(1, SeqCst);
+                    let done = outstanding.clone();
+                    drop(h.spawn(async move {
                         let t = Instant::now();
                         while t.elapsed() < Duration::from_micros(300) {}
+                        done.fetch_sub(1, SeqCst);
                     }));
                 }
                 std::thread::sleep(Duration::from_millis(1));

@@ -382,12 +382,15 @@ fn a7_park_core_holder_latency_and_handoff() {
             }
         }
         assert_no_failed(&rt);
+        // A reactor held by a parked worker is a timer that never fires (or
+        // fires hundreds of ms late, at a nudge); a loaded machine alone took
+        // one to 72 ms (four busy loops and a build beside the suite).
         assert!(
-            worst_park < Duration::from_millis(50),
+            worst_park < Duration::from_millis(150),
             "park took {worst_park:?}"
         );
         assert!(
-            worst_timer < Duration::from_millis(50),
+            worst_timer < Duration::from_millis(150),
             "timer after park took {worst_timer:?}"
         );
     });
@@ -596,13 +599,15 @@ fn a10_timers_with_every_worker_busy_yielding() {
             // of several ms each, more on a loaded machine): a looser bound
             // there, still far below the hundreds of ms of a reactor that
             // nobody turns.
-            let slack = if workers > 2 { 5 } else { 1 };
+            // A loaded machine alone took a 1-worker sleep to 54 ms (four
+            // busy loops and a build beside the suite).
+            let slack = if workers > 2 { 2 } else { 1 };
             assert!(
-                worst_sleep < Duration::from_millis(40 * slack),
+                worst_sleep < Duration::from_millis(100 * slack),
                 "{workers}w: sleep(2ms) worst {worst_sleep:?}"
             );
             assert!(
-                worst_tokio < Duration::from_millis(80 * slack),
+                worst_tokio < Duration::from_millis(200 * slack),
                 "{workers}w: interval 10x2ms took {worst_tokio:?}"
             );
         }

@@ -80,8 +80,9 @@ fn block_on_of_a_timer_in_a_drop_run_by_the_shutdown_does_not_hang_the_drop() {
     );
 }
 
-#[test]
-fn block_on_of_a_timer_in_a_stop_hook_at_shutdown_does_not_hang_the_drop() {
+/// Two workers whose `on_thread_stop` hooks each `block_on` a timer and
+/// record how that ended.
+fn stop_hooks_that_block_on_a_timer() -> (Runtime, Arc<Mutex<Vec<String>>>) {
     let outcomes = Arc::new(Mutex::new(Vec::<String>::new()));
     let o = outcomes.clone();
     let rt = Runtime::builder()
@@ -89,6 +90,12 @@ fn block_on_of_a_timer_in_a_stop_hook_at_shutdown_does_not_hang_the_drop() {
         .on_thread_stop(move || o.lock().unwrap().push(block_on_a_timer()))
         .build()
         .unwrap();
+    (rt, outcomes)
+}
+
+#[test]
+fn block_on_of_a_timer_in_a_stop_hook_at_shutdown_does_not_hang_the_drop() {
+    let (rt, outcomes) = stop_hooks_that_block_on_a_timer();
     assert_eq!(
         rt.block_on(async { unplug::spawn(async { 1 }).await.unwrap() }),
         1
@@ -110,13 +117,7 @@ fn block_on_of_a_timer_in_a_stop_hook_at_shutdown_does_not_hang_the_drop() {
 fn block_on_of_a_timer_in_a_stop_hook_of_a_resize_still_works() {
     // The rule is about shutdown only: a worker stopped by a resize runs
     // its hook while the others keep turning the reactor.
-    let outcomes = Arc::new(Mutex::new(Vec::<String>::new()));
-    let o = outcomes.clone();
-    let rt = Runtime::builder()
-        .workers(2)
-        .on_thread_stop(move || o.lock().unwrap().push(block_on_a_timer()))
-        .build()
-        .unwrap();
+    let (rt, outcomes) = stop_hooks_that_block_on_a_timer();
     let h = rt.handle().clone();
     let report = with_watchdog_for("set_workers(1)", DROP_LIMIT, move || {
         h.set_workers(1).map(|r| r.stopped)

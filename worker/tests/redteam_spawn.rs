@@ -70,6 +70,11 @@ fn spawning_on_a_protocol_another_worker_used_is_refused_with_a_typed_error() {
         "spawn on a stopped worker's protocol was accepted"
     );
 
+    // Idle before the attempt (a loaded machine may not have run it that
+    // far yet), so that the attempt is what would move it.
+    support::wait_for("the live worker to go idle", || {
+        live.state() == WorkerState::Idle
+    });
     let (panicked, refused, ran) = spawn_on(live.protocol());
     assert!(!panicked, "spawn on a live worker's protocol panicked");
     assert!(

@@ -1,0 +1,63 @@
+//! Red team of the CPU follower's neighbours: a growing `set_workers` right
+//! after the cgroup dropped a CPU chose the CPU to start on from the cached
+//! allowed set (50 ms): pinned, the start failed (`sched_setaffinity`
+//! EINVAL) and the whole call with it; unpinned, the new worker's home CPU
+//! was the dropped one (a running worker "on" a CPU the process may not
+//! use, which a follower that already applied the drop never unplugs).
+//! Alone in its binary: it moves the whole process between cgroups.
+#![cfg(not(loom))]
+
+mod follow_support;
+
+use follow_support::{serial, two_cpus, Cgroup};
+use unplug::worker::affinity;
+use unplug::Runtime;
+
+fn grows_on_the_cpu_left(pin: bool) {
+    let _serial = serial();
+    let Some((keep, gone)) = two_cpus() else {
+        return;
+    };
+    let group = match Cgroup::cpuset(&format!("{keep},{gone}")) {
+        Ok(g) => g,
+        Err(why) => return eprintln!("skipped: {why}"),
+    };
+    let rt = Runtime::builder()
+        .workers(2)
+        .cpus([keep, gone])
+        .pin_workers(pin)
+        .build()
+        .unwrap();
+    // The cached allowed set is fresh and still has both CPUs.
+    assert_eq!(affinity::allowed_cpus().unwrap(), vec![keep, gone]);
+    group.set_cpus(&[keep]);
+    let report = rt.set_workers(4);
+    assert!(
+        report.is_ok(),
+        "set_workers(4) right after the cgroup dropped CPU {gone}: {report:?}"
+    );
+    let started = report.unwrap().started;
+    let homes: Vec<_> = rt
+        .workers()
+        .into_iter()
+        .filter(|w| started.contains(&w.id))
+        .map(|w| w.cpu)
+        .collect();
+    assert_eq!(
+        homes,
+        vec![Some(keep); started.len()],
+        "workers started after the cgroup dropped CPU {gone}"
+    );
+    drop(rt);
+    drop(group);
+}
+
+#[test]
+fn set_workers_right_after_a_cgroup_shrink_starts_pinned_workers_on_the_cpus_left() {
+    grows_on_the_cpu_left(true);
+}
+
+#[test]
+fn set_workers_right_after_a_cgroup_shrink_gives_unpinned_workers_a_cpu_left() {
+    grows_on_the_cpu_left(false);
+}

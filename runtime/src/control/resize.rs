@@ -147,8 +147,13 @@ impl Controller {
     /// The runtime's CPU with the fewest running or starting workers, among
     /// those the process may still use and that are not unplugged (if every
     /// one is unplugged, among all the process may use).
+    ///
+    /// GROW-FRESH: the allowed set is read fresh, not from the 50 ms cache:
+    /// a cgroup that just dropped a CPU made a growing `set_workers` choose
+    /// it, and the pinned start failed (`EINVAL`) with the whole call, or
+    /// an unpinned worker was homed on a CPU the process may not use.
     fn least_used_cpu(&self, pool: &super::pool::Pool) -> Option<usize> {
-        let allowed = unplug_worker::affinity::allowed_cpus().unwrap_or_default();
+        let allowed = unplug_worker::affinity::allowed_cpus_now().unwrap_or_default();
         let usable = |c: &usize| allowed.contains(c) && !pool.unplugged.contains(c);
         let mut cpus: Vec<usize> = pool.cpus.iter().copied().filter(usable).collect();
         if cpus.is_empty() {

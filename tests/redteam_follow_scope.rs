@@ -29,13 +29,22 @@ fn the_follower_starts_no_worker_outside_the_cpus_the_runtime_was_built_for() {
         .follow_interval(Duration::from_millis(10))
         .build()
         .unwrap();
+    // A runtime on every CPU, following too: it shows when the change was
+    // read (the runtime under test, if right, has nothing to count).
+    let probe = Runtime::builder()
+        .workers(2)
+        .pin_workers(true)
+        .follow_cpus(true)
+        .follow_interval(Duration::from_millis(10))
+        .build()
+        .unwrap();
     affinity::pin_to(pid(), &[home]).unwrap();
     wait_for("the follower to see the narrowed mask", || {
-        rt.stats().follow_changes >= 1
+        probe.stats().follow_changes >= 1
     });
     affinity::pin_to(pid(), &[home, other]).unwrap();
     wait_for("the follower to see the mask given back", || {
-        rt.stats().follow_changes >= 2
+        probe.stats().follow_changes >= 2
     });
     // Counted before it is applied: hold the state a while.
     let strayed = wait_until(Duration::from_millis(500), || {

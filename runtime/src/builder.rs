@@ -103,6 +103,8 @@ impl Builder {
     /// and the cgroup CPU quota every `follow_interval`, and unplugs or
     /// plugs workers to match once a change has held for three readings
     /// in a row (hysteresis: a flapping mask does not thrash the pool).
+    /// With [`cpus`](Self::cpus) given, it keeps to those CPUs; unpinned
+    /// workers get the usable CPUs as their mask at each change.
     pub fn follow_cpus(mut self, follow: bool) -> Self {
         self.follow = follow;
         self

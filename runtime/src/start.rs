@@ -19,6 +19,7 @@ impl Builder {
         // Read fresh (not the 50 ms cache): a CPU given back just now is
         // usable, and the default worker count is the set as it is now.
         let allowed = unplug_worker::affinity::allowed_cpus_now().map_err(BuildError::Reactor)?;
+        let cpus_given = self.cpus.is_some();
         let cpus = match self.cpus {
             Some(cpus) if cpus.is_empty() => return Err(BuildError::EmptyCpuList),
             Some(cpus) => {
@@ -65,6 +66,7 @@ impl Builder {
             pin: self.pin,
             thread_name: self.thread_name,
             procfs_task_dir: self.procfs_task_dir,
+            cpus_given,
         };
         let metrics = self
             .metrics

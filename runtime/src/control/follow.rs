@@ -43,10 +43,11 @@ impl Follower {
         // was built for counts as applied, so only a later change is
         // followed (a first reading equal to it must not undo manual
         // calls, and a change made right after `build()` is not missed).
-        let built_for = desired_cpus();
+        let scope = control.follow_scope();
+        let built_for = desired_cpus(scope.as_deref());
         let thread = std::thread::Builder::new()
             .name("unplug-follow".into())
-            .spawn(move || follow(control, interval, stopped, built_for))
+            .spawn(move || follow(control, interval, stopped, built_for, scope))
             .ok();
         Follower {
             stop: Some(stop),
@@ -62,20 +63,47 @@ impl Follower {
     }
 }
 
-/// The CPUs the process should run workers on now.
-pub(crate) fn desired_cpus() -> Vec<usize> {
+/// The CPUs the process may run workers on now: the cgroup's online CPUs
+/// that are also in the main thread's mask (all of the former if they
+/// share none).
+fn usable_cpus() -> Vec<usize> {
     let base = affinity::allowed_cpus_now().unwrap_or_default();
     // The main thread's id is the process id.
     let main_thread = std::process::id() as i32;
     let mask = affinity::cpus_of(main_thread).unwrap_or_else(|_| base.clone());
-    let mut cpus: Vec<usize> = base.iter().copied().filter(|c| mask.contains(c)).collect();
+    let cpus: Vec<usize> = base.iter().copied().filter(|c| mask.contains(c)).collect();
     if cpus.is_empty() {
-        cpus = base;
+        base
+    } else {
+        cpus
+    }
+}
+
+/// The CPUs the runtime should run workers on, given the usable ones:
+/// FOLLOW-SCOPE, those of `Builder::cpus` if it was given (all usable
+/// ones if it shares none with them: work must run somewhere), capped by
+/// the cgroup CPU quota.
+fn desired_of(usable: &[usize], scope: Option<&[usize]>) -> Vec<usize> {
+    let mut cpus: Vec<usize> = match scope {
+        Some(scope) => usable
+            .iter()
+            .copied()
+            .filter(|c| scope.contains(c))
+            .collect(),
+        None => usable.to_vec(),
+    };
+    if cpus.is_empty() {
+        cpus = usable.to_vec();
     }
     if let Some(quota) = affinity::cpu_quota() {
         cpus.truncate((quota.ceil() as usize).max(1));
     }
     cpus
+}
+
+/// The CPUs the runtime should run workers on now.
+fn desired_cpus(scope: Option<&[usize]>) -> Vec<usize> {
+    desired_of(&usable_cpus(), scope)
 }
 
 /// The hysteresis: a reading is acted on once it has been seen
@@ -110,6 +138,42 @@ impl Hysteresis {
         }
         None
     }
+
+    /// Whether `now` has held for `STABLE_READINGS` readings and is what
+    /// was last acted on.
+    fn settled_on(&self, now: &[usize]) -> bool {
+        self.stable >= STABLE_READINGS && self.applied.as_deref() == Some(now)
+    }
+}
+
+impl Controller {
+    /// The CPUs of `Builder::cpus`, if it was given (FOLLOW-SCOPE).
+    fn follow_scope(&self) -> Option<Vec<usize>> {
+        let pool = self.lock_pool();
+        pool.config.cpus_given.then(|| pool.cpus.clone())
+    }
+
+    /// Whether a worker counting as running is on a CPU not in `desired`
+    /// (FOLLOW-CONVERGES).
+    fn runs_outside(&self, desired: &[usize]) -> bool {
+        self.lock_pool()
+            .entries
+            .iter()
+            .any(|e| e.counts_as_running() && e.cpu.is_some_and(|c| !desired.contains(&c)))
+    }
+
+    /// FOLLOW-UNPINNED: gives every unpinned worker the mask `usable`, as
+    /// one started now would get (AFFINITY-INHERIT). Best effort: a thread
+    /// the kernel refuses keeps its mask.
+    fn spread_unpinned(&self, usable: &[usize]) {
+        if !affinity::AFFINITY_SUPPORTED || usable.is_empty() {
+            return;
+        }
+        let pool = self.lock_pool();
+        for e in pool.entries.iter().filter(|e| !e.pinned && !e.gone()) {
+            let _ = affinity::pin_to(e.worker.os_tid(), usable);
+        }
+    }
 }
 
 fn follow(
@@ -117,24 +181,41 @@ fn follow(
     interval: Duration,
     stopped: mpsc::Receiver<()>,
     built_for: Vec<usize>,
+    scope: Option<Vec<usize>>,
 ) {
     let mut hysteresis = Hysteresis::applied(built_for);
+    let scope = scope.as_deref();
     loop {
         match stopped.recv_timeout(interval) {
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             _ => return,
         }
-        if let Some(cpus) = hysteresis.observe(desired_cpus()) {
+        let usable = usable_cpus();
+        let now = desired_of(&usable, scope);
+        let stop_asked = || {
+            matches!(
+                stopped.try_recv(),
+                Ok(()) | Err(mpsc::TryRecvError::Disconnected)
+            )
+        };
+        let plugs = if let Some(cpus) = hysteresis.observe(now.clone()) {
+            // A change of the reading: plug what joined, unplug what left.
+            Some((cpus, true))
+        } else if hysteresis.settled_on(&now) && control.runs_outside(&now) {
+            // FOLLOW-CONVERGES: the reading is what was applied, yet a
+            // worker runs on a CPU outside it (plugged by the user while
+            // the CPU was given back for less than the hysteresis): unplug
+            // it, plugging only if no worker would run otherwise.
+            Some((now.clone(), false))
+        } else {
+            None
+        };
+        if let Some((cpus, plug_joined)) = plugs {
             // Counted before the pool changes, so whoever sees the change
             // sees it counted (a test saw the plug before the count).
             control.follow_changes.fetch_add(1, Relaxed);
-            let stop_asked = || {
-                matches!(
-                    stopped.try_recv(),
-                    Ok(()) | Err(mpsc::TryRecvError::Disconnected)
-                )
-            };
-            apply(&control, &cpus, &stop_asked);
+            apply(&control, &cpus, plug_joined, scope, &stop_asked);
+            control.spread_unpinned(&usable);
             control.hotplug_event("follow");
             if stop_asked() {
                 return;
@@ -150,22 +231,37 @@ fn follow(
 /// ends (or a later plug withdraws it). An unbounded wait here held up
 /// `shutdown_timeout` for the whole poll, and deadlocked a runtime dropped
 /// from a task on the worker being unplugged (shutdown joins this thread).
-fn apply(control: &Controller, desired: &[usize], stop_asked: &dyn Fn() -> bool) {
+///
+/// With `plug_joined` false (FOLLOW-CONVERGES), a CPU of `desired` is
+/// plugged only if no worker runs on any of them (a user's unplug of a CPU
+/// the process may use is left alone).
+fn apply(
+    control: &Controller,
+    desired: &[usize],
+    plug_joined: bool,
+    scope: Option<&[usize]>,
+    stop_asked: &dyn Fn() -> bool,
+) {
     let running_on = |cpu: usize| {
         control.workers().iter().any(|w| {
             w.cpu == Some(cpu) && matches!(w.state, WorkerState::Running | WorkerState::Idle)
         })
     };
-    for &cpu in desired {
-        if !running_on(cpu) {
-            let _ = control.plug_cpu(cpu);
+    if plug_joined || !desired.iter().any(|&c| running_on(c)) {
+        for &cpu in desired {
+            if !running_on(cpu) {
+                let _ = control.plug_cpu(cpu);
+                if !plug_joined {
+                    break;
+                }
+            }
         }
     }
     let mut gone: Vec<usize> = control.workers().iter().filter_map(|w| w.cpu).collect();
     gone.sort_unstable();
     gone.dedup();
     for cpu in gone.into_iter().filter(|c| !desired.contains(c)) {
-        let give_up = || stop_asked() || desired_cpus().contains(&cpu);
+        let give_up = || stop_asked() || desired_cpus(scope).contains(&cpu);
         // The last running worker is refused by the controller; keep it.
         // A park this call shared with another call that withdrew it (a
         // user's `unplug_cpu_timeout` timing out: OWNED-ROLLBACK) is asked

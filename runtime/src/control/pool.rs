@@ -16,6 +16,9 @@ pub(crate) struct Config {
     pub(crate) thread_name: String,
     /// The test hook of `Builder::procfs_task_dir_for_tests`.
     pub(crate) procfs_task_dir: Option<std::path::PathBuf>,
+    /// `Builder::cpus` was given: the CPU follower keeps to those CPUs
+    /// (FOLLOW-SCOPE in CONTROLLER.md).
+    pub(crate) cpus_given: bool,
 }
 
 /// One controller call: the owner of the parks it requests.

@@ -104,7 +104,11 @@ impl Builder {
     /// plugs workers to match once a change has held for three readings
     /// in a row (hysteresis: a flapping mask does not thrash the pool).
     /// With [`cpus`](Self::cpus) given, it keeps to those CPUs; unpinned
-    /// workers get the usable CPUs as their mask at each change.
+    /// workers get the usable CPUs as their mask at each change. With
+    /// [`workers`](Self::workers) given (or after a `set_workers`), it keeps
+    /// that many running: it moves workers off CPUs that go and back, and
+    /// starts none beyond the count on a CPU that comes back; with the
+    /// default count (one per CPU) it runs a worker on every CPU it follows.
     pub fn follow_cpus(mut self, follow: bool) -> Self {
         self.follow = follow;
         self

@@ -20,6 +20,7 @@ impl Builder {
         // usable, and the default worker count is the set as it is now.
         let allowed = unplug_worker::affinity::allowed_cpus_now().map_err(BuildError::Reactor)?;
         let cpus_given = self.cpus.is_some();
+        let workers_given = self.workers;
         let cpus = match self.cpus {
             Some(cpus) if cpus.is_empty() => return Err(BuildError::EmptyCpuList),
             Some(cpus) => {
@@ -67,6 +68,7 @@ impl Builder {
             thread_name: self.thread_name,
             procfs_task_dir: self.procfs_task_dir,
             cpus_given,
+            workers_given,
         };
         let metrics = self
             .metrics

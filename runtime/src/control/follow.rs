@@ -153,6 +153,11 @@ impl Controller {
         pool.config.cpus_given.then(|| pool.cpus.clone())
     }
 
+    /// FOLLOW-KEEPS-COUNT: the running workers asked for explicitly, if any.
+    fn asked_count(&self) -> Option<usize> {
+        self.lock_pool().asked_count
+    }
+
     /// Whether a worker counting as running is on a CPU not in `desired`
     /// (FOLLOW-CONVERGES).
     fn runs_outside(&self, desired: &[usize]) -> bool {
@@ -247,9 +252,15 @@ fn apply(
             w.cpu == Some(cpu) && matches!(w.state, WorkerState::Running | WorkerState::Idle)
         })
     };
+    // FOLLOW-KEEPS-COUNT: with a count asked for, CPUs are plugged only
+    // while fewer of the CPUs followed than that run a worker (following
+    // moves workers; it adds none a default-built runtime would not have).
+    let asked = control.asked_count();
+    let below_asked =
+        || asked.is_none_or(|n| desired.iter().filter(|&&c| running_on(c)).count() < n);
     if plug_joined || !desired.iter().any(|&c| running_on(c)) {
         for &cpu in desired {
-            if !running_on(cpu) {
+            if !running_on(cpu) && below_asked() {
                 let _ = control.plug_cpu(cpu);
                 if !plug_joined {
                     break;

@@ -19,6 +19,9 @@ pub(crate) struct Config {
     /// `Builder::cpus` was given: the CPU follower keeps to those CPUs
     /// (FOLLOW-SCOPE in CONTROLLER.md).
     pub(crate) cpus_given: bool,
+    /// `Builder::workers(n)` was given: the CPU follower keeps n running
+    /// (FOLLOW-KEEPS-COUNT in CONTROLLER.md).
+    pub(crate) workers_given: Option<usize>,
 }
 
 /// One controller call: the owner of the parks it requests.
@@ -114,12 +117,17 @@ pub(super) struct Pool {
     pub(super) next_id: usize,
     /// The last [`CallId`] handed out.
     pub(super) last_call: CallId,
+    /// FOLLOW-KEEPS-COUNT: the running workers asked for explicitly
+    /// (`Builder::workers`, then each successful `set_workers`), which the
+    /// CPU follower does not plug beyond; `None`: one per CPU.
+    pub(super) asked_count: Option<usize>,
 }
 
 impl Pool {
     pub(super) fn new(config: Config, cpus: Vec<usize>) -> Self {
         Pool {
             entries: Vec::new(),
+            asked_count: config.workers_given,
             config,
             cpus,
             free_ids: BTreeSet::new(),

@@ -50,6 +50,8 @@ impl Controller {
                 max: MAX_WORKERS,
             });
         }
+        // FOLLOW-KEEPS-COUNT: the count the CPU follower keeps from now on.
+        pool.asked_count = Some(n);
         if n > planned {
             // Parked workers on CPUs that are not unplugged come back first
             // (IDS-REUSED: a pool that parks and grows does not pile up

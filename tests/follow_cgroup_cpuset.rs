@@ -5,7 +5,7 @@
 //! (`follow_cpus.rs` changes the main thread's mask instead, what
 //! `taskset -p` does.) Skipped, saying why, where no writable cpuset v1
 //! hierarchy exists. Alone in its binary: it moves the whole process (its
-//! tests take turns, `SERIAL`).
+//! tests take turns: `follow_support::on_both_cpus`).
 //!
 //! CPU-GONE: a CPU the cgroup dropped is no longer one the process may use,
 //! and `unplug_cpu` refused it as such (`CpuNotAllowed`) once the cached
@@ -14,38 +14,14 @@
 //! follow interval of 100 ms), and a user could not unplug it either.
 #![cfg(not(loom))]
 
+mod follow_support;
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use follow_support::on_both_cpus;
 use std::time::Duration;
 use support::{running_on, wait_for};
 use unplug::worker::{affinity, WorkerState};
 use unplug::Runtime;
-
-/// One test at a time: each moves the whole process between cgroups.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Two CPUs and a cgroup holding this process on both, or why not.
-fn setup() -> Option<(usize, usize, Cgroup)> {
-    let cpus = affinity::allowed_cpus_now().unwrap();
-    if cpus.len() < 2 {
-        eprintln!("skipped: needs two CPUs");
-        return None;
-    }
-    let (keep, drop_cpu) = (cpus[0], cpus[1]);
-    match Cgroup::create(&format!("{keep},{drop_cpu}")) {
-        Ok(group) => Some((keep, drop_cpu, group)),
-        Err(why) => {
-            eprintln!("skipped: {why}");
-            None
-        }
-    }
-}
 
 /// Two workers pinned to `keep` and `drop_cpu`, following the CPUs every
 /// `follow` if given.
@@ -58,43 +34,6 @@ fn pinned_pair(keep: usize, drop_cpu: usize, follow: Option<Duration>) -> Runtim
         builder = builder.follow_cpus(true).follow_interval(interval);
     }
     builder.build().unwrap()
-}
-
-const CPUSET_ROOT: &str = "/sys/fs/cgroup/cpuset";
-
-/// A child cpuset cgroup holding this process; dropping it moves the
-/// process back to the root cpuset and removes the child.
-struct Cgroup {
-    dir: PathBuf,
-}
-
-impl Cgroup {
-    fn create(cpus: &str) -> Result<Cgroup, String> {
-        let root = Path::new(CPUSET_ROOT);
-        let mems = std::fs::read_to_string(root.join("cpuset.mems"))
-            .map_err(|e| format!("no cpuset v1 hierarchy at {CPUSET_ROOT}: {e}"))?;
-        let dir = root.join(format!("unplug-test-{}", std::process::id()));
-        std::fs::create_dir(&dir).map_err(|e| format!("cannot create {dir:?}: {e}"))?;
-        let group = Cgroup { dir };
-        group.write("cpuset.mems", mems.trim())?;
-        group.write("cpuset.cpus", cpus)?;
-        // cgroup.procs moves every thread of the process.
-        group.write("cgroup.procs", &std::process::id().to_string())?;
-        Ok(group)
-    }
-
-    fn write(&self, file: &str, value: &str) -> Result<(), String> {
-        std::fs::write(self.dir.join(file), value)
-            .map_err(|e| format!("cannot write {value:?} to {file}: {e}"))
-    }
-}
-
-impl Drop for Cgroup {
-    fn drop(&mut self) {
-        let root = Path::new(CPUSET_ROOT).join("cgroup.procs");
-        let _ = std::fs::write(root, std::process::id().to_string());
-        let _ = std::fs::remove_dir(&self.dir);
-    }
 }
 
 #[test]
@@ -114,12 +53,11 @@ fn a_slow_follower_still_unplugs_the_cpu_the_cgroup_dropped() {
 /// worker that the process may not use is still refused.
 #[test]
 fn unplug_cpu_parks_the_worker_of_a_cpu_the_cgroup_dropped() {
-    let _serial = serial();
-    let Some((keep, drop_cpu, group)) = setup() else {
+    let Some((_turn, keep, drop_cpu, group)) = on_both_cpus() else {
         return;
     };
     let rt = pinned_pair(keep, drop_cpu, None);
-    group.write("cpuset.cpus", &keep.to_string()).unwrap();
+    group.set_cpus(&[keep]);
     // The allowed set is cached for 50 ms: wait until it says so.
     wait_for("the allowed CPUs to drop the CPU", || {
         affinity::allowed_cpus().unwrap() == vec![keep]
@@ -151,17 +89,14 @@ fn unplug_cpu_parks_the_worker_of_a_cpu_the_cgroup_dropped() {
 /// is now read fresh.
 #[test]
 fn a_cpu_the_cgroup_gives_back_may_be_used_at_once() {
-    let _serial = serial();
-    let Some((keep, drop_cpu, group)) = setup() else {
+    let Some((_turn, keep, drop_cpu, group)) = on_both_cpus() else {
         return;
     };
-    group.write("cpuset.cpus", &keep.to_string()).unwrap();
+    group.set_cpus(&[keep]);
     wait_for("the cached allowed CPUs to drop the CPU", || {
         affinity::allowed_cpus().unwrap() == vec![keep]
     });
-    group
-        .write("cpuset.cpus", &format!("{keep},{drop_cpu}"))
-        .unwrap();
+    group.set_cpus(&[keep, drop_cpu]);
     let built = Runtime::builder()
         .workers(2)
         .cpus([keep, drop_cpu])
@@ -177,15 +112,13 @@ fn a_cpu_the_cgroup_gives_back_may_be_used_at_once() {
 }
 
 fn follows_down_and_back_up(interval: Duration) {
-    let _serial = serial();
-    let Some((keep, drop_cpu, group)) = setup() else {
+    let Some((_turn, keep, drop_cpu, group)) = on_both_cpus() else {
         return;
     };
-    let both = format!("{keep},{drop_cpu}");
     let rt = pinned_pair(keep, drop_cpu, Some(interval));
     assert!(running_on(&rt, drop_cpu));
 
-    group.write("cpuset.cpus", &keep.to_string()).unwrap();
+    group.set_cpus(&[keep]);
     wait_for("the pool to unplug the CPU the cgroup dropped", || {
         !running_on(&rt, drop_cpu)
     });
@@ -193,7 +126,7 @@ fn follows_down_and_back_up(interval: Duration) {
     assert!(running_on(&rt, keep));
     assert_eq!(rt.block_on(rt.spawn(async { 1 })).unwrap(), 1);
 
-    group.write("cpuset.cpus", &both).unwrap();
+    group.set_cpus(&[keep, drop_cpu]);
     wait_for("the pool to plug the CPU back", || {
         running_on(&rt, drop_cpu)
     });

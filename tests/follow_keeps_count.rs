@@ -11,7 +11,7 @@
 mod follow_support;
 mod support;
 
-use follow_support::{running, serial, two_cpus, Cgroup};
+use follow_support::{on_both_cpus, running};
 use std::time::Duration;
 use support::wait_for;
 use unplug::Runtime;
@@ -19,16 +19,8 @@ use unplug::Runtime;
 /// `workers(1)` following two CPUs, the worker on `home`; the cgroup drops
 /// `dropped` and gives it back. Returns the running workers at the end.
 fn one_worker_through_a_drop_and_give_back(home_is_dropped: bool) -> usize {
-    let _serial = serial();
-    let Some((a, b)) = two_cpus() else {
+    let Some((_turn, a, b, group)) = on_both_cpus() else {
         return 1;
-    };
-    let group = match Cgroup::cpuset(&format!("{a},{b}")) {
-        Ok(g) => g,
-        Err(why) => {
-            eprintln!("skipped: {why}");
-            return 1;
-        }
     };
     // Every CPU the process may use (no `cpus`: that would scope the
     // follower to it), one worker.
@@ -79,13 +71,8 @@ fn one_worker_moves_off_its_dropped_cpu_and_stays_one_when_it_comes_back() {
 /// CPU) runs a worker on the CPU that comes back.
 #[test]
 fn a_default_built_runtime_runs_a_worker_on_the_cpu_that_comes_back() {
-    let _serial = serial();
-    let Some((a, b)) = two_cpus() else {
+    let Some((_turn, a, b, group)) = on_both_cpus() else {
         return;
-    };
-    let group = match Cgroup::cpuset(&format!("{a},{b}")) {
-        Ok(g) => g,
-        Err(why) => return eprintln!("skipped: {why}"),
     };
     let rt = Runtime::builder()
         .follow_cpus(true)

@@ -11,7 +11,7 @@
 mod follow_support;
 mod support;
 
-use follow_support::{serial, two_cpus, Cgroup};
+use follow_support::on_both_cpus;
 use std::time::Duration;
 use support::{running_on, wait_for, wait_until};
 use unplug::worker::WorkerState;
@@ -19,13 +19,8 @@ use unplug::Runtime;
 
 #[test]
 fn a_cpu_plugged_during_a_short_give_back_is_unplugged_again_when_the_cgroup_drops_it() {
-    let _serial = serial();
-    let Some((keep, gone)) = two_cpus() else {
+    let Some((_turn, keep, gone, group)) = on_both_cpus() else {
         return;
-    };
-    let group = match Cgroup::cpuset(&format!("{keep},{gone}")) {
-        Ok(g) => g,
-        Err(why) => return eprintln!("skipped: {why}"),
     };
     let rt = Runtime::builder()
         .workers(2)

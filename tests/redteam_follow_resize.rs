@@ -9,18 +9,13 @@
 
 mod follow_support;
 
-use follow_support::{serial, two_cpus, Cgroup};
+use follow_support::on_both_cpus;
 use unplug::worker::affinity;
 use unplug::Runtime;
 
 fn grows_on_the_cpu_left(pin: bool) {
-    let _serial = serial();
-    let Some((keep, gone)) = two_cpus() else {
+    let Some((_turn, keep, gone, group)) = on_both_cpus() else {
         return;
-    };
-    let group = match Cgroup::cpuset(&format!("{keep},{gone}")) {
-        Ok(g) => g,
-        Err(why) => return eprintln!("skipped: {why}"),
     };
     let rt = Runtime::builder()
         .workers(2)

@@ -12,7 +12,7 @@
 mod follow_support;
 mod support;
 
-use follow_support::{pid, serial, two_cpus, Cgroup, RestoreMask};
+use follow_support::{on_both_cpus, pid, serial, two_cpus, RestoreMask};
 use std::time::Duration;
 use support::{wait_for, wait_until};
 use unplug::worker::{affinity, WorkerState};
@@ -63,13 +63,8 @@ fn unpinned_workers_leave_the_cpu_the_main_thread_mask_dropped() {
 
 #[test]
 fn unpinned_workers_started_while_the_cgroup_was_narrow_use_the_cpu_it_gives_back() {
-    let _serial = serial();
-    let Some((keep, back)) = two_cpus() else {
+    let Some((_turn, keep, back, group)) = on_both_cpus() else {
         return;
-    };
-    let group = match Cgroup::cpuset(&format!("{keep},{back}")) {
-        Ok(g) => g,
-        Err(why) => return eprintln!("skipped: {why}"),
     };
     let rt = unpinned_follower();
     group.set_cpus(&[keep]);

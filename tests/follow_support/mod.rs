@@ -138,3 +138,19 @@ pub fn running_cpus(rt: &Runtime) -> Vec<usize> {
     cpus.dedup();
     cpus
 }
+
+/// What most follower tests start from: this test's turn, the machine's two
+/// CPUs and a cpuset cgroup holding the process on both; `None` (skipped,
+/// saying why) without two CPUs or a writable cpuset hierarchy. Hold the
+/// guard for the whole test.
+pub fn on_both_cpus() -> Option<(MutexGuard<'static, ()>, usize, usize, Cgroup)> {
+    let turn = serial();
+    let (a, b) = two_cpus()?;
+    match Cgroup::cpuset(&format!("{a},{b}")) {
+        Ok(group) => Some((turn, a, b, group)),
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            None
+        }
+    }
+}

@@ -89,6 +89,28 @@ pub fn allowed_cpus_now() -> io::Result<Vec<usize>> {
     platform::allowed_cpus_now()
 }
 
+/// The CPUs the process's threads should run on now: those of
+/// [`allowed_cpus_now`] that are also in the main thread's mask (what
+/// `taskset` gave the process; the main thread's id is the process id), or
+/// every allowed one if that mask cannot be read or shares none with them.
+/// An unpinned [`Worker`](crate::Worker) takes this mask when it starts
+/// (AFFINITY-INHERIT), and the runtime's CPU follower follows it.
+pub fn process_cpus_now() -> io::Result<Vec<usize>> {
+    let allowed = allowed_cpus_now()?;
+    let main_mask = i32::try_from(std::process::id())
+        .ok()
+        .and_then(|main| cpus_of(main).ok());
+    let Some(mask) = main_mask else {
+        return Ok(allowed);
+    };
+    let cpus: Vec<usize> = allowed
+        .iter()
+        .copied()
+        .filter(|c| mask.contains(c))
+        .collect();
+    Ok(if cpus.is_empty() { allowed } else { cpus })
+}
+
 /// The effective CPUs of this process's cpuset cgroup, if the cgroup file
 /// system shows them (portable build: `None`).
 pub fn cpuset_cpus() -> Option<Vec<usize>> {

@@ -1,9 +1,7 @@
 //! A real OS thread running the park protocol: spawn (optionally pinned),
 //! park, unpark (optionally re-pinned), stop.
 
-use crate::affinity::{
-    allowed_cpus, check_allowed, cpus_of, current_tid, pin_to, AFFINITY_SUPPORTED,
-};
+use crate::affinity::{check_allowed, current_tid, pin_to, process_cpus_now, AFFINITY_SUPPORTED};
 use crate::completion::Spin;
 use crate::context::WorkerContext;
 use crate::error::{ParkError, SpawnError, StopError, UnparkError};
@@ -127,10 +125,11 @@ impl Builder {
     /// process, as the runtime's CPU follower reads it). A new thread would
     /// otherwise inherit its spawner's mask, so a worker spawned from a
     /// pinned thread (a pool growing from one of its pinned workers) would
-    /// be pinned there while [`Worker::cpu`] says `None`. Best effort: if
-    /// those CPUs cannot be read, have nothing in common, or the kernel
-    /// refuses them, the inherited mask stays. (Without pinning support
-    /// nothing is changed.)
+    /// be pinned there while [`Worker::cpu`] says `None`. The set is
+    /// [`process_cpus_now`](crate::affinity::process_cpus_now). Best
+    /// effort: if the allowed CPUs cannot be read or the kernel refuses
+    /// them, the inherited mask stays. (Without pinning support nothing is
+    /// changed.)
     pub fn spawn<F, T>(self, body: F) -> Result<Worker<T>, SpawnError>
     where
         F: FnOnce(&WorkerContext<'_>) -> T + Send + 'static,
@@ -172,7 +171,7 @@ impl Builder {
                     // Unpinned is the process's CPUs, not the mask this
                     // thread inherited from its spawner (best effort).
                     None if AFFINITY_SUPPORTED => {
-                        if let Some(cpus) = unpinned_cpus() {
+                        if let Ok(cpus) = process_cpus_now() {
                             let _ = pin_to(0, &cpus);
                         }
                     }
@@ -509,19 +508,4 @@ fn lock<G>(mutex: &Mutex<G>) -> MutexGuard<'_, G> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// AFFINITY-INHERIT: the mask of an unpinned worker: the CPUs the process may
-/// use that are also in its main thread's mask (`taskset` of the process;
-/// the main thread's id is the process id). `None` if either cannot be read
-/// or they share no CPU.
-fn unpinned_cpus() -> Option<Vec<usize>> {
-    let allowed = allowed_cpus().ok()?;
-    let main = i32::try_from(std::process::id()).ok()?;
-    let main_mask = cpus_of(main).ok()?;
-    let cpus: Vec<usize> = allowed
-        .into_iter()
-        .filter(|cpu| main_mask.contains(cpu))
-        .collect();
-    (!cpus.is_empty()).then_some(cpus)
 }

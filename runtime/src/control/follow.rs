@@ -65,18 +65,9 @@ impl Follower {
 
 /// The CPUs the process may run workers on now: the cgroup's online CPUs
 /// that are also in the main thread's mask (all of the former if they
-/// share none).
+/// share none), as an unpinned worker takes at its start.
 fn usable_cpus() -> Vec<usize> {
-    let base = affinity::allowed_cpus_now().unwrap_or_default();
-    // The main thread's id is the process id.
-    let main_thread = std::process::id() as i32;
-    let mask = affinity::cpus_of(main_thread).unwrap_or_else(|_| base.clone());
-    let cpus: Vec<usize> = base.iter().copied().filter(|c| mask.contains(c)).collect();
-    if cpus.is_empty() {
-        base
-    } else {
-        cpus
-    }
+    affinity::process_cpus_now().unwrap_or_default()
 }
 
 /// The CPUs the runtime should run workers on, given the usable ones:

@@ -172,10 +172,8 @@ impl Controller {
         // CPU-GONE: a CPU the process may no longer use (its cgroup dropped
         // it, it went offline) is just the one whose workers must go; only
         // a CPU no worker of ours is on is refused for not being allowed.
-        if !unplug_worker::affinity::AFFINITY_SUPPORTED {
-            return Err(ControlError::Unsupported);
-        }
-        if !self.lock_pool().entries.iter().any(|e| e.cpu == Some(cpu)) {
+        let ours = self.lock_pool().entries.iter().any(|e| e.cpu == Some(cpu));
+        if !ours || !unplug_worker::affinity::AFFINITY_SUPPORTED {
             check_allowed(cpu)?;
         }
         let report = self.park_where(

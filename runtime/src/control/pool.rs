@@ -82,6 +82,15 @@ pub(super) struct PoolEntry {
 }
 
 impl PoolEntry {
+    /// REUSE-PARKED: a parked worker a growing `set_workers` brings back
+    /// before starting threads: its park settled (no owner waits on it),
+    /// its CPU not unplugged, its thread not ended.
+    pub(super) fn reusable(&self, unplugged: &BTreeSet<usize>) -> bool {
+        matches!(self.plan, Plan::Parking { owner: None, .. })
+            && !self.cpu.is_some_and(|c| unplugged.contains(&c))
+            && !self.ended()
+    }
+
     /// Has its thread ended (stopped, or its body panicked)?
     pub(super) fn ended(&self) -> bool {
         self.worker.state().is_exited()

@@ -37,11 +37,7 @@ impl Controller {
         let unparkable = pool
             .entries
             .iter()
-            .filter(|e| {
-                matches!(e.plan, Plan::Parking { owner: None, .. })
-                    && !e.cpu.is_some_and(|c| pool.unplugged.contains(&c))
-                    && !e.ended()
-            })
+            .filter(|e| e.reusable(&pool.unplugged))
             .count();
         let to_start = n.saturating_sub(planned + unparkable);
         if pool.entries.len() + to_start > MAX_WORKERS {
@@ -61,9 +57,7 @@ impl Controller {
                 if planned == n {
                     break;
                 }
-                let settled = matches!(e.plan, Plan::Parking { owner: None, .. });
-                let unplugged = e.cpu.is_some_and(|c| pool.unplugged.contains(&c));
-                if settled && !unplugged && !e.ended() && e.worker.unpark().is_ok() {
+                if e.reusable(&pool.unplugged) && e.worker.unpark().is_ok() {
                     e.plan = Plan::Running;
                     report.unparked.push(e.index);
                     planned += 1;

@@ -146,11 +146,14 @@ impl Handle {
     }
 
     /// Resizes the pool to `n` running workers: grows by first unparking
-    /// parked workers (on CPUs not unplugged), then starting workers on the
-    /// runtime's least-used CPUs (pinned there only if the runtime pins its
-    /// workers, [`Builder::pin_workers`](crate::Builder::pin_workers));
-    /// shrinks by parking the newest workers (their tasks migrate) and
-    /// stopping them.
+    /// parked workers (on CPUs not unplugged that the process may still
+    /// use), then starting workers on the runtime's least-used CPUs (pinned
+    /// there only if the runtime pins its workers,
+    /// [`Builder::pin_workers`](crate::Builder::pin_workers)); shrinks by
+    /// parking the newest workers (their tasks migrate) and stopping them.
+    /// A CPU counts as unplugged from the moment an `unplug_cpu` of it has
+    /// asked its workers to park, so a resize running beside that unplug
+    /// starts nothing there.
     pub fn set_workers(&self, n: usize) -> Result<ResizeReport, ControlError> {
         self.inner.control.set_workers(n)
     }

@@ -16,6 +16,7 @@ mod pool;
 mod report;
 mod resize;
 mod spawn;
+mod unplugged;
 
 pub use error::ControlError;
 pub(crate) use pool::Config;
@@ -181,17 +182,10 @@ impl Controller {
             wait_for,
             |e| e.cpu == Some(cpu),
             ControlError::NoWorkerOnCpu(cpu),
+            // A resize starts no worker here until the CPU is plugged again
+            // (a plug, or an unpark onto it, lifts the mark).
+            Some(cpu),
         )?;
-        // A resize starts no worker here until the CPU is plugged again —
-        // unless a later call (a plug, an unpark) already runs one there.
-        let mut pool = self.lock_pool();
-        if !pool
-            .entries
-            .iter()
-            .any(|e| e.cpu == Some(cpu) && e.counts_as_running())
-        {
-            pool.unplugged.insert(cpu);
-        }
         Ok(report)
     }
 
@@ -202,6 +196,7 @@ impl Controller {
             WaitFor::Deadline(None),
             |e| e.index == id,
             ControlError::UnknownWorker(id),
+            None,
         )
     }
 

@@ -30,6 +30,9 @@ pub(super) struct Decided {
     /// The calling worker's id, if the call came from a worker thread that
     /// now waits (its `waiting` mark is cleared when the call settles).
     pub(super) caller: Option<usize>,
+    /// The CPU of an `unplug_cpu` call, counted as being unplugged since it
+    /// requested its parks (UNPLUG-MARKS-AT-REQUEST in CONTROLLER.md).
+    pub(super) unplugging: Option<usize>,
 }
 
 impl Pool {
@@ -230,6 +233,17 @@ impl Controller {
                 };
             }
         }
+        // UNPLUG-MARKS-AT-REQUEST: the call is no longer pending. One that
+        // completed leaves the CPU unplugged unless a later call (a plug,
+        // an unpark) already runs a worker there; one that timed out leaves
+        // the mark as it found it, as if it had never been made.
+        if let Some(cpu) = decided.unplugging {
+            let runs_there = pool
+                .entries
+                .iter()
+                .any(|e| e.cpu == Some(cpu) && e.counts_as_running());
+            pool.unplugged.end(cpu, !timed_out, runs_there);
+        }
         drop(pool);
         if let Some(events) = &self.events {
             for (id, timings) in &measured {
@@ -245,12 +259,15 @@ impl Controller {
 
     /// Parks every worker `select` picks, never the last running one. A
     /// worker already parking (another call's request) is waited for too.
+    /// With `unplugging`, that CPU counts as unplugged from the requests on,
+    /// under the same lock (UNPLUG-MARKS-AT-REQUEST).
     pub(super) fn park_where(
         &self,
         kind: &'static str,
         wait_for: WaitFor<'_>,
         select: impl Fn(&PoolEntry) -> bool,
         none: ControlError,
+        unplugging: Option<usize>,
     ) -> Result<ParkReport, ControlError> {
         let owns = matches!(wait_for, WaitFor::Deadline(_));
         let (call, decided) = {
@@ -313,6 +330,15 @@ impl Controller {
             if let Some(me) = caller.filter(|_| !decided.waits.is_empty()) {
                 pool.entries[me].waiting = true;
                 decided.caller = Some(pool.entries[me].index);
+            }
+            // UNPLUG-MARKS-AT-REQUEST: from the moment its parks are
+            // requested, a resize neither starts a worker on the CPU nor
+            // brings its parked worker back (it used to until the parks had
+            // completed, and the unplug then returned beside a worker
+            // running there).
+            if let Some(cpu) = unplugging {
+                pool.unplugged.begin(cpu);
+                decided.unplugging = Some(cpu);
             }
             (call, decided)
         };

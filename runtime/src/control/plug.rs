@@ -11,7 +11,7 @@ impl Controller {
         let spawned = {
             let mut pool = self.lock_pool();
             self.check_open()?;
-            let was_unplugged = pool.unplugged.remove(&cpu);
+            let was_unplugged = pool.unplugged.plug(cpu);
             for e in pool.entries.iter_mut() {
                 if e.cpu == Some(cpu) && matches!(e.plan, Plan::Parking { .. }) && !e.gone() {
                     let outcome = if e.pinned {
@@ -38,7 +38,7 @@ impl Controller {
                         // Nothing was unparked here (else one would run
                         // here): the call changes nothing.
                         if was_unplugged {
-                            pool.unplugged.insert(cpu);
+                            pool.unplugged.mark(cpu);
                         }
                         pool.clear_waiting_of_caller();
                         return Err(e);
@@ -93,7 +93,7 @@ impl Controller {
                 e.plan = Plan::Running;
                 // It runs there now: that CPU is plugged again.
                 if let Some(cpu) = e.cpu {
-                    pool.unplugged.remove(&cpu);
+                    pool.unplugged.plug(cpu);
                 }
                 self.hotplug_event("unpark_worker");
                 report.unparked.push(id);

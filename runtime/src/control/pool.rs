@@ -3,6 +3,7 @@
 //! Every field here is behind the pool lock; see `runtime/CONTROLLER.md`
 //! for who owns a pending park and how concurrent calls compose.
 
+use super::unplugged::UnpluggedCpus;
 use crate::scheduler::Slot;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -84,10 +85,15 @@ pub(super) struct PoolEntry {
 impl PoolEntry {
     /// REUSE-PARKED: a parked worker a growing `set_workers` brings back
     /// before starting threads: its park settled (no owner waits on it),
-    /// its CPU not unplugged, its thread not ended.
-    pub(super) fn reusable(&self, unplugged: &BTreeSet<usize>) -> bool {
+    /// its CPU not unplugged and, REUSE-ALLOWED, still one the process may
+    /// use (`allowed`, read fresh; `None` if it could not be read), its
+    /// thread not ended.
+    pub(super) fn reusable(&self, unplugged: &UnpluggedCpus, allowed: Option<&[usize]>) -> bool {
         matches!(self.plan, Plan::Parking { owner: None, .. })
-            && !self.cpu.is_some_and(|c| unplugged.contains(&c))
+            && !self.cpu.is_some_and(|c| unplugged.contains(c))
+            && self
+                .cpu
+                .is_none_or(|c| allowed.is_none_or(|a| a.contains(&c)))
             && !self.ended()
     }
 
@@ -119,9 +125,9 @@ pub(super) struct Pool {
     /// Ids of workers that were stopped and joined, reused lowest first so
     /// ids (and the metric series labelled with them) stay bounded.
     pub(super) free_ids: BTreeSet<usize>,
-    /// CPUs unplugged (and not plugged since): a growing `set_workers`
+    /// CPUs unplugged (and not plugged since) or being unplugged: a growing `set_workers`
     /// starts no worker there.
-    pub(super) unplugged: BTreeSet<usize>,
+    pub(super) unplugged: UnpluggedCpus,
     /// The next never-used id.
     pub(super) next_id: usize,
     /// The last [`CallId`] handed out.
@@ -140,7 +146,7 @@ impl Pool {
             config,
             cpus,
             free_ids: BTreeSet::new(),
-            unplugged: BTreeSet::new(),
+            unplugged: UnpluggedCpus::default(),
             next_id: 0,
             last_call: 0,
         }

@@ -34,10 +34,12 @@ impl Controller {
         // MAX-AT-ONCE: the workers left parked (on unplugged CPUs) and
         // stopping still count; refused before anything is unparked or
         // started.
+        // REUSE-ALLOWED: read fresh, as GROW-FRESH's choice of a CPU is.
+        let allowed = unplug_worker::affinity::allowed_cpus_now().ok();
         let unparkable = pool
             .entries
             .iter()
-            .filter(|e| e.reusable(&pool.unplugged))
+            .filter(|e| e.reusable(&pool.unplugged, allowed.as_deref()))
             .count();
         let to_start = n.saturating_sub(planned + unparkable);
         if pool.entries.len() + to_start > MAX_WORKERS {
@@ -57,7 +59,7 @@ impl Controller {
                 if planned == n {
                     break;
                 }
-                if e.reusable(&pool.unplugged) && e.worker.unpark().is_ok() {
+                if e.reusable(&pool.unplugged, allowed.as_deref()) && e.worker.unpark().is_ok() {
                     e.plan = Plan::Running;
                     report.unparked.push(e.index);
                     planned += 1;
@@ -150,7 +152,7 @@ impl Controller {
     /// an unpinned worker was homed on a CPU the process may not use.
     fn least_used_cpu(&self, pool: &super::pool::Pool) -> Option<usize> {
         let allowed = unplug_worker::affinity::allowed_cpus_now().unwrap_or_default();
-        let usable = |c: &usize| allowed.contains(c) && !pool.unplugged.contains(c);
+        let usable = |c: &usize| allowed.contains(c) && !pool.unplugged.contains(*c);
         let mut cpus: Vec<usize> = pool.cpus.iter().copied().filter(usable).collect();
         if cpus.is_empty() {
             cpus = allowed.iter().copied().filter(usable).collect();

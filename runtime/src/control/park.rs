@@ -2,7 +2,7 @@
 //! it, settled under it again. A call withdraws on timeout only the parks
 //! it still owns (OWNED-ROLLBACK in CONTROLLER.md).
 
-use super::pool::{CallId, Plan, Pool, PoolEntry};
+use super::pool::{CallId, Plan, Pool, PoolEntry, Sharer};
 use super::{ControlError, Controller, ParkReport};
 use crate::scheduler::{PollCulprit, PollSnapshot, Slot};
 use std::sync::atomic::Ordering::Relaxed;
@@ -135,6 +135,9 @@ impl Controller {
         let mut blocked_by = Vec::new();
         // Parks this call saw complete, with their timings.
         let mut measured = Vec::new();
+        // Which of the waits this call saw complete (OWNED-HANDOVER: a
+        // call that saw a park complete leaves it standing).
+        let mut saw_parked = vec![false; decided.waits.len()];
         for (i, w) in decided.waits.iter().enumerate() {
             // Shared: a timeout here leaves the request pending; the
             // settling below withdraws exactly the parks this call owns
@@ -167,6 +170,7 @@ impl Controller {
                         }
                     }
                     measured.push((w.id, timings));
+                    saw_parked[i] = true;
                     report.parked.push(w.id);
                     report.park_latencies.push(timings);
                     report.tasks_migrated += w.slot.migrated.load(Relaxed) - w.migrated_before;
@@ -208,29 +212,57 @@ impl Controller {
             e.timed_generation = Some(timings.generation);
             first
         });
-        for w in &decided.waits {
+        for (i, w) in decided.waits.iter().enumerate() {
             let Some(at) = pool.position(w.id) else {
                 continue;
             };
             let e = &mut pool.entries[at];
-            // OWNED-ROLLBACK: only a park this call requested, of the same
-            // generation, still owned by it.
-            let ours = matches!(e.plan, Plan::Parking { ticket, owner: Some(c) }
-                if c == call && ticket.generation() == w.ticket.generation());
-            if !ours {
+            // This call no longer waits on the park (if it shared it).
+            e.sharers.retain(|s| s.call != call);
+            let generation = w.ticket.generation();
+            let Plan::Parking { ticket, owner } = e.plan else {
+                continue;
+            };
+            if ticket.generation() != generation {
                 continue;
             }
-            if timed_out {
-                // The request is ours alone (the owner mark says no other
-                // call waits on it with a right to keep it), so this unpark
-                // withdraws nothing of anyone else's.
+            if !timed_out {
+                // Completed for this call: nobody withdraws it any more,
+                // not even an owner that times out after this.
+                if saw_parked[i] || owner == Some(call) {
+                    e.plan = Plan::Parking {
+                        ticket,
+                        owner: None,
+                    };
+                }
+                continue;
+            }
+            // OWNED-ROLLBACK: a timed-out call withdraws only a park it
+            // requested (or was handed), of the same generation, still
+            // owned by it (completed or not: nothing half-applied).
+            if owner != Some(call) {
+                continue;
+            }
+            // OWNED-HANDOVER: if another call still waits for this park, it
+            // stands, owned by the first such call that may own it (which
+            // withdraws it if it times out in turn), or by nobody if only
+            // unowned waits (the CPU follower's) remain.
+            let mut heirs = e
+                .sharers
+                .iter()
+                .filter(|s| s.generation == generation)
+                .peekable();
+            if heirs.peek().is_some() {
+                let heir = heirs.find(|s| s.may_own).map(|s| s.call);
+                e.plan = Plan::Parking {
+                    ticket,
+                    owner: heir,
+                };
+            } else {
+                // No other call waits on it: this unpark withdraws nothing
+                // of anyone else's.
                 let _ = e.worker.unpark();
                 e.plan = Plan::Running;
-            } else {
-                e.plan = Plan::Parking {
-                    ticket: w.ticket,
-                    owner: None,
-                };
             }
         }
         // UNPLUG-MARKS-AT-REQUEST: the call is no longer pending. One that
@@ -313,8 +345,19 @@ impl Controller {
                         None
                     }
                     // P8: a park another call requested (or deferred) is
-                    // shared: waited for, never withdrawn by this call.
-                    Plan::Parking { ticket, .. } => Some(ticket),
+                    // shared: waited for, withdrawn by this call only if
+                    // its owner times out and hands it over
+                    // (OWNED-HANDOVER).
+                    Plan::Parking { ticket, .. } => {
+                        if wait {
+                            pool.entries[at].sharers.push(Sharer {
+                                call,
+                                generation: ticket.generation(),
+                                may_own: owns,
+                            });
+                        }
+                        Some(ticket)
+                    }
                     _ => None,
                 };
                 let Some(ticket) = ticket else { continue };

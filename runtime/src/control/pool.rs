@@ -36,9 +36,11 @@ pub(super) type CallId = u64;
 ///   panicked: the start is reported failed);
 /// - `Running` → `Parking` (a park call requested it) or `Stopping` (a
 ///   shrinking `set_workers` chose it);
-/// - `Parking { owner: Some(c) }` → `Parking { owner: None }` (call `c`
-///   saw it park, or deferred it) or `Running` (call `c` timed out and
-///   withdrew *its own* request, or an unpark withdrew it);
+/// - `Parking { owner: Some(c) }` → `Parking { owner: None }` (a call
+///   waiting on it saw it park, or `c` deferred it), `Parking { owner:
+///   Some(d) }` (`c` timed out while call `d` still shared it:
+///   OWNED-HANDOVER) or `Running` (`c` timed out and nobody else waited
+///   on it, or an unpark withdrew it);
 /// - `Stopping` → removed (its stopper joined it; the id is free again);
 /// - `Failed` when the start hook panicked or a park request finds the
 ///   thread stopping; a thread that ended on its own counts as gone
@@ -51,8 +53,10 @@ pub(super) enum Plan {
     Running,
     /// A park was requested with `ticket`. `owner` is the call that will
     /// withdraw it if that call times out; `None` once nobody will (the
-    /// park completed for its caller, or was deferred). Another park call
-    /// for the same worker waits on the same ticket and never withdraws it.
+    /// park completed for a caller, or was deferred). Another park call
+    /// for the same worker waits on the same ticket (a [`Sharer`]) and
+    /// withdraws it only once its owner timed out and handed it over
+    /// (OWNED-HANDOVER).
     Parking {
         ticket: ParkTicket,
         owner: Option<CallId>,
@@ -80,6 +84,23 @@ pub(super) struct PoolEntry {
     /// The park generation whose timings were last recorded (PARK-COUNT:
     /// the calls that share a park record it once).
     pub(super) timed_generation: Option<usize>,
+    /// The calls waiting on this worker's pending park that did not
+    /// request it (SHARED-PARK), while they wait: the one its owner hands
+    /// it over to if the owner times out (OWNED-HANDOVER).
+    pub(super) sharers: Vec<Sharer>,
+}
+
+/// A call waiting on a park another call requested.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Sharer {
+    pub(super) call: CallId,
+    /// The park's generation (a sharer of an older, withdrawn park is
+    /// never handed a newer one).
+    pub(super) generation: usize,
+    /// It waits with a deadline of its own (or none) and withdraws what it
+    /// owns when that passes; `false`: an unowned wait (the CPU follower's),
+    /// which never owns a park.
+    pub(super) may_own: bool,
 }
 
 impl PoolEntry {

@@ -78,6 +78,7 @@ impl Controller {
             plan: Plan::Starting,
             waiting: false,
             timed_generation: None,
+            sharers: Vec::new(),
         });
         Ok(Spawned { id, started })
     }

@@ -35,7 +35,9 @@
 mod control_support;
 mod support;
 
-use control_support::{cpus, describe, hold_workers, worker_id_here, Findings};
+use control_support::{
+    cpus, describe, hold_workers, on_thread, two_cpus, worker_id_here, Findings,
+};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -50,15 +52,6 @@ fn state(h: &Handle, id: usize) -> Option<WorkerState> {
         .into_iter()
         .find(|w| w.id == id)
         .map(|w| w.state)
-}
-
-/// Runs `f` on its own thread; the receiver yields its result.
-fn on_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> mpsc::Receiver<T> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx
 }
 
 /// Drops `rt` if nothing was found (checking the drop returns within 10 s);
@@ -98,15 +91,6 @@ fn drop_after_deadlock(f: &mut Findings, rt: Runtime, h: &Handle) {
             )
         }),
     }
-}
-
-fn two_cpus() -> Option<(usize, usize)> {
-    let c = cpus();
-    if c.len() < 2 {
-        eprintln!("skipped: needs two CPUs");
-        return None;
-    }
-    Some((c[0], c[1]))
 }
 
 // ---------------------------------------------------------------------------

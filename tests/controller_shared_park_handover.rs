@@ -11,8 +11,9 @@
 mod control_support;
 mod support;
 
-use control_support::{cpus, describe, hold_workers, state_of, wait_until, watchdog};
-use std::sync::mpsc;
+use control_support::{
+    describe, hold_workers, on_thread, state_of, two_cpus, wait_until, watchdog,
+};
 use std::time::Duration;
 use unplug::worker::WorkerState;
 use unplug::{ControlError, Handle, ParkReport, Runtime};
@@ -20,28 +21,23 @@ use unplug::{ControlError, Handle, ParkReport, Runtime};
 const LIMIT: Duration = Duration::from_secs(60);
 const WAIT: Duration = Duration::from_secs(10);
 
-fn on_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> mpsc::Receiver<T> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx
-}
-
-/// Worker `id`'s state once `a` returned, and what `a` returned: B, an
-/// `unplug_cpu_timeout` of the CPU of worker `id`, requests the park and
-/// times out while `second` (started after B's request) shares it; the
-/// held poll ends only after B gave up.
-fn after_the_owner_timed_out(
-    second: impl FnOnce(Handle, usize, usize) -> Result<ParkReport, ControlError> + Send + 'static,
-    second_timeout_left: Option<Duration>,
-) -> (
+/// What `second` returned, the worker's state then, and every worker's.
+type Outcome = (
     Result<ParkReport, ControlError>,
     Option<WorkerState>,
     String,
-) {
-    let cpus = cpus();
-    let (c0, c1) = (cpus[0], cpus[1]);
+);
+
+/// B, an `unplug_cpu_timeout` of the second CPU, requests the park of its
+/// worker (held inside a poll) and times out while `second` (called with
+/// the handle, the CPU and the worker, after B's request) shares it. The
+/// poll ends after B gave up or, with `second_timeout_left`, once `second`
+/// returned. `None` without two CPUs.
+fn after_the_owner_timed_out(
+    second: impl FnOnce(Handle, usize, usize) -> Result<ParkReport, ControlError> + Send + 'static,
+    second_timeout_left: Option<Duration>,
+) -> Option<Outcome> {
+    let (c0, c1) = two_cpus()?;
     let rt = Runtime::builder()
         .workers(2)
         .cpus([c0, c1])
@@ -90,26 +86,17 @@ fn after_the_owner_timed_out(
         },
     );
     drop(rt);
-    out
-}
-
-fn two_cpus() -> bool {
-    if cpus().len() < 2 {
-        eprintln!("skipped: needs two CPUs");
-        return false;
-    }
-    true
+    Some(out)
 }
 
 #[test]
 fn an_unplug_sharing_a_timed_out_unplugs_park_still_parks_the_worker() {
-    if !two_cpus() {
-        return;
-    }
-    let (ra, state, workers) = after_the_owner_timed_out(
+    let Some((ra, state, workers)) = after_the_owner_timed_out(
         |h, cpu, _| h.unplug_cpu_timeout(cpu, Duration::from_secs(30)),
         None,
-    );
+    ) else {
+        return;
+    };
     assert!(
         matches!(&ra, Ok(r) if r.superseded.is_empty()) && state == Some(WorkerState::Parked),
         "unplug_cpu shared the park of an unplug_cpu_timeout that timed out: it returned \
@@ -119,10 +106,10 @@ fn an_unplug_sharing_a_timed_out_unplugs_park_still_parks_the_worker() {
 
 #[test]
 fn a_park_worker_sharing_a_timed_out_unplugs_park_still_parks_the_worker() {
-    if !two_cpus() {
+    let Some((ra, state, workers)) = after_the_owner_timed_out(|h, _, id| h.park_worker(id), None)
+    else {
         return;
-    }
-    let (ra, state, workers) = after_the_owner_timed_out(|h, _, id| h.park_worker(id), None);
+    };
     assert!(
         matches!(&ra, Ok(r) if r.parked.len() == 1 && r.superseded.is_empty())
             && state == Some(WorkerState::Parked),
@@ -133,13 +120,12 @@ fn a_park_worker_sharing_a_timed_out_unplugs_park_still_parks_the_worker() {
 
 #[test]
 fn the_sharer_that_took_a_park_over_withdraws_it_when_it_times_out_too() {
-    if !two_cpus() {
-        return;
-    }
-    let (ra, state, workers) = after_the_owner_timed_out(
+    let Some((ra, state, workers)) = after_the_owner_timed_out(
         |h, cpu, _| h.unplug_cpu_timeout(cpu, Duration::from_millis(600)),
         Some(Duration::from_millis(600)),
-    );
+    ) else {
+        return;
+    };
     assert!(
         matches!(ra, Err(ControlError::Timeout { .. })),
         "the second unplug_cpu_timeout: {ra:?}: [{workers}]"

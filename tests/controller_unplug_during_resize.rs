@@ -12,122 +12,91 @@
 mod control_support;
 mod support;
 
-use control_support::{cpus, describe, hold_workers, state_of, wait_until, watchdog};
-use std::sync::mpsc;
+use control_support::{
+    describe, hold_workers, live_count, live_on, on_thread, state_of, two_cpus, wait_until,
+    watchdog,
+};
 use std::time::Duration;
 use unplug::worker::WorkerState;
 use unplug::Runtime;
 
-const SCENARIO_LIMIT: Duration = Duration::from_secs(60);
+/// What is left once `unplug_cpu(going)` (waiting on a held poll) and
+/// `set_workers(3)` (run while it waits) both returned `Ok`.
+struct Outcome {
+    going: usize,
+    live_on_going: Vec<usize>,
+    live: usize,
+    workers: String,
+}
 
-#[test]
-fn a_resize_while_an_unplug_waits_starts_no_worker_on_the_cpu_going() {
-    let cpus = cpus();
-    if cpus.len() < 2 {
-        eprintln!("skipped: needs two CPUs");
-        return;
-    }
-    let (keep, going) = (cpus[0], cpus[1]);
+fn resize_while_an_unplug_waits() -> Option<Outcome> {
+    let (keep, going) = two_cpus()?;
     let rt = Runtime::builder()
         .workers(2)
         .cpus([keep, going])
         .build()
         .unwrap();
     let h = rt.handle().clone();
-    let (on_going, report) = watchdog(
-        "unplug racing a resize",
-        SCENARIO_LIMIT,
-        &h.clone(),
-        move || {
-            let mut held = hold_workers(&h, 2, Duration::from_secs(20)).unwrap();
-            let victim = h
-                .workers()
-                .iter()
-                .find(|w| w.cpu == Some(going))
-                .map(|w| w.id)
-                .unwrap();
-            // The unplug requests the park of the worker on `going`, held inside
-            // a poll, and waits.
-            let (tx, rx) = mpsc::channel();
-            {
-                let h = h.clone();
-                std::thread::spawn(move || {
-                    let _ = tx.send(h.unplug_cpu_timeout(going, Duration::from_secs(30)));
-                });
-            }
-            assert!(
-                wait_until(Duration::from_secs(10), || {
-                    state_of(&h, victim) == Some(WorkerState::Parking)
-                }),
-                "the unplug's park was not requested: [{}]",
-                describe(&h)
-            );
-            let resized = h.set_workers(3);
-            for holder in &mut held {
-                holder.release();
-            }
-            let unplugged = rx.recv_timeout(Duration::from_secs(30)).unwrap();
-            assert!(unplugged.is_ok(), "unplug_cpu({going}): {unplugged:?}");
-            assert!(resized.is_ok(), "set_workers(3): {resized:?}");
-            let on_going: Vec<_> = h
-                .workers()
-                .into_iter()
-                .filter(|w| {
-                    w.cpu == Some(going)
-                        && matches!(w.state, WorkerState::Running | WorkerState::Idle)
-                })
-                .map(|w| w.id)
-                .collect();
-            (on_going, describe(&h))
-        },
-    );
+    let limit = Duration::from_secs(60);
+    let outcome = watchdog("unplug racing a resize", limit, &h.clone(), move || {
+        let mut held = hold_workers(&h, 2, Duration::from_secs(20)).unwrap();
+        let victim = h
+            .workers()
+            .iter()
+            .find(|w| w.cpu == Some(going))
+            .unwrap()
+            .id;
+        // The unplug requests the park of the worker on `going`, held
+        // inside a poll, and waits.
+        let hu = h.clone();
+        let unplug = on_thread(move || hu.unplug_cpu_timeout(going, Duration::from_secs(30)));
+        assert!(
+            wait_until(Duration::from_secs(10), || {
+                state_of(&h, victim) == Some(WorkerState::Parking)
+            }),
+            "the unplug's park was not requested: [{}]",
+            describe(&h)
+        );
+        let resized = h.set_workers(3);
+        for holder in &mut held {
+            holder.release();
+        }
+        let unplugged = unplug.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert!(unplugged.is_ok(), "unplug_cpu({going}): {unplugged:?}");
+        assert!(resized.is_ok(), "set_workers(3): {resized:?}");
+        Outcome {
+            going,
+            live_on_going: live_on(&h, going),
+            live: live_count(&h.workers()),
+            workers: describe(&h),
+        }
+    });
+    Some(outcome)
+}
+
+#[test]
+fn a_resize_while_an_unplug_waits_starts_no_worker_on_the_cpu_going() {
+    let Some(o) = resize_while_an_unplug_waits() else {
+        return;
+    };
     assert!(
-        on_going.is_empty(),
-        "unplug_cpu({going}) and set_workers(3) both returned Ok, yet workers {on_going:?} run on CPU {going}: [{report}]"
+        o.live_on_going.is_empty(),
+        "unplug_cpu({going}) and set_workers(3) both returned Ok, yet workers {ids:?} run on CPU {going}: [{w}]",
+        going = o.going,
+        ids = o.live_on_going,
+        w = o.workers
     );
 }
 
 #[test]
 fn a_resize_while_an_unplug_waits_brings_the_count_it_asked_for() {
-    let cpus = cpus();
-    if cpus.len() < 2 {
-        eprintln!("skipped: needs two CPUs");
+    let Some(o) = resize_while_an_unplug_waits() else {
         return;
-    }
-    let (keep, going) = (cpus[0], cpus[1]);
-    let rt = Runtime::builder()
-        .workers(2)
-        .cpus([keep, going])
-        .build()
-        .unwrap();
-    let h = rt.handle().clone();
-    let running = watchdog(
-        "unplug racing a resize",
-        SCENARIO_LIMIT,
-        &h.clone(),
-        move || {
-            let mut held = hold_workers(&h, 2, Duration::from_secs(20)).unwrap();
-            let (tx, rx) = mpsc::channel();
-            {
-                let h = h.clone();
-                std::thread::spawn(move || {
-                    let _ = tx.send(h.unplug_cpu_timeout(going, Duration::from_secs(30)));
-                });
-            }
-            assert!(wait_until(Duration::from_secs(10), || {
-                h.workers().iter().any(|w| w.state == WorkerState::Parking)
-            }));
-            // The worker going no longer counts: three run once both returned.
-            h.set_workers(3).unwrap();
-            for holder in &mut held {
-                holder.release();
-            }
-            rx.recv_timeout(Duration::from_secs(30)).unwrap().unwrap();
-            h.workers()
-                .iter()
-                .filter(|w| matches!(w.state, WorkerState::Running | WorkerState::Idle))
-                .count()
-        },
+    };
+    // The worker going no longer counts: three run once both returned.
+    assert_eq!(
+        o.live, 3,
+        "set_workers(3) beside a pending unplug: [{}]",
+        o.workers
     );
-    assert_eq!(running, 3, "set_workers(3) beside a pending unplug");
 }

@@ -16,6 +16,36 @@ pub fn cpus() -> Vec<usize> {
     unplug::worker::affinity::allowed_cpus().unwrap()
 }
 
+/// The two CPUs the controller tests use, or `None` (skipped, saying why).
+pub fn two_cpus() -> Option<(usize, usize)> {
+    let c = cpus();
+    if c.len() < 2 {
+        eprintln!("skipped: needs two CPUs");
+        return None;
+    }
+    Some((c[0], c[1]))
+}
+
+/// Runs `f` on a thread of its own; its result comes on the channel.
+pub fn on_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> mpsc::Receiver<T> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx
+}
+
+/// Ids of the workers `Running` or `Idle` on `cpu`.
+pub fn live_on(h: &Handle, cpu: usize) -> Vec<usize> {
+    h.workers()
+        .into_iter()
+        .filter(|w| {
+            w.cpu == Some(cpu) && matches!(w.state, WorkerState::Running | WorkerState::Idle)
+        })
+        .map(|w| w.id)
+        .collect()
+}
+
 /// The id of the worker this thread is, from its name (`<prefix>-<id>`), or
 /// None off a worker thread.
 pub fn worker_id_here() -> Option<usize> {

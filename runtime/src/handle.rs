@@ -56,6 +56,10 @@ impl Handle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
+        // BOX-LARGE: boxed before the frames below copy it (`task/large.rs`).
+        if crate::task::is_large::<F>() {
+            return Scheduler::spawn(&self.inner.scheduler, Box::pin(future));
+        }
         Scheduler::spawn(&self.inner.scheduler, future)
     }
 
@@ -72,6 +76,10 @@ impl Handle {
     /// [`Runtime::block_on`](crate::Runtime::block_on).
     #[track_caller]
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        // BOX-LARGE (`task/large.rs`).
+        if crate::task::is_large::<F>() {
+            return block_on::block_on(&self.inner, Box::pin(future));
+        }
         block_on::block_on(&self.inner, future)
     }
 

@@ -169,6 +169,10 @@ impl<T> JoinSet<T> {
         F: Future<Output = T> + Send + 'static,
         T: Send + 'static,
     {
+        // BOX-LARGE (`task/large.rs`).
+        if crate::task::is_large::<F>() {
+            return self.spawn_on(Box::pin(future), &Handle::current());
+        }
         self.spawn_on(future, &Handle::current())
     }
 
@@ -181,6 +185,10 @@ impl<T> JoinSet<T> {
         F: Future<Output = T> + Send + 'static,
         T: Send + 'static,
     {
+        // BOX-LARGE (`task/large.rs`).
+        if crate::task::is_large::<F>() {
+            return self.insert(handle.spawn(Box::pin(future)));
+        }
         self.insert(handle.spawn(future))
     }
 

@@ -114,5 +114,9 @@ where
     F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
+    // BOX-LARGE: boxed at the outermost entry (`task/large.rs`).
+    if task::is_large::<F>() {
+        return Handle::current().spawn(Box::pin(future));
+    }
     Handle::current().spawn(future)
 }

@@ -155,6 +155,10 @@ impl Runtime {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
+        // BOX-LARGE: boxed at the outermost entry (`task/large.rs`).
+        if crate::task::is_large::<F>() {
+            return self.handle.spawn(Box::pin(future));
+        }
         self.handle.spawn(future)
     }
 
@@ -179,6 +183,10 @@ impl Runtime {
     /// `Drop` is caught and counted ([`unobserved_panics`](crate::unobserved_panics)).
     #[track_caller]
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        // BOX-LARGE (`task/large.rs`).
+        if crate::task::is_large::<F>() {
+            return self.handle.block_on(Box::pin(future));
+        }
         self.handle.block_on(future)
     }
 

@@ -9,6 +9,7 @@
 
 mod abort;
 mod join;
+mod large;
 mod meta;
 mod owner;
 mod panics;
@@ -19,6 +20,7 @@ mod words;
 
 pub use abort::AbortHandle;
 pub use join::{JoinError, JoinHandle};
+pub(crate) use large::is_large;
 pub(crate) use meta::TaskMeta;
 pub(crate) use owner::TaskOwner;
 pub use panics::unobserved_panics;

@@ -135,3 +135,53 @@ fn the_sharer_that_took_a_park_over_withdraws_it_when_it_times_out_too() {
         "both unplugs timed out, yet the worker is {state:?}: [{workers}]"
     );
 }
+
+/// DEFERRED-STANDS: a task on the worker itself calls `unplug_cpu` of its
+/// CPU while an `unplug_cpu_timeout` from a plain thread waits on the
+/// park: the task's call may not wait for its own worker, so it returns
+/// `Ok` with the worker deferred, a promise that the park completes when
+/// the poll returns. The timed-out owner must not withdraw it afterwards
+/// (before, it did: the worker ran on the CPU again).
+#[test]
+fn a_park_deferred_by_the_workers_own_task_stands_when_its_owner_times_out() {
+    let Some((c0, c1)) = two_cpus() else {
+        return;
+    };
+    let rt = Runtime::builder()
+        .workers(2)
+        .cpus([c0, c1])
+        .build()
+        .unwrap();
+    let h = rt.handle().clone();
+    let (deferred, state, workers) = watchdog("a deferred sharer", LIMIT, &h.clone(), move || {
+        let w1 = h.workers().iter().find(|w| w.cpu == Some(c1)).unwrap().id;
+        let mut held = hold_workers(&h, 2, WAIT).unwrap();
+        let hb = h.clone();
+        let b = on_thread(move || hb.unplug_cpu_timeout(c1, Duration::from_millis(300)));
+        assert!(wait_until(WAIT, || state_of(&h, w1) == Some(WorkerState::Parking)));
+        let hd = h.clone();
+        let on_w1 = held.iter().find(|x| x.worker == w1).unwrap();
+        let deferred = on_w1
+            .run(move || hd.unplug_cpu(c1))
+            .recv_timeout(WAIT)
+            .unwrap();
+        let rb = b.recv_timeout(Duration::from_secs(20)).unwrap();
+        assert!(matches!(rb, Err(ControlError::Timeout { .. })), "B: {rb:?}");
+        for holder in &mut held {
+            holder.release();
+        }
+        wait_until(WAIT, || state_of(&h, w1) == Some(WorkerState::Parked));
+        (deferred, state_of(&h, w1), describe(&h))
+    });
+    assert!(
+        matches!(&deferred, Ok(r) if r.deferred.len() == 1),
+        "the worker's own unplug_cpu: {deferred:?}"
+    );
+    assert_eq!(
+        state,
+        Some(WorkerState::Parked),
+        "unplug_cpu from the worker's own task returned {deferred:?}, then the owner timed \
+         out: [{workers}]"
+    );
+    drop(rt);
+}

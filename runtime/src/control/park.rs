@@ -262,7 +262,7 @@ impl Controller {
                 // No other call waits on it: this unpark withdraws nothing
                 // of anyone else's.
                 let _ = e.worker.unpark();
-                e.plan = Plan::Running;
+                e.plan = e.unparked_plan();
             }
         }
         // UNPLUG-MARKS-AT-REQUEST: the call is no longer pending. One that
@@ -355,6 +355,15 @@ impl Controller {
                                 generation: ticket.generation(),
                                 may_own: owns,
                             });
+                        } else {
+                            // DEFERRED-STANDS: a call that defers a park
+                            // returns `Ok` promising it completes when the
+                            // poll ends; nobody withdraws it on a timeout
+                            // any more, as for a park it deferred itself.
+                            pool.entries[at].plan = Plan::Parking {
+                                ticket,
+                                owner: None,
+                            };
                         }
                         Some(ticket)
                     }

@@ -22,7 +22,7 @@ impl Controller {
                     outcome.map_err(ControlError::Unpark)?;
                     // Withdrawn: a call waiting on this park learns it was
                     // superseded, and its rollback leaves it alone.
-                    e.plan = Plan::Running;
+                    e.plan = e.unparked_plan();
                     report.unparked.push(e.index);
                 }
             }
@@ -90,7 +90,7 @@ impl Controller {
                         e.worker.unpark().map_err(ControlError::Unpark)?;
                     }
                 }
-                e.plan = Plan::Running;
+                e.plan = e.unparked_plan();
                 // It runs there now: that CPU is plugged again.
                 if let Some(cpu) = e.cpu {
                     pool.unplugged.plug(cpu);

@@ -88,6 +88,9 @@ pub(super) struct PoolEntry {
     /// request it (SHARED-PARK), while they wait: the one its owner hands
     /// it over to if the owner times out (OWNED-HANDOVER).
     pub(super) sharers: Vec<Sharer>,
+    /// Its start hook returned (the start was confirmed): a park withdrawn
+    /// from it returns it to `Running`, not `Starting` (STARTING-ROLLBACK).
+    pub(super) confirmed: bool,
 }
 
 /// A call waiting on a park another call requested.
@@ -104,6 +107,17 @@ pub(super) struct Sharer {
 }
 
 impl PoolEntry {
+    /// The plan a withdrawn park returns it to (STARTING-ROLLBACK: a worker
+    /// whose start hook has not returned goes back to `Starting`, which
+    /// the last-running rule does not count).
+    pub(super) fn unparked_plan(&self) -> Plan {
+        if self.confirmed {
+            Plan::Running
+        } else {
+            Plan::Starting
+        }
+    }
+
     /// REUSE-PARKED: a parked worker a growing `set_workers` brings back
     /// before starting threads: its park settled (no owner waits on it),
     /// its CPU not unplugged and, REUSE-ALLOWED, still one the process may

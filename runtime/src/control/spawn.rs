@@ -79,6 +79,7 @@ impl Controller {
             waiting: false,
             timed_generation: None,
             sharers: Vec::new(),
+            confirmed: false,
         });
         Ok(Spawned { id, started })
     }
@@ -107,6 +108,7 @@ impl Controller {
                 };
                 match result {
                     Ok(()) => {
+                        pool.entries[at].confirmed = true;
                         // A park requested while it started stands.
                         if matches!(pool.entries[at].plan, Plan::Starting) {
                             pool.entries[at].plan = Plan::Running;

@@ -41,8 +41,11 @@ fn a_timed_out_unplug_of_a_starting_worker_leaves_the_started_one_the_last() {
         .build()
         .unwrap();
     let h = rt.handle().clone();
-    let (parked_last, ran_meanwhile, live_after, workers) =
-        watchdog("a starting worker's rollback", LIMIT, &h.clone(), move || {
+    let (parked_last, ran_meanwhile, live_after, workers) = watchdog(
+        "a starting worker's rollback",
+        LIMIT,
+        &h.clone(),
+        move || {
             let hs = h.clone();
             let grow = control_support::on_thread(move || hs.set_workers(2));
             assert!(
@@ -68,12 +71,19 @@ fn a_timed_out_unplug_of_a_starting_worker_leaves_the_started_one_the_last() {
                 let _ = h.plug_cpu(started);
             }
             (parked_last, ran_meanwhile, live_after, describe(&h))
-        });
+        },
+    );
     assert!(
         matches!(parked_last, Err(ControlError::LastWorker)),
         "unplugging the only worker whose start hook returned gave {parked_last:?}: [{workers}]"
     );
-    assert!(ran_meanwhile, "no worker ran a task while the other sat in its hook");
-    assert!(live_after >= 1, "no worker left once the start failed: [{workers}]");
+    assert!(
+        ran_meanwhile,
+        "no worker ran a task while the other sat in its hook"
+    );
+    assert!(
+        live_after >= 1,
+        "no worker left once the start failed: [{workers}]"
+    );
     drop(rt);
 }

@@ -28,6 +28,14 @@ pub struct Handle {
     pub(crate) inner: Arc<Inner>,
 }
 
+// A panic that unwinds through a call on the handle leaves the runtime
+// usable: every lock inside recovers from poisoning and no call leaves its
+// state half-changed where a later call would trust it (LIMITS-FIRST,
+// OWNED-ROLLBACK in CONTROLLER.md). So a handle may be used across
+// `catch_unwind`, as a tokio handle may.
+impl std::panic::UnwindSafe for Handle {}
+impl std::panic::RefUnwindSafe for Handle {}
+
 impl Handle {
     /// The handle of the runtime this thread runs in (a worker, inside
     /// `block_on`, or while an [`EnterGuard`] lives).

@@ -48,6 +48,11 @@ pub struct Runtime {
     monitor: Option<Monitor>,
 }
 
+// As for `Handle`: a panic unwinding through a call leaves the runtime
+// usable, so it may be used across `catch_unwind`.
+impl std::panic::UnwindSafe for Runtime {}
+impl std::panic::RefUnwindSafe for Runtime {}
+
 impl Runtime {
     /// A runtime with the default configuration (see [`Builder::new`]).
     pub fn new() -> Result<Runtime, crate::error::BuildError> {
@@ -171,6 +176,11 @@ impl Runtime {
     /// Runs `future` on the calling thread until it completes, with this
     /// runtime (and its tokio reactor) as the current one, so `unplug::spawn`,
     /// `tokio::net` and `tokio::time` work inside it.
+    ///
+    /// On a thread that is not a worker, a `block_on` may be called inside
+    /// another's future (tokio refuses this): the inner call runs its future
+    /// to completion while the outer future waits, so an inner future that
+    /// waits for the outer one never returns.
     ///
     /// # Panics
     ///

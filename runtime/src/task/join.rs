@@ -239,17 +239,18 @@ impl<T> JoinHandle<T> {
     /// not panic when woken (async-task would abort the process). For
     /// wakers of this crate that catch panics themselves (a `JoinSet`'s).
     pub(crate) fn poll_unguarded(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, JoinError>> {
+        let id = self.id;
         let Some(task) = self.task.as_mut() else {
-            return Poll::Ready(Err(JoinError::cancelled()));
+            return Poll::Ready(Err(JoinError::cancelled(id)));
         };
         match Pin::new(task).poll(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(outcome)) => Poll::Ready(match outcome.into_inner() {
                 Ok(value) => Ok(value),
-                Err(Failure::Panicked(payload)) => Err(JoinError::panicked(payload)),
-                Err(Failure::Cancelled) => Err(JoinError::cancelled()),
+                Err(Failure::Panicked(payload)) => Err(JoinError::panicked(id, payload)),
+                Err(Failure::Cancelled) => Err(JoinError::cancelled(id)),
             }),
-            Poll::Ready(None) => Poll::Ready(Err(JoinError::cancelled())),
+            Poll::Ready(None) => Poll::Ready(Err(JoinError::cancelled(id))),
         }
     }
 }
@@ -279,7 +280,7 @@ impl<T> JoinHandle<T> {
              must not be polled again; `FutureExt::fuse` allows it)"
         );
         match &self.task {
-            None => return Poll::Ready(Err(JoinError::cancelled())),
+            None => return Poll::Ready(Err(JoinError::cancelled(self.id))),
             // JOIN-FINISHED: a finished task's output is taken without a
             // waker (async-task registers none for a completed task), so
             // joining it costs no guard and no waker clones: half of a
@@ -329,6 +330,7 @@ impl<T> fmt::Debug for JoinHandle<T> {
 
 /// Why a task gave no output: it panicked, or it was cancelled.
 pub struct JoinError {
+    id: TaskId,
     repr: Repr,
 }
 
@@ -338,16 +340,24 @@ enum Repr {
 }
 
 impl JoinError {
-    fn cancelled() -> Self {
+    fn cancelled(id: TaskId) -> Self {
         JoinError {
+            id,
             repr: Repr::Cancelled,
         }
     }
 
-    fn panicked(payload: Payload) -> Self {
+    fn panicked(id: TaskId, payload: Payload) -> Self {
         JoinError {
+            id,
             repr: Repr::Panicked(Mutex::new(payload)),
         }
+    }
+
+    /// The id of the task that gave no output (the id its
+    /// [`JoinHandle::id`] reported).
+    pub fn id(&self) -> TaskId {
+        self.id
     }
 
     /// The task was aborted or dropped at shutdown.
@@ -358,6 +368,28 @@ impl JoinError {
     /// The task panicked.
     pub fn is_panic(&self) -> bool {
         matches!(self.repr, Repr::Panicked(_))
+    }
+
+    /// The panic payload, to resume with `std::panic::resume_unwind`.
+    ///
+    /// # Panics
+    ///
+    /// If the task was cancelled, not panicked (see
+    /// [`try_into_panic`](Self::try_into_panic)).
+    ///
+    /// ```
+    /// let rt = unplug::Runtime::builder().workers(1).build().unwrap();
+    /// let err = rt
+    ///     .block_on(rt.spawn(async { std::panic::panic_any(7_u32) }))
+    ///     .unwrap_err();
+    /// assert_eq!(err.into_panic().downcast_ref::<u32>(), Some(&7));
+    /// ```
+    #[track_caller]
+    pub fn into_panic(self) -> Payload {
+        match self.try_into_panic() {
+            Ok(payload) => payload,
+            Err(e) => panic!("JoinError::into_panic on a task that did not panic: {e}"),
+        }
     }
 
     /// The panic payload (resume it with `std::panic::resume_unwind`).
@@ -387,8 +419,13 @@ impl JoinError {
 impl fmt::Debug for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.repr {
-            Repr::Cancelled => f.write_str("JoinError::Cancelled"),
-            Repr::Panicked(_) => write!(f, "JoinError::Panicked({:?})", self.panic_message()),
+            Repr::Cancelled => write!(f, "JoinError::Cancelled({})", self.id),
+            Repr::Panicked(_) => write!(
+                f,
+                "JoinError::Panicked({}, {:?})",
+                self.id,
+                self.panic_message()
+            ),
         }
     }
 }
@@ -396,10 +433,10 @@ impl fmt::Debug for JoinError {
 impl fmt::Display for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.repr {
-            Repr::Cancelled => f.write_str("task was cancelled"),
+            Repr::Cancelled => write!(f, "task {} was cancelled", self.id),
             Repr::Panicked(_) => match self.panic_message() {
-                Some(msg) => write!(f, "task panicked: {msg}"),
-                None => f.write_str("task panicked"),
+                Some(msg) => write!(f, "task {} panicked: {msg}", self.id),
+                None => write!(f, "task {} panicked", self.id),
             },
         }
     }

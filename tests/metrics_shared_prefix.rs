@@ -97,3 +97,24 @@ fn a_runtime_built_after_a_larger_one_was_dropped_moves_the_counters() {
         wait_for_spawned(p, 700.0);
     });
 }
+
+/// PREFIX-CHECKED: a prefix the exporter would rewrite is refused at build.
+/// Before, `"app-a"` became `app_a` in the exposition: a runtime built with
+/// it and one built with `"app_a"` wrote one series, each publish
+/// overwriting the other's counters (a counter read 40, 100, 40, 100 from
+/// scrape to scrape: a red team).
+#[test]
+fn a_prefix_the_exporter_would_rewrite_is_refused_at_build() {
+    for bad in ["app-a", "9lives", "", "app a", "app.a", "appé"] {
+        let built = Runtime::builder().workers(1).metrics_prefix(bad).build();
+        assert!(
+            matches!(&built, Err(unplug::BuildError::InvalidMetricsPrefix(p)) if p == bad),
+            "prefix {bad:?}: {:?}",
+            built.map(|_| ())
+        );
+    }
+    for good in ["app_a", "app:a", "_app", "App9"] {
+        let built = Runtime::builder().workers(1).metrics_prefix(good).build();
+        assert!(built.is_ok(), "prefix {good:?}: {:?}", built.map(|_| ()));
+    }
+}

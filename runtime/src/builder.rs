@@ -137,6 +137,10 @@ impl Builder {
     /// worker index and shared by the runtimes' workers of that index. Give
     /// each runtime a prefix of its own to tell them apart.
     ///
+    /// The prefix must be the start of a Prometheus metric name (letters,
+    /// digits, `_` and `:`, not starting with a digit): `build` refuses any
+    /// other with [`BuildError::InvalidMetricsPrefix`](crate::BuildError::InvalidMetricsPrefix).
+    ///
     /// ```
     /// let rt = unplug::Runtime::builder()
     ///     .metrics_prefix("ingest")

@@ -32,6 +32,11 @@ pub enum BuildError {
     },
     /// The thread name contains a NUL byte, which no OS thread name may.
     InvalidThreadName(String),
+    /// The metrics prefix is not the start of a Prometheus metric name
+    /// (`[a-zA-Z_:][a-zA-Z0-9_:]*`). The exporter would rewrite it (`-` to
+    /// `_`, ...), and two runtimes whose prefixes differ only there would
+    /// overwrite each other's series.
+    InvalidMetricsPrefix(String),
     /// A worker's `on_thread_start` hook panicked.
     StartHookPanicked {
         /// The worker whose hook panicked.
@@ -60,6 +65,11 @@ impl fmt::Display for BuildError {
             BuildError::InvalidThreadName(name) => {
                 write!(f, "thread name {name:?} contains a NUL byte")
             }
+            BuildError::InvalidMetricsPrefix(prefix) => write!(
+                f,
+                "metrics prefix {prefix:?} is not a Prometheus name (letters, digits, `_` \
+                 and `:`, not starting with a digit)"
+            ),
             BuildError::StartHookPanicked { worker, message } => {
                 write!(f, "worker {worker}'s start hook panicked: {message}")
             }

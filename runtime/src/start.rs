@@ -44,6 +44,9 @@ impl Builder {
         if self.thread_name.contains('\0') {
             return Err(BuildError::InvalidThreadName(self.thread_name));
         }
+        if !crate::metrics::is_metric_name(&self.metrics_prefix) {
+            return Err(BuildError::InvalidMetricsPrefix(self.metrics_prefix));
+        }
         // BLOCKING-CONTEXT: the threads of the reactor's blocking pool
         // (`spawn_blocking`) have this runtime current, as tokio's is, held
         // weakly (those threads outlive the runtime for tokio's keep-alive,

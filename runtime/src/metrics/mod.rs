@@ -135,6 +135,19 @@ impl fmt::Debug for MetricsServer {
     }
 }
 
+/// PREFIX-CHECKED: is `name` a Prometheus metric name
+/// (`[a-zA-Z_:][a-zA-Z0-9_:]*`)? A runtime's metrics prefix must be one:
+/// the exporter rewrote any other character to `_`, so runtimes built with
+/// `"app-a"` and `"app_a"` wrote one series, each overwriting the other's
+/// counters at every publish (a counter that went back and forth).
+pub(crate) fn is_metric_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
 /// Parses a listen address; a bare port (`"9000"` or `":9000"`) binds
 /// 127.0.0.1.
 fn parse_addr(addr: &str) -> Result<SocketAddr, MetricsError> {

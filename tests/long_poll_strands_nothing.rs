@@ -33,6 +33,9 @@ enum Load {
     /// Two tasks passing a message back and forth (through the LIFO slot:
     /// that worker never runs out of tasks, and never yields).
     PingPong,
+    /// A thread keeping about 3,000 remote tasks of this long each live:
+    /// the injector is never empty, so that worker always finds work there.
+    RemoteStream(Duration),
 }
 
 fn spawn_load(rt: &unplug::Runtime, load: &Load, polls: &Arc<AtomicU64>, stop: &Arc<AtomicBool>) {
@@ -51,6 +54,25 @@ fn spawn_load(rt: &unplug::Runtime, load: &Load, polls: &Arc<AtomicU64>, stop: &
                     }
                 });
             }
+        }
+        Load::RemoteStream(work) => {
+            let (polls, stop, h) = (polls.clone(), stop.clone(), rt.handle().clone());
+            std::thread::spawn(move || {
+                while !stop.load(SeqCst) {
+                    if h.live_tasks() >= 3_000 {
+                        std::thread::yield_now();
+                        continue;
+                    }
+                    let polls = polls.clone();
+                    drop(h.spawn(async move {
+                        polls.fetch_add(1, SeqCst);
+                        let start = Instant::now();
+                        while start.elapsed() < work {
+                            std::hint::spin_loop();
+                        }
+                    }));
+                }
+            });
         }
         Load::PingPong => {
             let (polls, stop) = (polls.clone(), stop.clone());
@@ -91,7 +113,7 @@ fn trial_beside(
     let stop = Arc::new(AtomicBool::new(false));
     spawn_load(rt, &load, &polls, &stop);
     let work = match load {
-        Load::Yielders(_, work) => work,
+        Load::Yielders(_, work) | Load::RemoteStream(work) => work,
         Load::PingPong => Duration::ZERO,
     };
     support::wait_for("the yielders to run", || polls.load(SeqCst) > 1_000);
@@ -228,6 +250,21 @@ fn a_task_behind_a_long_poll_is_taken_by_a_worker_busy_with_a_ping_pong_pair() {
         // whole 100 ms poll in 8 of 8). It looks every 61 polls of its
         // own: 2-3 ms here.
         let median = median_wait_beside(|| Load::PingPong);
+        assert!(
+            median < Duration::from_millis(50),
+            "the child waited {median:?}"
+        );
+    });
+}
+
+#[test]
+fn a_task_behind_a_long_poll_is_taken_by_a_worker_fed_by_remote_spawns() {
+    with_watchdog("a LIFO task behind a long poll, a remote stream elsewhere", || {
+        // The injector is never empty: the other worker takes remote work at
+        // every look, and before BUSY-GRACE looked ahead of the injector it
+        // never reached its look at the others (a red team: the whole
+        // 200 ms poll in 8 of 8 trials, every run).
+        let median = median_wait_beside(|| Load::RemoteStream(Duration::from_micros(20)));
         assert!(
             median < Duration::from_millis(50),
             "the child waited {median:?}"

@@ -353,14 +353,23 @@ impl Local {
                     .set(self.yielded.len().min(MAX_INTAKE_QUEUE));
                 self.round_first.set(true);
             }
-            if let Some(task) = self.pop_injector() {
-                return Some(task);
-            }
             // BUSY-GRACE for a worker its own tasks keep busy (a pair
             // passing messages through the LIFO slot, a stream of spawns):
             // it never runs out of tasks, so it never looks in `steal`.
-            if let Some(task) = self.rescue_stuck() {
-                return Some(task);
+            // Looked at before the injector, whose task is queued here if
+            // both give one: a worker fed by remote spawns always found the
+            // injector non-empty and never reached this look (a red team:
+            // a task behind another worker's 200 ms poll waited all of it).
+            let rescued = self.rescue_stuck();
+            if let Some(task) = self.pop_injector() {
+                let Some(rescued) = rescued else {
+                    return Some(task);
+                };
+                self.push_local(task);
+                return Some(rescued);
+            }
+            if rescued.is_some() {
+                return rescued;
             }
         }
         if self.round_first.get() {

@@ -259,15 +259,18 @@ fn a_task_behind_a_long_poll_is_taken_by_a_worker_busy_with_a_ping_pong_pair() {
 
 #[test]
 fn a_task_behind_a_long_poll_is_taken_by_a_worker_fed_by_remote_spawns() {
-    with_watchdog("a LIFO task behind a long poll, a remote stream elsewhere", || {
-        // The injector is never empty: the other worker takes remote work at
-        // every look, and before BUSY-GRACE looked ahead of the injector it
-        // never reached its look at the others (a red team: the whole
-        // 200 ms poll in 8 of 8 trials, every run).
-        let median = median_wait_beside(|| Load::RemoteStream(Duration::from_micros(20)));
-        assert!(
-            median < Duration::from_millis(50),
-            "the child waited {median:?}"
-        );
-    });
+    with_watchdog(
+        "a LIFO task behind a long poll, a remote stream elsewhere",
+        || {
+            // The injector is never empty: the other worker takes remote work at
+            // every look, and before BUSY-GRACE looked ahead of the injector it
+            // never reached its look at the others (a red team: the whole
+            // 200 ms poll in 8 of 8 trials, every run).
+            let median = median_wait_beside(|| Load::RemoteStream(Duration::from_micros(20)));
+            assert!(
+                median < Duration::from_millis(50),
+                "the child waited {median:?}"
+            );
+        },
+    );
 }

@@ -29,7 +29,7 @@
 
 // Layers, arrows pointing down only (runtime/SCHEDULER.md):
 //   API face: start, runtime, builder, handle, block_on, current, inner, join_set, yield_now, error
-//   control/ (controller, pool, follow)      metrics/ (exporter, recorder)
+//   control/ (controller, pool, follow)      metrics/ (endpoint, recorder), http, accept
 //   scheduler/ (queues, LIFO slot, idle, worker loop)
 //   task/ (task, state word, join handle, registry, panics)
 //   loom (std or loom)
@@ -37,6 +37,8 @@ mod loom;
 mod scheduler;
 mod task;
 
+#[cfg(not(loom))]
+mod accept;
 #[cfg(not(loom))]
 mod block_on;
 #[cfg(not(loom))]

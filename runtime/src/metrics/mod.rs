@@ -1,5 +1,6 @@
-//! Park metrics, through the `metrics` facade, served by
-//! `metrics-exporter-prometheus` (latencies as Prometheus *histograms*).
+//! Park metrics, through the `metrics` facade, recorded by
+//! `metrics-exporter-prometheus` (latencies as Prometheus *histograms*) and
+//! served by unplug's own `/metrics` endpoint (`endpoint.rs`).
 //!
 //! Names (prefix `unplug_` by default, [`Builder::metrics_prefix`]):
 //!
@@ -34,7 +35,10 @@
 //! [`Builder::long_poll_threshold`]: crate::Builder::long_poll_threshold
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+mod endpoint;
 mod recorder;
+
+pub use endpoint::HEADER_READ_TIMEOUT;
 
 pub(crate) use recorder::{start_publisher, RuntimeMetrics};
 
@@ -62,8 +66,8 @@ pub const POLL_BUCKETS: [f64; 22] = [
     5e-2, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// How long the exporter keeps histogram samples before its upkeep drains
-/// them into the buckets (memory stays flat).
+/// How often the endpoint runs the recorder's upkeep, which drains
+/// histogram samples into the buckets (memory stays flat).
 const UPKEEP: Duration = Duration::from_secs(5);
 
 static INSTALLED: AtomicBool = AtomicBool::new(false);
@@ -149,21 +153,33 @@ pub(crate) fn is_metric_name(name: &str) -> bool {
 }
 
 /// Parses a listen address; a bare port (`"9000"` or `":9000"`) binds
-/// 127.0.0.1.
+/// 127.0.0.1, and a host name (`"localhost:9000"`) its first address.
 fn parse_addr(addr: &str) -> Result<SocketAddr, MetricsError> {
     let a = addr.trim();
     let port_only = a.strip_prefix(':').unwrap_or(a);
     if let Ok(port) = port_only.parse::<u16>() {
         return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
     }
-    a.parse()
-        .map_err(|_| MetricsError::InvalidAddress(addr.to_owned()))
+    if let Ok(parsed) = a.parse() {
+        return Ok(parsed);
+    }
+    std::net::ToSocketAddrs::to_socket_addrs(a)
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| MetricsError::InvalidAddress(addr.to_owned()))
 }
 
 /// Installs the Prometheus recorder and serves `/metrics` on `addr` (a bare
 /// port binds 127.0.0.1; port 0 picks a free port, see
-/// [`MetricsServer::addr`]). Call it before building the runtime: a runtime
-/// built afterwards records its metrics (see [`Builder::metrics`]).
+/// [`MetricsServer::addr`]; a host name is resolved, its first address
+/// used). Call it before building the runtime: a runtime built afterwards
+/// records its metrics (see [`Builder::metrics`]).
+///
+/// The endpoint answers `GET` and `HEAD` of `/metrics` (any other path is
+/// `404`, any other method `405`), closes a connection that sends nothing
+/// within 30 s or does not finish its request head within
+/// [`HEADER_READ_TIMEOUT`], and retries an accept that failed for want of
+/// a resource (`EMFILE`, ...) after 50 ms (`runtime/src/metrics/endpoint.rs`).
 ///
 /// ```no_run
 /// let server = unplug::metrics::serve_prometheus("127.0.0.1:9100").unwrap();
@@ -174,71 +190,36 @@ fn parse_addr(addr: &str) -> Result<SocketAddr, MetricsError> {
 ///
 /// [`Builder::metrics`]: crate::Builder::metrics
 pub fn serve_prometheus(addr: &str) -> Result<MetricsServer, MetricsError> {
-    let mut addr = parse_addr(addr)?;
-    if addr.port() == 0 {
-        // The exporter does not report the port it bound: pick a free one.
-        let probe = std::net::TcpListener::bind(addr).map_err(|e| MetricsError::Bind {
-            addr,
-            message: e.to_string(),
-        })?;
-        addr = probe
-            .local_addr()
-            .map_err(|e| MetricsError::Exporter(e.to_string()))?;
-    }
+    let addr = parse_addr(addr)?;
     if INSTALLED
         .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
         .is_err()
     {
         return Err(MetricsError::AlreadyInstalled);
     }
-    let result = start_exporter(addr);
+    let result = start_endpoint(addr);
     if result.is_err() {
         INSTALLED.store(false, Ordering::Release);
     }
     result
 }
 
-/// Starts the exporter on a thread of its own, which then serves
-/// `/metrics`. EXPORTER-THREAD: its tokio runtime is built, and on a
-/// failure dropped, on that thread: dropping a tokio runtime inside an
-/// async context (a task of tokio's or of unplug's calling
-/// `serve_prometheus`) panics, and the panic used to skip the reset of
-/// `INSTALLED`, refusing every later call.
-fn start_exporter(addr: SocketAddr) -> Result<MetricsServer, MetricsError> {
-    let (started_tx, started) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("unplug-metrics-http".into())
-        .spawn(move || match build_exporter(addr) {
-            Ok((io, exporter, server)) => {
-                let _ = started_tx.send(Ok(server));
-                let _ = io.block_on(exporter);
-            }
-            Err(e) => {
-                let _ = started_tx.send(Err(e));
-            }
-        })
-        .map_err(|e| MetricsError::Exporter(e.to_string()))?;
-    started.recv().unwrap_or_else(|_| {
-        Err(MetricsError::Exporter(
-            "the exporter thread ended before it started".into(),
-        ))
-    })
-}
-
-/// The exporter's future, the runtime that runs it and the server's face.
-type Exporter = (
-    tokio::runtime::Runtime,
-    metrics_exporter_prometheus::ExporterFuture,
-    MetricsServer,
-);
-
-fn build_exporter(addr: SocketAddr) -> Result<Exporter, MetricsError> {
-    let io = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| MetricsError::Exporter(e.to_string()))?;
-    let builder = PrometheusBuilder::new()
-        .with_http_listener(addr)
+/// Binds `addr` (here, on the caller's thread: a bind error is the
+/// caller's, and port 0's port is known at once), starts the endpoint's
+/// thread, installs the recorder, then lets the thread serve. On a failure
+/// nothing is left installed or listening. EXPORTER-THREAD: the endpoint's
+/// tokio runtime is built, and on a failure dropped, on that thread:
+/// dropping a tokio runtime inside an async context (a task of tokio's or
+/// of unplug's calling `serve_prometheus`) panics.
+fn start_endpoint(addr: SocketAddr) -> Result<MetricsServer, MetricsError> {
+    let bind_error = |e: std::io::Error| MetricsError::Bind {
+        addr,
+        message: e.to_string(),
+    };
+    let listener = std::net::TcpListener::bind(addr).map_err(bind_error)?;
+    listener.set_nonblocking(true).map_err(bind_error)?;
+    let addr = listener.local_addr().map_err(bind_error)?;
+    let recorder = PrometheusBuilder::new()
         .set_buckets(&LATENCY_BUCKETS)
         .map_err(|e| MetricsError::Exporter(e.to_string()))?
         .set_buckets_for_metric(
@@ -246,19 +227,51 @@ fn build_exporter(addr: SocketAddr) -> Result<Exporter, MetricsError> {
             &POLL_BUCKETS,
         )
         .map_err(|e| MetricsError::Exporter(e.to_string()))?
-        .upkeep_timeout(UPKEEP);
-    let (recorder, exporter) = {
-        let _enter = io.enter();
-        builder.build().map_err(|e| match e {
-            metrics_exporter_prometheus::BuildError::FailedToCreateHTTPListener(message) => {
-                MetricsError::Bind { addr, message }
-            }
-            other => MetricsError::Exporter(other.to_string()),
-        })?
-    };
+        .build_recorder();
     let handle = recorder.handle();
-    // Only once the recorder is ours does the listener start serving; on
-    // failure both are dropped here (nothing keeps listening).
-    metrics::set_global_recorder(recorder).map_err(|_| MetricsError::AlreadyInstalled)?;
-    Ok((io, exporter, MetricsServer { addr, handle }))
+    let (started_tx, started) = std::sync::mpsc::channel::<Result<(), MetricsError>>();
+    let (go_tx, go) = std::sync::mpsc::channel::<bool>();
+    let served = handle.clone();
+    std::thread::Builder::new()
+        .name("unplug-metrics-http".into())
+        .spawn(move || {
+            let io = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(io) => io,
+                Err(e) => {
+                    let _ = started_tx.send(Err(MetricsError::Exporter(e.to_string())));
+                    return;
+                }
+            };
+            let listener = {
+                let _enter = io.enter();
+                tokio::net::TcpListener::from_std(listener)
+            };
+            let listener = match listener {
+                Ok(listener) => listener,
+                Err(e) => {
+                    let _ = started_tx.send(Err(MetricsError::Exporter(e.to_string())));
+                    return;
+                }
+            };
+            let _ = started_tx.send(Ok(()));
+            // Serves only once the recorder is ours.
+            if go.recv() == Ok(true) {
+                io.block_on(endpoint::serve(listener, served, UPKEEP));
+            }
+        })
+        .map_err(|e| MetricsError::Exporter(e.to_string()))?;
+    started.recv().unwrap_or_else(|_| {
+        Err(MetricsError::Exporter(
+            "the endpoint thread ended before it started".into(),
+        ))
+    })?;
+    if metrics::set_global_recorder(recorder).is_err() {
+        let _ = go_tx.send(false);
+        return Err(MetricsError::AlreadyInstalled);
+    }
+    let _ = go_tx.send(true);
+    Ok(MetricsServer { addr, handle })
 }

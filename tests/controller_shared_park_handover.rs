@@ -12,11 +12,11 @@ mod control_support;
 mod support;
 
 use control_support::{
-    describe, hold_workers, on_thread, state_of, two_cpus, wait_until, watchdog,
+    describe, hold_workers, on_thread, pair_runtime, state_of, two_cpus, wait_until, watchdog,
 };
 use std::time::Duration;
 use unplug::worker::WorkerState;
-use unplug::{ControlError, Handle, ParkReport, Runtime};
+use unplug::{ControlError, Handle, ParkReport};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const WAIT: Duration = Duration::from_secs(10);
@@ -38,11 +38,7 @@ fn after_the_owner_timed_out(
     second_timeout_left: Option<Duration>,
 ) -> Option<Outcome> {
     let (c0, c1) = two_cpus()?;
-    let rt = Runtime::builder()
-        .workers(2)
-        .cpus([c0, c1])
-        .build()
-        .unwrap();
+    let rt = pair_runtime(c0, c1);
     let h = rt.handle().clone();
     let out = watchdog(
         "a timed-out owner and a sharer",
@@ -147,11 +143,7 @@ fn a_park_deferred_by_the_workers_own_task_stands_when_its_owner_times_out() {
     let Some((c0, c1)) = two_cpus() else {
         return;
     };
-    let rt = Runtime::builder()
-        .workers(2)
-        .cpus([c0, c1])
-        .build()
-        .unwrap();
+    let rt = pair_runtime(c0, c1);
     let h = rt.handle().clone();
     let (deferred, state, workers) = watchdog("a deferred sharer", LIMIT, &h.clone(), move || {
         let w1 = h.workers().iter().find(|w| w.cpu == Some(c1)).unwrap().id;

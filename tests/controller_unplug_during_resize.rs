@@ -13,12 +13,11 @@ mod control_support;
 mod support;
 
 use control_support::{
-    describe, hold_workers, live_count, live_on, on_thread, state_of, two_cpus, wait_until,
-    watchdog,
+    describe, hold_workers, live_count, live_on, on_thread, pair_runtime, state_of, two_cpus,
+    wait_until, watchdog,
 };
 use std::time::Duration;
 use unplug::worker::WorkerState;
-use unplug::Runtime;
 
 /// What is left once `unplug_cpu(going)` (waiting on a held poll) and
 /// `set_workers(3)` (run while it waits) both returned `Ok`.
@@ -31,11 +30,7 @@ struct Outcome {
 
 fn resize_while_an_unplug_waits() -> Option<Outcome> {
     let (keep, going) = two_cpus()?;
-    let rt = Runtime::builder()
-        .workers(2)
-        .cpus([keep, going])
-        .build()
-        .unwrap();
+    let rt = pair_runtime(keep, going);
     let h = rt.handle().clone();
     let limit = Duration::from_secs(60);
     let outcome = watchdog("unplug racing a resize", limit, &h.clone(), move || {

@@ -11,12 +11,9 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
-use std::time::Duration;
 use unplug::{JoinSet, Runtime};
 
 const CHILD_ENV: &str = "UNPLUG_LARGE_FUTURE_CASE";
-const CHILD_DEADLINE: Duration = Duration::from_secs(60);
 const STACK: usize = 2 << 20;
 const KIB: usize = 1024;
 
@@ -41,30 +38,10 @@ fn in_child(test_name: &str, stack: usize, case: fn()) {
         println!("LARGE-FUTURE-CASE-OK");
         return;
     }
-    let exe = std::env::current_exe().expect("test binary path");
-    let mut child = Command::new(exe)
-        .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, test_name)
-        .env("RUST_BACKTRACE", "0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("re-run the test binary");
-    // Watchdog: a hung child is killed and fails the case.
-    let finished = support::wait_until(CHILD_DEADLINE, || matches!(child.try_wait(), Ok(Some(_))));
-    if !finished {
-        let _ = child.kill();
-    }
-    let output = child.wait_with_output().expect("child output");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let (status, report) = support::rerun_in_child(test_name, CHILD_ENV);
     assert!(
-        output.status.success() && report.contains("LARGE-FUTURE-CASE-OK"),
-        "{test_name}: the child did not finish the case ({:?}):\n{report}",
-        output.status
+        status.is_some_and(|s| s.success()) && report.contains("LARGE-FUTURE-CASE-OK"),
+        "{test_name}: the child did not finish the case ({status:?}):\n{report}"
     );
 }
 

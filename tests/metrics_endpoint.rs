@@ -169,22 +169,9 @@ fn the_endpoint_backs_off_when_out_of_file_descriptors() {
     if std::env::var(CHILD_ENV).is_ok() {
         return out_of_descriptors_child();
     }
-    let output = with_watchdog("the out-of-descriptors child", || {
-        std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "the_endpoint_backs_off_when_out_of_file_descriptors",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, "1")
-            .output()
-            .unwrap()
-    });
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+    let (_, report) = support::rerun_in_child(
+        "the_endpoint_backs_off_when_out_of_file_descriptors",
+        CHILD_ENV,
     );
     let cpu: f64 = report
         .lines()

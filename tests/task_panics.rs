@@ -15,16 +15,14 @@ mod support;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::block_on_timeout;
 use unplug::{JoinError, JoinHandle, Runtime};
 
 const CHILD_ENV: &str = "UNPLUG_PANIC_CASE";
-const CHILD_DEADLINE: Duration = Duration::from_secs(60);
 
 /// In the child: runs `case` and prints the marker. In the parent: runs the
 /// child and checks it.
@@ -34,36 +32,13 @@ fn in_child(test_name: &str, case: impl FnOnce()) {
         println!("PANIC-CASE-OK {test_name}");
         return;
     }
-    let exe = std::env::current_exe().expect("test binary path");
-    let mut child = Command::new(exe)
-        .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, test_name)
-        .env("RUST_BACKTRACE", "0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("re-run the test binary");
-    // Watchdog: kill the child (by its own id) if it hangs.
-    let deadline = Instant::now() + CHILD_DEADLINE;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("child status") {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            break None;
-        }
-        std::thread::yield_now();
-    };
-    let output = child.wait_with_output().expect("child output");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let (status, report) = support::rerun_in_child(test_name, CHILD_ENV);
     let marker = format!("PANIC-CASE-OK {test_name}");
     let status = status.unwrap_or_else(|| {
-        panic!("{test_name}: child hung (killed after {CHILD_DEADLINE:?}):\n{report}")
+        panic!(
+            "{test_name}: child hung (killed after {:?}):\n{report}",
+            support::DEADLINE
+        )
     });
     eprintln!(
         "{test_name}: child exit={status} marker={}",

@@ -26,6 +26,15 @@ pub fn two_cpus() -> Option<(usize, usize)> {
     Some((c[0], c[1]))
 }
 
+/// A runtime of two workers, worker 0 on `c0` and worker 1 on `c1`.
+pub fn pair_runtime(c0: usize, c1: usize) -> unplug::Runtime {
+    unplug::Runtime::builder()
+        .workers(2)
+        .cpus([c0, c1])
+        .build()
+        .unwrap()
+}
+
 /// Runs `f` on a thread of its own; its result comes on the channel.
 pub fn on_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> mpsc::Receiver<T> {
     let (tx, rx) = mpsc::channel();

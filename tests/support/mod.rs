@@ -321,3 +321,33 @@ pub fn logs() -> &'static LogCapture {
         capture
     })
 }
+
+/// Runs this test binary's test `test_name` again, alone, in a child
+/// process with the environment variable `env` set to `test_name` (the
+/// test sees it and runs its case there: a crash or an abort then fails
+/// the case instead of the whole binary). A child still running after
+/// [`DEADLINE`] is killed (status `None`). Returns the child's exit status
+/// and its stdout and stderr.
+pub fn rerun_in_child(test_name: &str, env: &str) -> (Option<std::process::ExitStatus>, String) {
+    use std::process::{Command, Stdio};
+    let exe = std::env::current_exe().expect("test binary path");
+    let mut child = Command::new(exe)
+        .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(env, test_name)
+        .env("RUST_BACKTRACE", "0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("re-run the test binary");
+    let finished = wait_until(DEADLINE, || matches!(child.try_wait(), Ok(Some(_))));
+    if !finished {
+        let _ = child.kill();
+    }
+    let output = child.wait_with_output().expect("child output");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (finished.then_some(output.status), report)
+}

@@ -341,3 +341,19 @@ fn dropping_a_set_whose_held_outputs_panic_on_drop_never_unwinds_into_the_caller
         });
     });
 }
+
+fn shared_across_threads<S: Sync + Send>(_: &S) {}
+
+/// A `JoinSet` is `Sync` whenever its output is `Send`, as tokio's is: a
+/// set of outputs that are not `Sync` (a `Cell`) can sit in an `Arc` that
+/// a task holds. Before, the set needed `T: Sync` (a red team: an
+/// `Arc<JoinSet<Cell<u32>>>` could not be moved into `unplug::spawn`).
+#[test]
+fn a_join_set_of_outputs_that_are_not_sync_may_be_shared() {
+    let rt = unplug::Runtime::builder().workers(1).build().unwrap();
+    let set = std::sync::Arc::new(JoinSet::<std::cell::Cell<u32>>::new());
+    shared_across_threads(&set);
+    let held = set.clone();
+    let len = rt.block_on(rt.spawn(async move { held.len() })).unwrap();
+    assert_eq!(len, 0);
+}

@@ -58,7 +58,10 @@ enum Member<T> {
     /// Complete already when it joined the set. Guarded like an output
     /// async-task holds: a set dropped (or emptied by `detach_all`) with
     /// it unjoined must not unwind a panic of its `Drop` into the caller.
-    Done(SafeDrop<Result<T, JoinError>>),
+    /// Behind a mutex (never contended: only `&mut self` reaches it) so the
+    /// set is `Sync` whenever `T: Send`, as tokio's is; before, it needed
+    /// `T: Sync` (a red team of the task API).
+    Done(Mutex<SafeDrop<Result<T, JoinError>>>),
 }
 
 /// The indices of members whose tasks woke us (completed), in that order,
@@ -206,7 +209,7 @@ impl<T> JoinSet<T> {
             Poll::Pending => Member::Running { handle, waker },
             Poll::Ready(result) => {
                 self.ready.push(index);
-                Member::Done(SafeDrop::new(result))
+                Member::Done(Mutex::new(SafeDrop::new(result)))
             }
         };
         slot.insert(member);
@@ -265,7 +268,12 @@ impl<T> JoinSet<T> {
             Member::Done(_) => None,
         };
         match self.members.remove(index) {
-            Member::Done(result) => Some(result.into_inner()),
+            Member::Done(result) => Some(
+                result
+                    .into_inner()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .into_inner(),
+            ),
             Member::Running { .. } => polled,
         }
     }

@@ -28,13 +28,16 @@ impl Drop for DropCounter {
 
 /// Runs `f` on a thread and fails (naming `what`) if it does not finish
 /// within the deadline: a hang fails the test instead of stalling CI.
+/// A panic inside `f` is raised again here with its own message (it used
+/// to read as a hang: the channel closed and the wait reported a timeout).
 pub fn with_watchdog<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let _ = tx.send(f());
+        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
     });
     match rx.recv_timeout(DEADLINE) {
-        Ok(v) => v,
+        Ok(Ok(v)) => v,
+        Ok(Err(payload)) => std::panic::resume_unwind(payload),
         Err(_) => panic!("watchdog: {what} did not finish within {DEADLINE:?}"),
     }
 }

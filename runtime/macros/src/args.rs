@@ -66,6 +66,12 @@ impl Args {
             "workers" => {
                 let lit = match literal(&nv) {
                     Some(Lit::Int(lit)) => lit.clone(),
+                    _ if matches!(&nv.value, Expr::Unary(u) if matches!(u.op, syn::UnOp::Neg(_))) => {
+                        return Err(syn::Error::new_spanned(
+                            &nv.value,
+                            "`workers` must be a positive integer, e.g. `workers = 2`",
+                        ))
+                    }
                     _ => {
                         return Err(syn::Error::new_spanned(
                             &nv.value,
@@ -79,7 +85,15 @@ impl Args {
                         format!("`workers` is a `usize`; drop the `{}` suffix", lit.suffix()),
                     ));
                 }
-                let n: usize = lit.base10_parse()?;
+                if lit.base10_digits().starts_with('-') {
+                    return Err(syn::Error::new_spanned(
+                        &lit,
+                        "`workers` must be a positive integer, e.g. `workers = 2`",
+                    ));
+                }
+                let n: usize = lit.base10_parse().map_err(|e| {
+                    syn::Error::new_spanned(&lit, format!("`workers` must fit a `usize`: {e}"))
+                })?;
                 if n == 0 {
                     return Err(syn::Error::new_spanned(
                         &lit,

@@ -71,7 +71,7 @@ pub(crate) fn expand(kind: Kind, attr: TokenStream, item: TokenStream) -> TokenS
         let (tests, rest): (Vec<_>, Vec<_>) = func
             .attrs
             .drain(..)
-            .partition(|a| a.path().is_ident("test"));
+            .partition(|a| is_test_attribute(a.path()));
         func.attrs = rest;
         for attr in tests {
             errors = Some(combine(
@@ -98,13 +98,16 @@ pub(crate) fn expand(kind: Kind, attr: TokenStream, item: TokenStream) -> TokenS
         ));
     }
     if !func.sig.generics.params.is_empty() || func.sig.generics.where_clause.is_some() {
-        fatal = Some(combine(
-            fatal,
-            syn::Error::new_spanned(
-                &func.sig.generics,
-                format!("{} cannot be generic", kind.what()),
-            ),
-        ));
+        // `Generics` prints without its where clause: a function generic
+        // through a where clause alone is pointed at there.
+        let message = format!("{} cannot be generic", kind.what());
+        let error = match &func.sig.generics.where_clause {
+            Some(clause) if func.sig.generics.params.is_empty() => {
+                syn::Error::new_spanned(clause, message)
+            }
+            _ => syn::Error::new_spanned(&func.sig.generics, message),
+        };
+        fatal = Some(combine(fatal, error));
     }
     if let Some(fatal) = fatal {
         let errors = combine(errors, fatal).to_compile_error();
@@ -144,9 +147,15 @@ fn generate(kind: Kind, args: &Args, func: ItemFn) -> TokenStream {
     // `panic!()`) makes the read of the binding unreachable; that read is
     // ours, so its warning is silenced on it alone, not on the body.
     let out = Ident::new("out", Span::mixed_site());
+    // No binding for a type a `let` cannot name: one with an `impl Trait`
+    // anywhere in it (`Result<(), impl Debug>`), or `!` (experimental in a
+    // `let`; the call below then ends in `unreachable!`).
+    let never = matches!(&sig.output, ReturnType::Type(_, ty) if matches!(**ty, Type::Never(_)));
     let output = match &sig.output {
         ReturnType::Default => Some(quote!(())),
-        ReturnType::Type(_, ty) if !matches!(**ty, Type::ImplTrait(_)) => Some(quote!(#ty)),
+        ReturnType::Type(_, ty) if !never && !mentions_impl(&ty.to_token_stream()) => {
+            Some(quote!(#ty))
+        }
         ReturnType::Type(..) => None,
     };
     let body_expr = match output {
@@ -191,6 +200,11 @@ fn generate(kind: Kind, args: &Args, func: ItemFn) -> TokenStream {
         Kind::Main => TokenStream::new(),
     };
     let message = format!("{}: cannot build the runtime: {{}}", kind.attr());
+    let unreachable = if never {
+        quote!(; ::core::unreachable!("an `async fn` returning `!` returned"))
+    } else {
+        TokenStream::new()
+    };
     let sig = sig.into_token_stream();
 
     quote! {
@@ -206,6 +220,27 @@ fn generate(kind: Kind, args: &Args, func: ItemFn) -> TokenStream {
             // The runtime is dropped (its workers stopped and joined) when
             // the function returns or unwinds.
             #rt.block_on(#body)
+            #unreachable
         }
+    }
+}
+
+/// Does `tokens` contain the keyword `impl` (at any depth)?
+fn mentions_impl(tokens: &TokenStream) -> bool {
+    tokens.clone().into_iter().any(|t| match t {
+        proc_macro2::TokenTree::Ident(i) => i == "impl",
+        proc_macro2::TokenTree::Group(g) => mentions_impl(&g.stream()),
+        _ => false,
+    })
+}
+
+/// `#[test]`, also written as a path to the prelude's (`#[::core::prelude::v1::test]`,
+/// `#[std::prelude::rust_2021::test]`).
+fn is_test_attribute(path: &syn::Path) -> bool {
+    let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+    match segments.as_slice() {
+        [only] => only == "test",
+        [root, .., last] => last == "test" && (root == "core" || root == "std"),
+        _ => false,
     }
 }

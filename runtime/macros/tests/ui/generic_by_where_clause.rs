@@ -1,0 +1,8 @@
+#[unplug::test]
+async fn generic_by_where()
+where
+    String: Clone,
+{
+}
+
+fn main() {}

@@ -107,8 +107,10 @@ impl Drop for SetCurrent {
 /// Guards nest, of one runtime or several: dropping one restores what was
 /// current before it was made. They must be dropped in the reverse order of
 /// their creation; dropping one out of order **panics** (as tokio's own
-/// `EnterGuard` does), unless the thread is already panicking. The guard is
-/// not `Send`: it belongs to the thread that made it.
+/// `EnterGuard` does), unless the thread is already panicking; what is
+/// current on that thread afterwards is then unspecified (a runtime may
+/// stay current with no guard left, as with tokio's). The guard is not
+/// `Send`: it belongs to the thread that made it.
 ///
 /// ```
 /// let rt = unplug::Runtime::builder().workers(1).build().unwrap();

@@ -102,13 +102,18 @@ impl Builder {
     /// the main thread's affinity mask, the cgroup cpuset, the online CPUs
     /// and the cgroup CPU quota every `follow_interval`, and unplugs or
     /// plugs workers to match once a change has held for three readings
-    /// in a row (hysteresis: a flapping mask does not thrash the pool).
+    /// in a row.
     /// With [`cpus`](Self::cpus) given, it keeps to those CPUs; unpinned
     /// workers get the usable CPUs as their mask at each change. With
     /// [`workers`](Self::workers) given (or after a `set_workers`), it keeps
     /// that many running: it moves workers off CPUs that go and back, and
-    /// starts none beyond the count on a CPU that comes back; with the
-    /// default count (one per CPU) it runs a worker on every CPU it follows.
+    /// starts none beyond the count on a CPU that comes back (it moves one
+    /// there from a CPU running several); with the default count (one per
+    /// CPU) it runs a worker on every CPU it follows. A cgroup CPU quota
+    /// caps how many CPUs run a worker (`ceil(quota)`), whatever the count,
+    /// and leaves which ones to the pool. A mask that changes back within
+    /// three readings is never followed; one flapping faster than the
+    /// readings may still be followed now and then.
     pub fn follow_cpus(mut self, follow: bool) -> Self {
         self.follow = follow;
         self

@@ -10,14 +10,18 @@
 //! - the cgroup cpuset and the online CPUs (`affinity::allowed_cpus_now`):
 //!   what a container runtime's `--cpuset-cpus` update or a CPU hot-unplug
 //!   changes;
-//! - the cgroup CPU quota, which caps how many of those CPUs get a running
-//!   worker: `ceil(quota)`.
+//! - the cgroup CPU quota, which caps how many of those CPUs run a worker
+//!   at once: `ceil(quota)` (QUOTA-COUNTS: how many, never which).
 //!
 //! The CPUs followed are the cgroup's online CPUs that are also in the main
 //! thread's mask. A new reading must hold for `STABLE_READINGS` readings in
-//! a row before the pool is changed, so a flapping mask does not thrash it.
-//! Then CPUs that joined are plugged first, CPUs that left are unplugged
-//! after (so the pool never drops to no running worker on the way).
+//! a row before the pool is changed, so a mask that changes back within
+//! that is never followed (one that flaps faster than the readings may
+//! still be followed now and then: the readings sample it). Then CPUs that
+//! joined are plugged first (while fewer CPUs than the cap run a worker),
+//! CPUs that left are unplugged after (so the pool never drops to no
+//! running worker on the way), then the highest CPUs running a worker
+//! beyond the cap.
 //! Tested for real: `tests/follow_cpus.rs` (the main thread's mask) and
 //! `tests/follow_cgroup_cpuset.rs` (a cpuset cgroup).
 
@@ -44,7 +48,7 @@ impl Follower {
         // followed (a first reading equal to it must not undo manual
         // calls, and a change made right after `build()` is not missed).
         let scope = control.follow_scope();
-        let built_for = desired_cpus(scope.as_deref());
+        let built_for = read_now(scope.as_deref());
         let thread = std::thread::Builder::new()
             .name("unplug-follow".into())
             .spawn(move || follow(control, interval, stopped, built_for, scope))
@@ -70,11 +74,24 @@ fn usable_cpus() -> Vec<usize> {
     affinity::process_cpus_now().unwrap_or_default()
 }
 
-/// The CPUs the runtime should run workers on, given the usable ones:
-/// FOLLOW-SCOPE, those of `Builder::cpus` if it was given (all usable
-/// ones if it shares none with them: work must run somewhere), capped by
-/// the cgroup CPU quota.
-fn desired_of(usable: &[usize], scope: Option<&[usize]>) -> Vec<usize> {
+/// What the follower follows: the CPUs workers may run on, and how many of
+/// them may run a worker at once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Reading {
+    /// FOLLOW-SCOPE: the usable CPUs within `Builder::cpus` if it was given
+    /// (all usable ones if it shares none with them: work must run
+    /// somewhere).
+    pub(crate) cpus: Vec<usize>,
+    /// QUOTA-COUNTS: `ceil` of the cgroup CPU quota (at least 1), or all of
+    /// `cpus`. It caps how many CPUs run a worker; which ones is left to
+    /// the pool (before, the quota truncated `cpus` to its lowest CPUs: a
+    /// worker alone on CPU 1 was moved to CPU 0 under a quota of 1, and a
+    /// user's move of the one worker was undone; a red team).
+    pub(crate) cap: usize,
+}
+
+/// The reading for these usable CPUs, quota and scope.
+fn reading_of(usable: &[usize], quota: Option<f64>, scope: Option<&[usize]>) -> Reading {
     let mut cpus: Vec<usize> = match scope {
         Some(scope) => usable
             .iter()
@@ -86,37 +103,44 @@ fn desired_of(usable: &[usize], scope: Option<&[usize]>) -> Vec<usize> {
     if cpus.is_empty() {
         cpus = usable.to_vec();
     }
-    if let Some(quota) = affinity::cpu_quota() {
-        cpus.truncate((quota.ceil() as usize).max(1));
-    }
-    cpus
+    let cap = quota.map_or(cpus.len(), |q| (q.ceil() as usize).max(1));
+    Reading { cpus, cap }
 }
 
-/// The CPUs the runtime should run workers on now.
-fn desired_cpus(scope: Option<&[usize]>) -> Vec<usize> {
-    desired_of(&usable_cpus(), scope)
+/// The reading now.
+fn read_now(scope: Option<&[usize]>) -> Reading {
+    reading_of(&usable_cpus(), affinity::cpu_quota(), scope)
 }
 
 /// The hysteresis: a reading is acted on once it has been seen
 /// `STABLE_READINGS` times in a row and differs from what was last acted on.
-#[derive(Default)]
-pub(crate) struct Hysteresis {
-    seen: Option<Vec<usize>>,
+pub(crate) struct Hysteresis<T> {
+    seen: Option<T>,
     stable: u32,
-    applied: Option<Vec<usize>>,
+    applied: Option<T>,
 }
 
-impl Hysteresis {
-    /// A hysteresis that has already applied `cpus`.
-    pub(crate) fn applied(cpus: Vec<usize>) -> Self {
+impl<T> Default for Hysteresis<T> {
+    fn default() -> Self {
         Hysteresis {
-            applied: Some(cpus),
+            seen: None,
+            stable: 0,
+            applied: None,
+        }
+    }
+}
+
+impl<T: Clone + PartialEq> Hysteresis<T> {
+    /// A hysteresis that has already applied `reading`.
+    pub(crate) fn applied(reading: T) -> Self {
+        Hysteresis {
+            applied: Some(reading),
             ..Default::default()
         }
     }
 
-    /// Feeds one reading; returns the CPU set to apply now, if any.
-    pub(crate) fn observe(&mut self, now: Vec<usize>) -> Option<Vec<usize>> {
+    /// Feeds one reading; returns the reading to apply now, if any.
+    pub(crate) fn observe(&mut self, now: T) -> Option<T> {
         if self.seen.as_ref() == Some(&now) {
             self.stable += 1;
         } else {
@@ -132,8 +156,8 @@ impl Hysteresis {
 
     /// Whether `now` has held for `STABLE_READINGS` readings and is what
     /// was last acted on.
-    fn settled_on(&self, now: &[usize]) -> bool {
-        self.stable >= STABLE_READINGS && self.applied.as_deref() == Some(now)
+    fn settled_on(&self, now: &T) -> bool {
+        self.stable >= STABLE_READINGS && self.applied.as_ref() == Some(now)
     }
 }
 
@@ -149,13 +173,19 @@ impl Controller {
         self.lock_pool().asked_count
     }
 
-    /// Whether a worker counting as running is on a CPU not in `desired`
-    /// (FOLLOW-CONVERGES).
-    fn runs_outside(&self, desired: &[usize]) -> bool {
-        self.lock_pool()
-            .entries
-            .iter()
-            .any(|e| e.counts_as_running() && e.cpu.is_some_and(|c| !desired.contains(&c)))
+    /// Whether a worker counting as running is on a CPU not in `reading`,
+    /// or more of its CPUs than the cap run one (FOLLOW-CONVERGES).
+    fn runs_outside(&self, reading: &Reading) -> bool {
+        let pool = self.lock_pool();
+        let mut inside: Vec<usize> = Vec::new();
+        for e in pool.entries.iter().filter(|e| e.counts_as_running()) {
+            match e.cpu {
+                Some(c) if !reading.cpus.contains(&c) => return true,
+                Some(c) if !inside.contains(&c) => inside.push(c),
+                _ => {}
+            }
+        }
+        inside.len() > reading.cap
     }
 
     /// FOLLOW-UNPINNED: gives every unpinned worker the mask `usable`, as
@@ -176,7 +206,7 @@ fn follow(
     control: Arc<Controller>,
     interval: Duration,
     stopped: mpsc::Receiver<()>,
-    built_for: Vec<usize>,
+    built_for: Reading,
     scope: Option<Vec<usize>>,
 ) {
     let mut hysteresis = Hysteresis::applied(built_for);
@@ -187,16 +217,16 @@ fn follow(
             _ => return,
         }
         let usable = usable_cpus();
-        let now = desired_of(&usable, scope);
+        let now = reading_of(&usable, affinity::cpu_quota(), scope);
         let stop_asked = || {
             matches!(
                 stopped.try_recv(),
                 Ok(()) | Err(mpsc::TryRecvError::Disconnected)
             )
         };
-        let plugs = if let Some(cpus) = hysteresis.observe(now.clone()) {
+        let plugs = if let Some(reading) = hysteresis.observe(now.clone()) {
             // A change of the reading: plug what joined, unplug what left.
-            Some((cpus, true))
+            Some((reading, true))
         } else if hysteresis.settled_on(&now) && control.runs_outside(&now) {
             // FOLLOW-CONVERGES: the reading is what was applied, yet a
             // worker runs on a CPU outside it (plugged by the user while
@@ -206,11 +236,11 @@ fn follow(
         } else {
             None
         };
-        if let Some((cpus, plug_joined)) = plugs {
+        if let Some((reading, plug_joined)) = plugs {
             // Counted before the pool changes, so whoever sees the change
             // sees it counted (a test saw the plug before the count).
             control.follow_changes.fetch_add(1, Relaxed);
-            apply(&control, &cpus, plug_joined, scope, &stop_asked);
+            apply(&control, &reading, plug_joined, scope, &stop_asked);
             control.spread_unpinned(&usable);
             control.hotplug_event("follow");
             if stop_asked() {
@@ -220,59 +250,148 @@ fn follow(
     }
 }
 
-/// Plugs the CPUs of `desired` that run no worker, then unplugs the
-/// others. FOLLOW-GIVES-UP: an unplug waits for a worker inside a poll
-/// only until `stop_asked` (shutdown) or the CPU is wanted again; the park
-/// then stays requested without an owner, and completes when that poll
-/// ends (or a later plug withdraws it). An unbounded wait here held up
-/// `shutdown_timeout` for the whole poll, and deadlocked a runtime dropped
-/// from a task on the worker being unplugged (shutdown joins this thread).
+/// Plugs the CPUs of `reading` that run no worker while fewer of them than
+/// its cap run one, then unplugs the CPUs not in it, then the highest CPUs
+/// running a worker beyond the cap. FOLLOW-GIVES-UP: an unplug waits for a
+/// worker inside a poll only until `stop_asked` (shutdown) or the CPU is
+/// wanted again; the park then stays requested without an owner, and
+/// completes when that poll ends (or a later plug withdraws it). An
+/// unbounded wait here held up `shutdown_timeout` for the whole poll, and
+/// deadlocked a runtime dropped from a task on the worker being unplugged
+/// (shutdown joins this thread).
 ///
-/// With `plug_joined` false (FOLLOW-CONVERGES), a CPU of `desired` is
+/// With `plug_joined` false (FOLLOW-CONVERGES), a CPU of `reading` is
 /// plugged only if no worker runs on any of them (a user's unplug of a CPU
 /// the process may use is left alone).
 fn apply(
     control: &Controller,
-    desired: &[usize],
+    reading: &Reading,
     plug_joined: bool,
     scope: Option<&[usize]>,
     stop_asked: &dyn Fn() -> bool,
 ) {
-    let running_on = |cpu: usize| {
-        control.workers().iter().any(|w| {
-            w.cpu == Some(cpu) && matches!(w.state, WorkerState::Running | WorkerState::Idle)
-        })
+    let running_cpus = || {
+        let mut cpus: Vec<usize> = control
+            .workers()
+            .iter()
+            .filter(|w| matches!(w.state, WorkerState::Running | WorkerState::Idle))
+            .filter_map(|w| w.cpu)
+            .filter(|c| reading.cpus.contains(c))
+            .collect();
+        cpus.sort_unstable();
+        cpus.dedup();
+        cpus
     };
     // FOLLOW-KEEPS-COUNT: with a count asked for, CPUs are plugged only
-    // while fewer of the CPUs followed than that run a worker (following
-    // moves workers; it adds none a default-built runtime would not have).
+    // while fewer workers than that run on the CPUs followed (following
+    // moves workers off CPUs that go; it adds none a default-built runtime
+    // would not have). Counted in workers: counted in CPUs, two workers on
+    // one CPU were one, and the CPU that came back got a third (a red team).
     let asked = control.asked_count();
-    let below_asked =
-        || asked.is_none_or(|n| desired.iter().filter(|&&c| running_on(c)).count() < n);
-    if plug_joined || !desired.iter().any(|&c| running_on(c)) {
-        for &cpu in desired {
-            if !running_on(cpu) && below_asked() {
-                let _ = control.plug_cpu(cpu);
-                if !plug_joined {
-                    break;
-                }
+    // The running workers on the CPUs followed, by CPU.
+    let staying = || {
+        let mut by_cpu: Vec<(usize, Vec<usize>)> = Vec::new();
+        for w in control.workers() {
+            let Some(cpu) = w.cpu.filter(|c| reading.cpus.contains(c)) else {
+                continue;
+            };
+            if !matches!(w.state, WorkerState::Running | WorkerState::Idle) {
+                continue;
+            }
+            match by_cpu.iter_mut().find(|(c, _)| *c == cpu) {
+                Some((_, ids)) => ids.push(w.id),
+                None => by_cpu.push((cpu, vec![w.id])),
+            }
+        }
+        by_cpu
+    };
+    let count = |by_cpu: &[(usize, Vec<usize>)]| by_cpu.iter().map(|(_, ids)| ids.len()).sum();
+    let below_asked = |by_cpu: &[(usize, Vec<usize>)]| asked.is_none_or(|n| count(by_cpu) < n);
+    let crowded = |by_cpu: &[(usize, Vec<usize>)]| by_cpu.iter().any(|(_, ids)| ids.len() > 1);
+    if plug_joined || running_cpus().is_empty() {
+        for &cpu in &reading.cpus {
+            let by_cpu = staying();
+            let running = running_cpus();
+            // A CPU without a worker gets one while fewer workers than
+            // asked run, or (FOLLOW-SPREADS) as a move while another CPU
+            // followed runs several: the count stays, the CPUs fill.
+            if running.contains(&cpu)
+                || running.len() >= reading.cap
+                || !(below_asked(&by_cpu) || crowded(&by_cpu))
+            {
+                continue;
+            }
+            let _ = control.plug_cpu(cpu);
+            trim_to_asked(control, asked, &staying, &count, stop_asked);
+            if !plug_joined {
+                break;
             }
         }
     }
     let mut gone: Vec<usize> = control.workers().iter().filter_map(|w| w.cpu).collect();
     gone.sort_unstable();
     gone.dedup();
-    for cpu in gone.into_iter().filter(|c| !desired.contains(c)) {
-        let give_up = || stop_asked() || desired_cpus(scope).contains(&cpu);
-        // The last running worker is refused by the controller; keep it.
-        // A park this call shared with another call that withdrew it (a
-        // user's `unplug_cpu_timeout` timing out: OWNED-ROLLBACK) is asked
-        // for again: the mask still says this CPU goes, and this reading is
-        // already recorded as applied, so nothing would ask later.
-        while let Ok(report) = control.unplug_cpu_waiting(cpu, WaitFor::UntilGivenUp(&give_up)) {
-            if report.superseded.is_empty() || give_up() {
-                break;
-            }
+    for cpu in gone.into_iter().filter(|c| !reading.cpus.contains(c)) {
+        let give_up = || stop_asked() || read_now(scope).cpus.contains(&cpu);
+        unplug_until_done(control, cpu, &give_up);
+    }
+    // QUOTA-COUNTS: beyond the cap, the highest CPUs running a worker go
+    // (the others keep theirs: which CPUs run is the pool's, not the
+    // quota's).
+    let mut running = running_cpus();
+    while running.len() > reading.cap {
+        let Some(cpu) = running.pop() else { break };
+        let give_up = || stop_asked() || read_now(scope).cap > reading.cap;
+        unplug_until_done(control, cpu, &give_up);
+        if give_up() {
+            break;
+        }
+    }
+}
+
+/// FOLLOW-SPREADS: while more workers than `asked` run on the CPUs
+/// followed, parks the newest worker of the CPU running the most (never
+/// the only one of a CPU): what a plug brought back beyond the count.
+#[allow(clippy::type_complexity)]
+fn trim_to_asked(
+    control: &Controller,
+    asked: Option<usize>,
+    staying: &dyn Fn() -> Vec<(usize, Vec<usize>)>,
+    count: &dyn Fn(&[(usize, Vec<usize>)]) -> usize,
+    stop_asked: &dyn Fn() -> bool,
+) {
+    let Some(n) = asked else { return };
+    loop {
+        let by_cpu = staying();
+        if count(&by_cpu) <= n || stop_asked() {
+            return;
+        }
+        let Some((_, ids)) = by_cpu
+            .iter()
+            .filter(|(_, ids)| ids.len() > 1)
+            .max_by_key(|(_, ids)| ids.len())
+        else {
+            return;
+        };
+        let newest = *ids.iter().max().expect("a crowded CPU has workers");
+        if control
+            .park_worker_waiting(newest, WaitFor::UntilGivenUp(stop_asked))
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Unplugs `cpu` for the follower. The last running worker is refused by
+/// the controller; keep it. A park this call shared with another call that
+/// withdrew it (a user's `unplug_cpu_timeout` timing out: OWNED-ROLLBACK)
+/// is asked for again: the reading still says this CPU goes, and it is
+/// already recorded as applied, so nothing would ask later.
+fn unplug_until_done(control: &Controller, cpu: usize, give_up: &dyn Fn() -> bool) {
+    while let Ok(report) = control.unplug_cpu_waiting(cpu, WaitFor::UntilGivenUp(give_up)) {
+        if report.superseded.is_empty() || give_up() {
+            break;
         }
     }
 }

@@ -191,9 +191,19 @@ impl Controller {
 
     /// See [`Handle::park_worker`](crate::Handle::park_worker).
     pub(crate) fn park_worker(&self, id: usize) -> Result<ParkReport, ControlError> {
+        self.park_worker_waiting(id, WaitFor::Deadline(None))
+    }
+
+    /// [`park_worker`](Self::park_worker), waiting as `wait_for` says (the
+    /// CPU follower's waits give up at shutdown: FOLLOW-GIVES-UP).
+    pub(crate) fn park_worker_waiting(
+        &self,
+        id: usize,
+        wait_for: WaitFor<'_>,
+    ) -> Result<ParkReport, ControlError> {
         self.park_where(
             "park_worker",
-            WaitFor::Deadline(None),
+            wait_for,
             |e| e.index == id,
             ControlError::UnknownWorker(id),
             None,

@@ -147,3 +147,77 @@ fn a_users_move_of_the_one_worker_a_quota_allows_is_left_alone() {
     drop(quota);
     drop(cpuset);
 }
+
+/// A cpu cgroup `parent` with a child holding this process; both removed
+/// (the process moved back to the root) on drop.
+struct Nested {
+    root: std::path::PathBuf,
+    parent: std::path::PathBuf,
+    child: std::path::PathBuf,
+}
+
+impl Nested {
+    fn new() -> Option<Nested> {
+        let root = std::path::PathBuf::from("/sys/fs/cgroup/cpu");
+        if !root.join("cgroup.procs").exists() {
+            eprintln!("skipped: no v1 cpu hierarchy");
+            return None;
+        }
+        let parent = root.join(format!("unplug-quota-parent-{}", std::process::id()));
+        let child = parent.join("child");
+        std::fs::create_dir_all(&child).ok()?;
+        let nested = Nested {
+            root,
+            parent,
+            child,
+        };
+        std::fs::write(
+            nested.child.join("cgroup.procs"),
+            std::process::id().to_string(),
+        )
+        .ok()?;
+        Some(nested)
+    }
+
+    fn set_parent_quota(&self, cpus: f64) {
+        std::fs::write(self.parent.join("cpu.cfs_period_us"), "100000").unwrap();
+        let quota = ((cpus * 100_000.0) as i64).to_string();
+        std::fs::write(self.parent.join("cpu.cfs_quota_us"), quota).unwrap();
+    }
+}
+
+impl Drop for Nested {
+    fn drop(&mut self) {
+        let _ = std::fs::write(
+            self.root.join("cgroup.procs"),
+            std::process::id().to_string(),
+        );
+        let _ = std::fs::remove_dir(&self.child);
+        let _ = std::fs::remove_dir(&self.parent);
+    }
+}
+
+/// QUOTA-INHERITED: a quota set on a parent cgroup (a systemd slice, a pod)
+/// throttles the process as its own would; it was not read (the quota was
+/// looked for in the process's own cgroup alone: `cpu_quota()` said `None`
+/// and the follower kept both workers; a red team).
+#[test]
+fn a_quota_on_a_parent_cgroup_is_followed() {
+    let Some((_turn, _a, _b, cpuset)) = on_both_cpus() else {
+        return;
+    };
+    let Some(nested) = Nested::new() else {
+        return;
+    };
+    let rt = following().build().unwrap();
+    nested.set_parent_quota(1.0);
+    assert_eq!(unplug::worker::affinity::cpu_quota(), Some(1.0));
+    assert!(
+        settles(|| running(&rt) == 1),
+        "a quota of 1 on the parent cgroup: [{}]",
+        describe(&rt)
+    );
+    drop(rt);
+    drop(nested);
+    drop(cpuset);
+}

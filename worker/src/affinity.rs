@@ -118,9 +118,10 @@ pub fn cpuset_cpus() -> Option<Vec<usize>> {
 }
 
 /// The cgroup CPU quota of this process in CPUs (v2 `cpu.max`, v1
-/// `cpu.cfs_quota_us` / `cpu.cfs_period_us`), `None` if unlimited or not
-/// shown (portable build: `None`). 1.5 means "one and a half CPUs' worth of
-/// time per period".
+/// `cpu.cfs_quota_us` / `cpu.cfs_period_us`): the smallest of its own
+/// cgroup's and every parent's (each throttles it), `None` if none is
+/// limited or none is shown (portable build: `None`). 1.5 means "one and a
+/// half CPUs' worth of time per period".
 pub fn cpu_quota() -> Option<f64> {
     platform::cpu_quota()
 }

@@ -41,3 +41,31 @@ pub(crate) fn parse_cpu_max(text: &str) -> Option<f64> {
     let (q, p): (f64, f64) = (quota.parse().ok()?, period.parse().ok()?);
     (q > 0.0 && p > 0.0).then_some(q / p)
 }
+
+/// A cgroup path and every cgroup above it, the path's own first:
+/// `/a/b` gives `/a/b`, `/a`, then `` (the hierarchy's root).
+#[cfg_attr(not(all(target_os = "linux", not(unplug_portable))), allow(dead_code))]
+pub(crate) fn cgroup_ancestors(path: &str) -> impl Iterator<Item = &str> {
+    let path = path.trim_end_matches('/');
+    let mut next = Some(path);
+    std::iter::from_fn(move || {
+        let current = next?;
+        next = current.rfind('/').map(|at| &current[..at]);
+        Some(current)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cgroup_ancestors;
+
+    #[test]
+    fn a_cgroup_path_lists_itself_then_each_parent_up_to_the_root() {
+        let all: Vec<&str> = cgroup_ancestors("/a/b").collect();
+        assert_eq!(all, ["/a/b", "/a", ""]);
+        let root: Vec<&str> = cgroup_ancestors("/").collect();
+        assert_eq!(root, [""]);
+        let trailing: Vec<&str> = cgroup_ancestors("/a/").collect();
+        assert_eq!(trailing, ["/a", ""]);
+    }
+}

@@ -98,27 +98,42 @@ pub(crate) fn cpuset_cpus() -> Option<Vec<usize>> {
 }
 
 /// The cgroup CPU quota of this process in CPUs (v2 `cpu.max`, v1
-/// `cpu.cfs_quota_us` / `cpu.cfs_period_us`).
+/// `cpu.cfs_quota_us` / `cpu.cfs_period_us`): the smallest over its cgroup
+/// and every cgroup above it, since the kernel throttles the process by
+/// each of them (QUOTA-INHERITED: a quota set on a parent, as a systemd
+/// slice or a pod does, was not seen; a red team).
 pub(crate) fn cpu_quota() -> Option<f64> {
     let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let smallest =
+        |quotas: &mut dyn Iterator<Item = Option<f64>>| quotas.flatten().reduce(f64::min);
     for line in cgroups.lines() {
         let mut fields = line.splitn(3, ':');
         let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
         if controllers.is_empty() {
             for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
-                if let Ok(max) = std::fs::read_to_string(format!("{root}{path}/cpu.max")) {
-                    return crate::cpu_text::parse_cpu_max(&max);
+                if !std::path::Path::new(&format!("{root}{path}")).is_dir() {
+                    continue;
                 }
+                return smallest(&mut crate::cpu_text::cgroup_ancestors(path).map(|dir| {
+                    let max = std::fs::read_to_string(format!("{root}{dir}/cpu.max")).ok()?;
+                    crate::cpu_text::parse_cpu_max(&max)
+                }));
             }
         } else if controllers.split(',').any(|c| c == "cpu") {
-            for dir in ["cpu", "cpu,cpuacct", "cpuacct,cpu"] {
-                let base = format!("/sys/fs/cgroup/{dir}{path}");
-                let quota = std::fs::read_to_string(format!("{base}/cpu.cfs_quota_us"));
-                let period = std::fs::read_to_string(format!("{base}/cpu.cfs_period_us"));
-                if let (Ok(q), Ok(p)) = (quota, period) {
-                    let (q, p): (i64, i64) = (q.trim().parse().ok()?, p.trim().parse().ok()?);
-                    return (q > 0 && p > 0).then(|| q as f64 / p as f64);
+            for mount in ["cpu", "cpu,cpuacct", "cpuacct,cpu"] {
+                let root = format!("/sys/fs/cgroup/{mount}");
+                if !std::path::Path::new(&format!("{root}{path}")).is_dir() {
+                    continue;
                 }
+                return smallest(&mut crate::cpu_text::cgroup_ancestors(path).map(|dir| {
+                    let base = format!("{root}{dir}");
+                    let quota = std::fs::read_to_string(format!("{base}/cpu.cfs_quota_us")).ok()?;
+                    let period =
+                        std::fs::read_to_string(format!("{base}/cpu.cfs_period_us")).ok()?;
+                    let (q, p): (i64, i64) =
+                        (quota.trim().parse().ok()?, period.trim().parse().ok()?);
+                    (q > 0 && p > 0).then(|| q as f64 / p as f64)
+                }));
             }
         }
     }

@@ -49,18 +49,19 @@ fn describe(rt: &Runtime) -> String {
         .join(" ")
 }
 
+/// Sets a quota of 1 and waits for one worker to run.
+fn settle_under_a_quota_of_one(quota: &Cgroup, rt: &Runtime) {
+    quota.set_quota(Some(1.0));
+    assert!(settles(|| running(rt) == 1), "quota 1: [{}]", describe(rt));
+}
+
 fn set_workers_beyond_the_quota_keeps_the_count_once_lifted(pin: bool) {
     let Some((_turn, _a, _b, cpuset)) = on_both_cpus() else {
         return;
     };
     let quota = Cgroup::cpu().unwrap();
     let rt = following().pin_workers(pin).build().unwrap();
-    quota.set_quota(Some(1.0));
-    assert!(
-        settles(|| running(&rt) == 1),
-        "quota 1: [{}]",
-        describe(&rt)
-    );
+    settle_under_a_quota_of_one(&quota, &rt);
     rt.set_workers(2).unwrap();
     quota.set_quota(None);
     // Two run (FOLLOW-KEEPS-COUNT), one on each CPU (FOLLOW-SPREADS).
@@ -117,12 +118,7 @@ fn a_users_move_of_the_one_worker_a_quota_allows_is_left_alone() {
     };
     let quota = Cgroup::cpu().unwrap();
     let rt = following().pin_workers(true).build().unwrap();
-    quota.set_quota(Some(1.0));
-    assert!(
-        settles(|| running(&rt) == 1),
-        "quota 1: [{}]",
-        describe(&rt)
-    );
+    settle_under_a_quota_of_one(&quota, &rt);
     let from = running_cpus(&rt)[0];
     let to = rt
         .workers()

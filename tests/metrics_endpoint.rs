@@ -34,46 +34,43 @@ fn exchange(addr: SocketAddr, request: &[u8], limit: Duration) -> (String, bool)
     (String::from_utf8_lossy(&out).into_owned(), closed)
 }
 
-fn status_line(addr: SocketAddr, request: &str) -> String {
-    let (response, _) = exchange(addr, request.as_bytes(), Duration::from_secs(10));
-    response.lines().next().unwrap_or("").to_owned()
+/// The whole answer to `request_head` (a request line and any headers,
+/// without the blank line), sent with `Connection: close`.
+fn answer(addr: SocketAddr, request_head: &str) -> String {
+    let request = format!("{request_head}\r\nHost: x\r\nConnection: close\r\n\r\n");
+    exchange(addr, request.as_bytes(), Duration::from_secs(10)).0
+}
+
+fn status_line(addr: SocketAddr, request_head: &str) -> String {
+    answer(addr, request_head)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned()
 }
 
 #[test]
 fn the_endpoint_answers_get_and_head_of_metrics_and_refuses_the_rest() {
     let addr = metrics_server();
     with_watchdog("requests to the endpoint", move || {
-        let close = "Host: x\r\nConnection: close\r\n\r\n";
         assert_eq!(
-            status_line(addr, &format!("GET /not-metrics HTTP/1.1\r\n{close}")),
+            status_line(addr, "GET /not-metrics HTTP/1.1"),
             "HTTP/1.1 404 Not Found"
         );
         assert_eq!(
-            status_line(addr, &format!("GET / HTTP/1.1\r\n{close}")),
+            status_line(addr, "GET / HTTP/1.1"),
             "HTTP/1.1 404 Not Found"
         );
-        let (post, _) = exchange(
-            addr,
-            format!("POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n{close}").as_bytes(),
-            Duration::from_secs(10),
-        );
+        let post = answer(addr, "POST /metrics HTTP/1.1\r\nContent-Length: 0");
         assert!(post.starts_with("HTTP/1.1 405"), "{post}");
         assert!(
             post.to_ascii_lowercase().contains("allow: get, head"),
             "{post}"
         );
-        let (get, _) = exchange(
-            addr,
-            format!("GET /metrics HTTP/1.1\r\n{close}").as_bytes(),
-            Duration::from_secs(10),
-        );
+        let get = answer(addr, "GET /metrics HTTP/1.1");
         assert!(get.starts_with("HTTP/1.1 200"), "{get}");
         assert!(get.contains("text/plain; version=0.0.4"), "{get}");
-        let (head, _) = exchange(
-            addr,
-            format!("HEAD /metrics HTTP/1.1\r\n{close}").as_bytes(),
-            Duration::from_secs(10),
-        );
+        let head = answer(addr, "HEAD /metrics HTTP/1.1");
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
         assert!(head.ends_with("\r\n\r\n"), "HEAD sent a body: {head}");
     });

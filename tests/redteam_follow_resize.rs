@@ -13,16 +13,21 @@ use follow_support::on_both_cpus;
 use unplug::worker::{affinity, WorkerState};
 use unplug::Runtime;
 
-fn grows_on_the_cpu_left(pin: bool) {
-    let Some((_turn, keep, gone, group)) = on_both_cpus() else {
-        return;
-    };
-    let rt = Runtime::builder()
+/// Two workers, on `keep` and `gone`, pinned or not.
+fn pair(keep: usize, gone: usize, pin: bool) -> Runtime {
+    Runtime::builder()
         .workers(2)
         .cpus([keep, gone])
         .pin_workers(pin)
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+fn grows_on_the_cpu_left(pin: bool) {
+    let Some((_turn, keep, gone, group)) = on_both_cpus() else {
+        return;
+    };
+    let rt = pair(keep, gone, pin);
     // The cached allowed set is fresh and still has both CPUs.
     assert_eq!(affinity::allowed_cpus().unwrap(), vec![keep, gone]);
     group.set_cpus(&[keep]);
@@ -65,12 +70,7 @@ fn grows_beside_a_parked_worker_of_the_cpu_gone(pin: bool) {
     let Some((_turn, keep, gone, group)) = on_both_cpus() else {
         return;
     };
-    let rt = Runtime::builder()
-        .workers(2)
-        .cpus([keep, gone])
-        .pin_workers(pin)
-        .build()
-        .unwrap();
+    let rt = pair(keep, gone, pin);
     let parked = rt
         .workers()
         .iter()

@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 
 /// How long the accept loop waits after an accept error that is not about
 /// one connection (out of file descriptors, memory, buffers) before trying
@@ -23,8 +23,30 @@ pub const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 /// file descriptor for good (FIRST-BYTES).
 pub const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The next connection on `listener`, for an accept loop (`who` names it
+/// in the log): an error about one pending connection is skipped, one
+/// about a resource (`EMFILE`, ...) is logged and retried after
+/// [`ACCEPT_ERROR_BACKOFF`] (retrying at once spun a CPU); only a broken
+/// listener is returned. Cancel-safe: dropping it between attempts loses
+/// no connection.
+pub(crate) async fn accept(listener: &TcpListener, who: &str) -> io::Result<TcpStream> {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _peer)) => return Ok(stream),
+            Err(e) => match classify(&e) {
+                AcceptError::Connection => log::debug!("{who}: accept: {e}"),
+                AcceptError::Resource => {
+                    log::warn!("{who}: accept: {e}; retrying in {ACCEPT_ERROR_BACKOFF:?}");
+                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                }
+                AcceptError::Listener => return Err(e),
+            },
+        }
+    }
+}
+
 /// What an accept error means for the loop.
-pub(crate) enum AcceptError {
+enum AcceptError {
     /// One pending connection failed; the next accept may succeed.
     Connection,
     /// Out of some resource: back off, then retry.
@@ -33,7 +55,7 @@ pub(crate) enum AcceptError {
     Listener,
 }
 
-pub(crate) fn classify(e: &io::Error) -> AcceptError {
+fn classify(e: &io::Error) -> AcceptError {
     use io::ErrorKind::*;
     match e.kind() {
         // accept(2) also reports network errors already pending on the new

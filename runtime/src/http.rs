@@ -48,7 +48,7 @@
 //! assert!(response.ends_with("hello from a worker"));
 //! ```
 
-use crate::accept::{classify, AcceptError, FirstBytes};
+use crate::accept::{accept, FirstBytes};
 pub use crate::accept::{ACCEPT_ERROR_BACKOFF, FIRST_BYTES_TIMEOUT};
 use crate::Handle;
 use hyper::body::{Body, Incoming};
@@ -217,34 +217,17 @@ where
     let mut fatal = None;
 
     loop {
-        let accepted = match until(shutdown.as_mut(), poll_fn(|cx| listener.poll_accept(cx))).await
+        // A resource error's backoff runs inside `accept`, so a shutdown
+        // during it is seen at once too.
+        let stream = match until(shutdown.as_mut(), accept(&listener, "unplug::http::serve")).await
         {
             None => break,
-            Some(accepted) => accepted,
-        };
-        let stream = match accepted {
-            Ok((stream, _peer)) => stream,
-            Err(e) => match classify(&e) {
-                AcceptError::Connection => {
-                    log::debug!("unplug::http::serve: accept: {e}");
-                    continue;
-                }
-                AcceptError::Resource => {
-                    log::warn!(
-                        "unplug::http::serve: accept: {e}; retrying in {ACCEPT_ERROR_BACKOFF:?}"
-                    );
-                    let backoff = tokio::time::sleep(ACCEPT_ERROR_BACKOFF);
-                    if until(shutdown.as_mut(), backoff).await.is_none() {
-                        break;
-                    }
-                    continue;
-                }
-                AcceptError::Listener => {
-                    log::error!("unplug::http::serve: the listener failed: {e}");
-                    fatal = Some(e);
-                    break;
-                }
-            },
+            Some(Ok(stream)) => stream,
+            Some(Err(e)) => {
+                log::error!("unplug::http::serve: the listener failed: {e}");
+                fatal = Some(e);
+                break;
+            }
         };
         // Latency over coalescing: a response is written as one buffer.
         let _ = stream.set_nodelay(true);

@@ -173,6 +173,26 @@ impl Controller {
         self.lock_pool().asked_count
     }
 
+    /// The workers running (or idle) on each of `cpus` that has one, in
+    /// ascending CPU order: `(cpu, ids)`.
+    fn running_by_cpu(&self, cpus: &[usize]) -> Vec<(usize, Vec<usize>)> {
+        let mut by_cpu: Vec<(usize, Vec<usize>)> = Vec::new();
+        for w in self.workers() {
+            let Some(cpu) = w.cpu.filter(|c| cpus.contains(c)) else {
+                continue;
+            };
+            if !matches!(w.state, WorkerState::Running | WorkerState::Idle) {
+                continue;
+            }
+            match by_cpu.iter_mut().find(|(c, _)| *c == cpu) {
+                Some((_, ids)) => ids.push(w.id),
+                None => by_cpu.push((cpu, vec![w.id])),
+            }
+        }
+        by_cpu.sort_unstable_by_key(|&(cpu, _)| cpu);
+        by_cpu
+    }
+
     /// Whether a worker counting as running is on a CPU not in `reading`,
     /// or more of its CPUs than the cap run one (FOLLOW-CONVERGES).
     fn runs_outside(&self, reading: &Reading) -> bool {
@@ -270,59 +290,31 @@ fn apply(
     scope: Option<&[usize]>,
     stop_asked: &dyn Fn() -> bool,
 ) {
-    let running_cpus = || {
-        let mut cpus: Vec<usize> = control
-            .workers()
-            .iter()
-            .filter(|w| matches!(w.state, WorkerState::Running | WorkerState::Idle))
-            .filter_map(|w| w.cpu)
-            .filter(|c| reading.cpus.contains(c))
-            .collect();
-        cpus.sort_unstable();
-        cpus.dedup();
-        cpus
-    };
     // FOLLOW-KEEPS-COUNT: with a count asked for, CPUs are plugged only
     // while fewer workers than that run on the CPUs followed (following
     // moves workers off CPUs that go; it adds none a default-built runtime
     // would not have). Counted in workers: counted in CPUs, two workers on
     // one CPU were one, and the CPU that came back got a third (a red team).
     let asked = control.asked_count();
-    // The running workers on the CPUs followed, by CPU.
-    let staying = || {
-        let mut by_cpu: Vec<(usize, Vec<usize>)> = Vec::new();
-        for w in control.workers() {
-            let Some(cpu) = w.cpu.filter(|c| reading.cpus.contains(c)) else {
-                continue;
-            };
-            if !matches!(w.state, WorkerState::Running | WorkerState::Idle) {
-                continue;
-            }
-            match by_cpu.iter_mut().find(|(c, _)| *c == cpu) {
-                Some((_, ids)) => ids.push(w.id),
-                None => by_cpu.push((cpu, vec![w.id])),
-            }
-        }
-        by_cpu
-    };
-    let count = |by_cpu: &[(usize, Vec<usize>)]| by_cpu.iter().map(|(_, ids)| ids.len()).sum();
-    let below_asked = |by_cpu: &[(usize, Vec<usize>)]| asked.is_none_or(|n| count(by_cpu) < n);
-    let crowded = |by_cpu: &[(usize, Vec<usize>)]| by_cpu.iter().any(|(_, ids)| ids.len() > 1);
-    if plug_joined || running_cpus().is_empty() {
+    if plug_joined || control.running_by_cpu(&reading.cpus).is_empty() {
         for &cpu in &reading.cpus {
-            let by_cpu = staying();
-            let running = running_cpus();
+            let by_cpu = control.running_by_cpu(&reading.cpus);
+            let workers: usize = by_cpu.iter().map(|(_, ids)| ids.len()).sum();
+            let below_asked = asked.is_none_or(|n| workers < n);
+            let crowded = by_cpu.iter().any(|(_, ids)| ids.len() > 1);
             // A CPU without a worker gets one while fewer workers than
             // asked run, or (FOLLOW-SPREADS) as a move while another CPU
             // followed runs several: the count stays, the CPUs fill.
-            if running.contains(&cpu)
-                || running.len() >= reading.cap
-                || !(below_asked(&by_cpu) || crowded(&by_cpu))
+            if by_cpu.iter().any(|&(c, _)| c == cpu)
+                || by_cpu.len() >= reading.cap
+                || !(below_asked || crowded)
             {
                 continue;
             }
             let _ = control.plug_cpu(cpu);
-            trim_to_asked(control, asked, &staying, &count, stop_asked);
+            if let Some(n) = asked {
+                trim_to(control, n, &reading.cpus, stop_asked);
+            }
             if !plug_joined {
                 break;
             }
@@ -338,7 +330,11 @@ fn apply(
     // QUOTA-COUNTS: beyond the cap, the highest CPUs running a worker go
     // (the others keep theirs: which CPUs run is the pool's, not the
     // quota's).
-    let mut running = running_cpus();
+    let mut running: Vec<usize> = control
+        .running_by_cpu(&reading.cpus)
+        .into_iter()
+        .map(|(cpu, _)| cpu)
+        .collect();
     while running.len() > reading.cap {
         let Some(cpu) = running.pop() else { break };
         let give_up = || stop_asked() || read_now(scope).cap > reading.cap;
@@ -349,33 +345,26 @@ fn apply(
     }
 }
 
-/// FOLLOW-SPREADS: while more workers than `asked` run on the CPUs
-/// followed, parks the newest worker of the CPU running the most (never
-/// the only one of a CPU): what a plug brought back beyond the count.
-#[allow(clippy::type_complexity)]
-fn trim_to_asked(
-    control: &Controller,
-    asked: Option<usize>,
-    staying: &dyn Fn() -> Vec<(usize, Vec<usize>)>,
-    count: &dyn Fn(&[(usize, Vec<usize>)]) -> usize,
-    stop_asked: &dyn Fn() -> bool,
-) {
-    let Some(n) = asked else { return };
+/// FOLLOW-SPREADS: while more than `n` workers run on `cpus`, parks the
+/// newest worker of the CPU running the most (never the only one of a
+/// CPU): what a plug brought back beyond the count.
+fn trim_to(control: &Controller, n: usize, cpus: &[usize], stop_asked: &dyn Fn() -> bool) {
     loop {
-        let by_cpu = staying();
-        if count(&by_cpu) <= n || stop_asked() {
+        let by_cpu = control.running_by_cpu(cpus);
+        let workers: usize = by_cpu.iter().map(|(_, ids)| ids.len()).sum();
+        if workers <= n || stop_asked() {
             return;
         }
-        let Some((_, ids)) = by_cpu
+        let Some(newest) = by_cpu
             .iter()
             .filter(|(_, ids)| ids.len() > 1)
             .max_by_key(|(_, ids)| ids.len())
+            .and_then(|(_, ids)| ids.iter().max())
         else {
             return;
         };
-        let newest = *ids.iter().max().expect("a crowded CPU has workers");
         if control
-            .park_worker_waiting(newest, WaitFor::UntilGivenUp(stop_asked))
+            .park_worker_waiting(*newest, WaitFor::UntilGivenUp(stop_asked))
             .is_err()
         {
             return;

@@ -34,7 +34,8 @@ impl Controller {
         // MAX-AT-ONCE: the workers left parked (on unplugged CPUs) and
         // stopping still count; refused before anything is unparked or
         // started.
-        // REUSE-ALLOWED: read fresh, as GROW-FRESH's choice of a CPU is.
+        // REUSE-ALLOWED and GROW-FRESH: read fresh (not the 50 ms cache),
+        // once for the whole call.
         let allowed = unplug_worker::affinity::allowed_cpus_now().ok();
         let unparkable = pool
             .entries
@@ -70,7 +71,7 @@ impl Controller {
             let mut spawned = Vec::new();
             let mut failure = None;
             for _ in planned..n {
-                let cpu = self.least_used_cpu(&pool);
+                let cpu = least_used_cpu(&pool, allowed.as_deref().unwrap_or_default());
                 let pin = pool.config.pin;
                 match self.spawn_worker(&mut pool, cpu, pin) {
                     Ok(s) => spawned.push(s),
@@ -141,32 +142,32 @@ impl Controller {
         }
         Ok(report)
     }
+}
 
-    /// The runtime's CPU with the fewest running or starting workers, among
-    /// those the process may still use and that are not unplugged (if every
-    /// one is unplugged, among all the process may use).
-    ///
-    /// GROW-FRESH: the allowed set is read fresh, not from the 50 ms cache:
-    /// a cgroup that just dropped a CPU made a growing `set_workers` choose
-    /// it, and the pinned start failed (`EINVAL`) with the whole call, or
-    /// an unpinned worker was homed on a CPU the process may not use.
-    fn least_used_cpu(&self, pool: &super::pool::Pool) -> Option<usize> {
-        let allowed = unplug_worker::affinity::allowed_cpus_now().unwrap_or_default();
-        let usable = |c: &usize| allowed.contains(c) && !pool.unplugged.contains(*c);
-        let mut cpus: Vec<usize> = pool.cpus.iter().copied().filter(usable).collect();
-        if cpus.is_empty() {
-            cpus = allowed.iter().copied().filter(usable).collect();
-        }
-        if cpus.is_empty() {
-            cpus = allowed;
-        }
-        cpus.into_iter().min_by_key(|&c| {
-            pool.entries
-                .iter()
-                .filter(|e| {
-                    e.cpu == Some(c) && (e.counts_as_running() || matches!(e.plan, Plan::Starting))
-                })
-                .count()
-        })
+/// The runtime's CPU with the fewest running or starting workers, among
+/// those the process may still use and that are not unplugged (if every
+/// one is unplugged, among all the process may use).
+///
+/// GROW-FRESH: `allowed` is read fresh by `set_workers`, not taken from the
+/// 50 ms cache:
+/// a cgroup that just dropped a CPU made a growing `set_workers` choose
+/// it, and the pinned start failed (`EINVAL`) with the whole call, or
+/// an unpinned worker was homed on a CPU the process may not use.
+fn least_used_cpu(pool: &super::pool::Pool, allowed: &[usize]) -> Option<usize> {
+    let usable = |c: &usize| allowed.contains(c) && !pool.unplugged.contains(*c);
+    let mut cpus: Vec<usize> = pool.cpus.iter().copied().filter(usable).collect();
+    if cpus.is_empty() {
+        cpus = allowed.iter().copied().filter(usable).collect();
     }
+    if cpus.is_empty() {
+        cpus = allowed.to_vec();
+    }
+    cpus.into_iter().min_by_key(|&c| {
+        pool.entries
+            .iter()
+            .filter(|e| {
+                e.cpu == Some(c) && (e.counts_as_running() || matches!(e.plan, Plan::Starting))
+            })
+            .count()
+    })
 }

@@ -17,7 +17,7 @@
 //! - `GET` and `HEAD` of `/metrics` get the text; any other path is `404`,
 //!   any other method on `/metrics` is `405` (with `Allow`).
 
-use crate::accept::{classify, AcceptError, FirstBytes, ACCEPT_ERROR_BACKOFF, FIRST_BYTES_TIMEOUT};
+use crate::accept::{accept, FirstBytes, FIRST_BYTES_TIMEOUT};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
@@ -45,22 +45,12 @@ pub(super) async fn serve(listener: TcpListener, handle: PrometheusHandle, upkee
         }
     });
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _peer)) => stream,
-            Err(e) => match classify(&e) {
-                AcceptError::Connection => continue,
-                AcceptError::Resource => {
-                    log::warn!(
-                        "unplug metrics endpoint: accept: {e}; retrying in {ACCEPT_ERROR_BACKOFF:?}"
-                    );
-                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
-                    continue;
-                }
-                AcceptError::Listener => {
-                    log::error!("unplug metrics endpoint: the listener failed: {e}");
-                    return;
-                }
-            },
+        let stream = match accept(&listener, "unplug metrics endpoint").await {
+            Ok(stream) => stream,
+            Err(e) => {
+                log::error!("unplug metrics endpoint: the listener failed: {e}");
+                return;
+            }
         };
         let handle = handle.clone();
         tokio::spawn(async move {

@@ -104,40 +104,52 @@ pub(crate) fn cpuset_cpus() -> Option<Vec<usize>> {
 /// slice or a pod does, was not seen; a red team).
 pub(crate) fn cpu_quota() -> Option<f64> {
     let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    let smallest =
-        |quotas: &mut dyn Iterator<Item = Option<f64>>| quotas.flatten().reduce(f64::min);
     for line in cgroups.lines() {
         let mut fields = line.splitn(3, ':');
         let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
         if controllers.is_empty() {
             for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
-                if !std::path::Path::new(&format!("{root}{path}")).is_dir() {
-                    continue;
+                if let Some(quota) = smallest_quota(root, path, |dir| {
+                    crate::cpu_text::parse_cpu_max(
+                        &std::fs::read_to_string(format!("{dir}/cpu.max")).ok()?,
+                    )
+                }) {
+                    return quota;
                 }
-                return smallest(&mut crate::cpu_text::cgroup_ancestors(path).map(|dir| {
-                    let max = std::fs::read_to_string(format!("{root}{dir}/cpu.max")).ok()?;
-                    crate::cpu_text::parse_cpu_max(&max)
-                }));
             }
         } else if controllers.split(',').any(|c| c == "cpu") {
             for mount in ["cpu", "cpu,cpuacct", "cpuacct,cpu"] {
                 let root = format!("/sys/fs/cgroup/{mount}");
-                if !std::path::Path::new(&format!("{root}{path}")).is_dir() {
-                    continue;
-                }
-                return smallest(&mut crate::cpu_text::cgroup_ancestors(path).map(|dir| {
-                    let base = format!("{root}{dir}");
-                    let quota = std::fs::read_to_string(format!("{base}/cpu.cfs_quota_us")).ok()?;
-                    let period =
-                        std::fs::read_to_string(format!("{base}/cpu.cfs_period_us")).ok()?;
-                    let (q, p): (i64, i64) =
-                        (quota.trim().parse().ok()?, period.trim().parse().ok()?);
+                if let Some(quota) = smallest_quota(&root, path, |dir| {
+                    let read = |file: &str| std::fs::read_to_string(format!("{dir}/{file}")).ok();
+                    let q: i64 = read("cpu.cfs_quota_us")?.trim().parse().ok()?;
+                    let p: i64 = read("cpu.cfs_period_us")?.trim().parse().ok()?;
                     (q > 0 && p > 0).then(|| q as f64 / p as f64)
-                }));
+                }) {
+                    return quota;
+                }
             }
         }
     }
     None
+}
+
+/// In the hierarchy mounted at `root`, the smallest quota `read` finds in
+/// the cgroup `path` and the cgroups above it (`Some(None)`: none limited);
+/// `None` if `path` is not there (another mount point is tried).
+fn smallest_quota(
+    root: &str,
+    path: &str,
+    read: impl Fn(&str) -> Option<f64>,
+) -> Option<Option<f64>> {
+    if !std::path::Path::new(&format!("{root}{path}")).is_dir() {
+        return None;
+    }
+    Some(
+        crate::cpu_text::cgroup_ancestors(path)
+            .filter_map(|dir| read(&format!("{root}{dir}")))
+            .reduce(f64::min),
+    )
 }
 
 /// Reads a kernel CPU list file ("0-3,5").

@@ -16,7 +16,8 @@
 //! (polls of the load while remote spawns waited), what joining 1,000
 //! finished tasks costs on each runtime, and tcp_echo on tokio
 //! arranged three ways (as it is, with a reactor thread of its own, and
-//! thread-per-core: the ceiling of perfect locality).
+//! thread-per-core: the ceiling of perfect locality), and where the tasks
+//! of tcp_echo and channel_pipeline run and are woken from (`Traced`).
 //! `--hog` runs everything beside a busy loop at nice 19 on a thread of
 //! this process: another program keeping a CPU busy, which is where the
 //! kernel's placement of woken workers matters (ONE-WAITER in
@@ -29,6 +30,7 @@
 mod workloads;
 
 use std::time::{Duration, Instant};
+use workloads::traced::Traced;
 use workloads::*;
 
 const WORKLOADS: [&str; 9] = [
@@ -240,6 +242,66 @@ fn explain_chain(unplug: &Unplug, workers: usize) {
     }
 }
 
+/// `--explain`: where each task of `channel_pipeline` and `tcp_echo` runs,
+/// on unplug and on tokio: polls per round, how many ran on another thread
+/// than the task's previous poll, and how many wake-ups came from another
+/// thread than the one that last polled the task (each such one is a
+/// channel or socket whose two ends are on two CPUs). For the pipeline,
+/// also its time at one worker against `workers`: with every stage of a
+/// pipeline on one thread and nothing moving, what is left between the
+/// two is the cost of the channels' own code on busy CPUs.
+fn explain_placement(unplug: &Unplug, workers: usize) {
+    let (_t_rt, tokio) = Tokio::new(workers);
+    let local = SpawnManyLocal::new();
+    const ROUNDS: usize = 21;
+    for workload in ["channel_pipeline", "tcp_echo"] {
+        for (name, counts) in [
+            ("unplug", {
+                let traced = Traced::new(unplug.clone());
+                (0..ROUNDS).for_each(|_| {
+                    run_one(workload, &traced, &local);
+                });
+                traced.counts
+            }),
+            ("tokio", {
+                let traced = Traced::new(tokio.clone());
+                (0..ROUNDS).for_each(|_| {
+                    run_one(workload, &traced, &local);
+                });
+                traced.counts
+            }),
+        ] {
+            let per_round = |c: &std::sync::atomic::AtomicUsize| {
+                c.load(std::sync::atomic::Ordering::Relaxed) as f64 / ROUNDS as f64
+            };
+            let (polls, wakes) = (per_round(&counts.polls), per_round(&counts.wakes));
+            println!(
+                "{workload} on {name}: {polls:.0} polls a round, {:.1}% on another thread than \
+                 the task's previous poll; {wakes:.0} wake-ups, {:.1}% from another thread than \
+                 the one that last polled the task",
+                100.0 * per_round(&counts.moved) / polls,
+                100.0 * per_round(&counts.cross_wakes) / wakes
+            );
+        }
+    }
+    let (_u1_rt, unplug1) = Unplug::new(1);
+    let (_t1_rt, tokio1) = Tokio::new(1);
+    let mut times: [Vec<Duration>; 4] = Default::default();
+    for _ in 0..ROUNDS {
+        times[0].push(run_one("channel_pipeline", unplug, &local));
+        times[1].push(run_one("channel_pipeline", &unplug1, &local));
+        times[2].push(run_one("channel_pipeline", &tokio, &local));
+        times[3].push(run_one("channel_pipeline", &tokio1, &local));
+    }
+    let [u, u1, t, t1] = times.map(|mut v| median(&mut v));
+    println!(
+        "channel_pipeline at {workers} workers and at 1: unplug {u:.3} ms and {u1:.3} ms \
+         ({:.2}x faster), tokio {t:.3} ms and {t1:.3} ms ({:.2}x faster)",
+        u1 / u,
+        t1 / t
+    );
+}
+
 /// CPU time (user + system) of the whole process so far.
 fn process_cpu() -> Duration {
     // SAFETY: `getrusage` writes the struct it is given; zeroed is a valid
@@ -352,6 +414,7 @@ fn main() {
         explain_join(&unplug, n);
         explain_chain(&unplug, n);
         explain_io(&unplug, n);
+        explain_placement(&unplug, n);
         return;
     }
     let (_t_rt, tokio) = Tokio::new(n);

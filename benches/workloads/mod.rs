@@ -27,6 +27,8 @@ pub fn num_cpus() -> usize {
     unplug::worker::affinity::allowed_cpus().map_or(1, |c| c.len().max(1))
 }
 
+pub mod traced;
+
 pub const NUM_SPAWN: usize = 10_000;
 pub const STALL_DUR: Duration = Duration::from_micros(10);
 

@@ -297,7 +297,12 @@ impl<'a> WorkerContext<'a> {
                 continue;
             }
             p.marker_raised();
+            // P4, PARK-WAIT-WINDOW: the window opens after the notification
+            // above (which may sleep on the controllers' event lock) and
+            // closes before the marker comes down; only the wait is inside.
+            p.park_wait_window();
             listener.wait();
+            p.park_wait_window();
             slept = true;
             p.fetch_and(!SLEEPING);
         }
@@ -323,6 +328,8 @@ impl Drop for LeaveOnUnwind<'_> {
         // P3: a request counts as completed only while its worker is in
         // parkme.
         self.0.fetch_and(!(PARKED | SLEEPING | COMPLETE));
+        // PARK-WAIT-WINDOW: never left open (only this thread moves it).
+        self.0.close_park_wait_window();
     }
 }
 

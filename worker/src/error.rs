@@ -46,7 +46,7 @@ pub enum ParkError {
     /// The worker is stopping or stopped (a stop was requested, or its body
     /// returned), so it will never park.
     Stopped,
-    /// An `unpark()` (or a timed-out `park_deadline` of another caller)
+    /// An `unpark()` (or a timed-out `park_timeout` of another caller)
     /// withdrew this park request before it completed.
     Superseded,
     /// The deadline passed first. The request was withdrawn: the worker is
@@ -55,6 +55,9 @@ pub enum ParkError {
     /// `park()` was called on the worker's own thread; it would wait for
     /// itself forever.
     FromWorkerThread,
+    /// The [`ParkTicket`](crate::ParkTicket) passed to a wait was issued
+    /// by another worker's protocol; nothing was waited for or withdrawn.
+    ForeignTicket,
 }
 
 /// Why `unpark()` failed. An unpark of a running worker is not an error (it
@@ -157,6 +160,7 @@ impl fmt::Display for ParkError {
             ParkError::Superseded => "park request was withdrawn by an unpark before it completed",
             ParkError::Timeout => "park deadline passed; the request was withdrawn",
             ParkError::FromWorkerThread => "park() called from the worker's own thread",
+            ParkError::ForeignTicket => "the park ticket belongs to another worker",
         })
     }
 }

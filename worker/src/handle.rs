@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 /// `cpu` value meaning "not pinned".
 const NO_CPU: usize = usize::MAX;
 
+/// "No such process": the thread named by a tid has exited.
+const ESRCH: i32 = 3;
+
 /// Configures and spawns a [`Worker`].
 ///
 /// ```
@@ -368,9 +371,44 @@ impl<T> Worker<T> {
             WorkerState::Running | WorkerState::Idle => return Ok(false),
             WorkerState::Parking | WorkerState::Parked => {}
         }
-        pin_to(self.tid, &[cpu]).map_err(|source| UnparkError::Affinity { cpu, source })?;
+        // UNPARK-ON-UNDONE: a timed-out park withdraws its own request, and
+        // a stop releases the worker, without this lock; either may land
+        // between the state read above and the unpark below. Then the
+        // unpark finds nothing to release and the pin is put back, so
+        // `Ok(false)` (or `Stopped`) still means "nothing changed".
+        let before = (self.cpus_of_thread(cpu)?, self.cpu.load(Relaxed));
+        self.pin(cpu)?;
         self.cpu.store(cpu, Relaxed);
-        self.protocol.unpark()
+        let unparked = self.protocol.unpark();
+        if !matches!(unparked, Ok(true)) {
+            // The worker runs (released by the other call) or is going:
+            // best effort, an exited thread has no mask to put back.
+            let _ = pin_to(self.tid, &before.0);
+            self.cpu.store(before.1, Relaxed);
+        }
+        unparked
+    }
+
+    /// The thread's affinity mask now (before a re-pin to `cpu`), with
+    /// errors as [`pin`](Self::pin) reports them.
+    fn cpus_of_thread(&self, cpu: usize) -> Result<Vec<usize>, UnparkError> {
+        crate::affinity::cpus_of(self.tid).map_err(|source| self.affinity_error(cpu, source))
+    }
+
+    /// Pins the thread to `cpu`, with [`UnparkError::Stopped`] for a
+    /// thread that has exited meanwhile.
+    fn pin(&self, cpu: usize) -> Result<(), UnparkError> {
+        pin_to(self.tid, &[cpu]).map_err(|source| self.affinity_error(cpu, source))
+    }
+
+    /// REPIN-EXITED: the thread may exit between a state check and the
+    /// system call (a stop does not take the control lock); the kernel
+    /// then answers ESRCH, which means the worker stopped, as documented.
+    fn affinity_error(&self, cpu: usize, source: io::Error) -> UnparkError {
+        if source.raw_os_error() == Some(ESRCH) || self.protocol.state().is_exited() {
+            return UnparkError::Stopped;
+        }
+        UnparkError::Affinity { cpu, source }
     }
 
     /// Re-binds the worker to `cpu` in whatever state it is; a running
@@ -386,7 +424,7 @@ impl<T> Worker<T> {
         if self.protocol.state().is_exited() {
             return Err(UnparkError::Stopped);
         }
-        pin_to(self.tid, &[cpu]).map_err(|source| UnparkError::Affinity { cpu, source })?;
+        self.pin(cpu)?;
         self.cpu.store(cpu, Relaxed);
         Ok(())
     }
@@ -425,8 +463,29 @@ impl<T> Worker<T> {
             return Err(StopError::FromWorkerThread);
         }
         self.protocol.request_stop();
-        if !self.protocol.wait_exited(deadline_after(timeout)) {
+        let deadline = deadline_after(timeout);
+        if !self.protocol.wait_exited(deadline) {
             return Err(StopError::Timeout);
+        }
+        // STOP-DEADLINE: EXITED is the body's last protocol step, so the
+        // thread is about to end and the join below is immediate; but
+        // `Protocol::mark_exited` is public, and a caller that sets EXITED
+        // on a live worker's protocol leaves a body that was never asked
+        // to stop. The deadline holds either way.
+        let mut spins = 0u32;
+        while !lock(&self.join)
+            .as_ref()
+            .is_none_or(|join| join.is_finished())
+        {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(StopError::Timeout);
+            }
+            spins += 1;
+            if spins < 64 {
+                thread::yield_now();
+            } else {
+                thread::sleep(Duration::from_micros(50));
+            }
         }
         self.stop()
     }

@@ -59,6 +59,17 @@ pub struct Protocol {
     /// `park()` callers wait here: the `parked` completion (`complete_all`
     /// notifies every listener, P8) and any withdrawal of their request.
     controllers: Event,
+    /// PARK-WAIT-WINDOW (P4): odd while the worker is inside its park
+    /// wait's blocking call (`parkme` adds one right before it and one
+    /// right after), so each sleep has its own pair of values. The
+    /// kernel's `S` proves the thread asleep in that wait only when read
+    /// between two reads of one odd value: with the marker up the worker
+    /// may still be asleep on the lock of the controllers' event, whose
+    /// notification it makes after raising the marker.
+    park_waits: AtomicUsize,
+    /// TICKET-OWNER: a number no other protocol in the process has, carried
+    /// by the tickets this one issues. An identity only, never changed.
+    id: u64,
     /// When the last withdrawing unpark/stop happened (nanoseconds since
     /// `stamp_base()`), so the worker can measure unpark-to-running. A
     /// measurement only: no synchronisation rides on it, hence Relaxed; not
@@ -75,6 +86,14 @@ pub struct Protocol {
     /// model can hold `parkme_counted`'s count against the truth.
     #[cfg(loom)]
     completions: AtomicUsize,
+}
+
+/// TICKET-OWNER: a fresh protocol identity. Relaxed: a unique number is
+/// all it gives (no synchronisation rides on it); a plain std atomic under
+/// loom too, as nothing here is modelled.
+fn next_protocol_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// The origin of `unparked_at` stamps.
@@ -94,6 +113,8 @@ fn stamp_now() -> u64 {
 pub struct ParkTicket {
     generation: usize,
     requested_at: Instant,
+    /// TICKET-OWNER: the [`Protocol`] that issued it (its `id`).
+    issuer: u64,
 }
 
 impl ParkTicket {
@@ -179,6 +200,8 @@ impl Protocol {
             park_wake: Event::new(),
             idle_wake: Event::new(),
             controllers: Event::new(),
+            park_waits: AtomicUsize::new(0),
+            id: next_protocol_id(),
             #[cfg(not(loom))]
             unparked_at: std::sync::atomic::AtomicU64::new(0),
             #[cfg(not(loom))]
@@ -329,6 +352,19 @@ impl Protocol {
         })
     }
 
+    /// TICKET-OWNER: a ticket is waited for only on the protocol that
+    /// issued it. Another worker's ticket names a generation of another
+    /// word: waiting for it here would wait for a request that does not
+    /// exist (for ever without a deadline), and a timeout would withdraw
+    /// this worker's own request, which that caller never made.
+    fn check_issuer(&self, ticket: ParkTicket) -> Result<(), ParkError> {
+        if ticket.issuer == self.id {
+            Ok(())
+        } else {
+            Err(ParkError::ForeignTicket)
+        }
+    }
+
     /// Step 1 of `park()`: set SHOULD_PARK and wake the worker from an idle
     /// sleep. Refused once a stop was requested.
     pub fn request_park(&self) -> Result<ParkTicket, ParkError> {
@@ -357,6 +393,7 @@ impl Protocol {
         Ok(ParkTicket {
             generation: generation(prev),
             requested_at,
+            issuer: self.id,
         })
     }
 
@@ -378,6 +415,7 @@ impl Protocol {
         spin: Spin,
         on_timeout: OnTimeout,
     ) -> Result<(), ParkError> {
+        self.check_issuer(ticket)?;
         let done = wait_until(&self.controllers, deadline, spin, || {
             let s = self.load();
             if generation(s) != ticket.generation {
@@ -426,6 +464,7 @@ impl Protocol {
         spin: Spin,
         on_timeout: OnTimeout,
     ) -> Result<InactiveEvidence, ParkError> {
+        self.check_issuer(ticket)?;
         loop {
             let marker = wait_until(&self.controllers, deadline, spin, || {
                 let s = self.load();
@@ -448,9 +487,17 @@ impl Protocol {
                 // the marker for our generation: it was read while the worker
                 // was inside parkme's blocking call. A probe that cannot ask
                 // the kernel answers `Marker`: the marker alone decides.
+                // PARK-WAIT-WINDOW: the kernel's word counts only between
+                // two reads of one odd value of the wait count too, so it
+                // was read inside the blocking call itself, not on a lock
+                // on the way to it (`Marker` claims only the commitment).
+                let window = self.park_waits.load(SeqCst);
                 if let Some(evidence) = probe() {
                     let again = self.load();
-                    if again & SLEEPING != 0 && generation(again) == ticket.generation {
+                    let in_window = evidence != InactiveEvidence::Kernel
+                        || (window % 2 == 1 && self.park_waits.load(SeqCst) == window);
+                    if again & SLEEPING != 0 && generation(again) == ticket.generation && in_window
+                    {
                         return Ok(evidence);
                     }
                 }
@@ -521,7 +568,11 @@ impl Protocol {
 
     /// Marks the body as returned: clears every live flag, sets EXITED and
     /// releases every `park()` caller (they get [`ParkError::Stopped`]).
-    /// Called by the worker thread as its last protocol step.
+    /// Called by the worker thread as its last protocol step. On the
+    /// protocol of a running [`Worker`](crate::Worker) only its own thread
+    /// may call it: set by another thread, it hides a live body from every
+    /// stop request (`Worker::stop_timeout` then times out, and
+    /// `Worker::stop` waits for the body to return on its own).
     pub fn mark_exited(&self) {
         self.exit(0);
     }
@@ -662,6 +713,21 @@ impl Protocol {
     /// Tells `park()` callers waiting in `wait_inactive` that the marker is up.
     pub(crate) fn marker_raised(&self) {
         self.controllers.notify(usize::MAX);
+    }
+
+    /// PARK-WAIT-WINDOW: the worker enters (then leaves) its park wait's
+    /// blocking call. SeqCst: the controller's loads of the count and of
+    /// the state word, around its read of the kernel's state, are ordered
+    /// with these RMWs and with the marker's.
+    pub(crate) fn park_wait_window(&self) {
+        self.park_waits.fetch_add(1, SeqCst);
+    }
+
+    /// PARK-WAIT-WINDOW: closes the window if an unwind left it open.
+    pub(crate) fn close_park_wait_window(&self) {
+        if self.park_waits.load(SeqCst) % 2 == 1 {
+            self.park_waits.fetch_add(1, SeqCst);
+        }
     }
 
     /// `complete_all(&parked)` for generation `gen`: sets COMPLETE only if the

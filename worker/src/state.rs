@@ -153,8 +153,13 @@ pub enum WorkerState {
     Idle,
     /// A park was requested and the worker has not completed `parked` yet.
     Parking,
-    /// `parked` has completed: the worker is in `parkme()` and runs no user
-    /// code until it is unparked or stopped.
+    /// `parked` has completed: the worker is in `parkme()` and runs none
+    /// of its body until it is unparked or stopped, only the `on_park`
+    /// callback the body passed to
+    /// [`parkme_counted`](crate::WorkerContext::parkme_counted), which runs
+    /// right after the completion. Inactive (off the CPU, or committed to
+    /// its sleep) is what [`Worker::park`](crate::Worker::park) waits for
+    /// on top of this.
     Parked,
     /// A stop was requested and the body has not returned yet.
     Stopping,

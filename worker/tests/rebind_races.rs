@@ -1,0 +1,122 @@
+//! A re-bind (`unpark_on`, `repin`) racing the calls that release or end a
+//! worker without the handle's control lock: a timed-out park withdrawing
+//! its own request, and a stop. Found by a red team (2026-12-04), each
+//! failing before its fix:
+//! - UNPARK-ON-UNDONE: `unpark_on` read a park pending, re-pinned, and its
+//!   unpark then found the worker released by the timeout: it returned
+//!   `Ok(false)` ("nothing changes") with the worker moved (1-32 of about
+//!   10,500 calls, 10 of 10 runs). Now the pin is put back.
+//! - REPIN-EXITED: `repin` racing the body's exit got the kernel's ESRCH as
+//!   `UnparkError::Affinity` (6-39 of 3,000 runs) where the docs promise
+//!   `Stopped` for a worker that has stopped.
+#![cfg(not(loom))]
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::Duration;
+use support::{idle_body, with_watchdog};
+use unplug_worker::{UnparkError, Worker};
+
+#[test]
+fn unpark_on_racing_a_timed_out_park_changes_nothing_when_it_releases_nothing() {
+    let cpus = support::allowed();
+    if !unplug_worker::affinity::AFFINITY_SUPPORTED || cpus.len() < 2 {
+        return;
+    }
+    let (calls, bad) = with_watchdog("race", move || {
+        let worker = Arc::new(Worker::builder().cpu(cpus[0]).spawn(idle_body).unwrap());
+        let done = Arc::new(AtomicBool::new(false));
+        // Controller C: parks with short timeouts; a timeout withdraws the
+        // request itself (protocol.rs withdraw_after_timeout), without the
+        // handle's control lock.
+        let (w, d) = (worker.clone(), done.clone());
+        let parker = std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !d.load(SeqCst) {
+                i += 1;
+                let _ = w.park_timeout(Duration::from_micros(i % 40));
+            }
+        });
+        let (mut calls, mut bad) = (0u64, 0u64);
+        for i in 0..20_000usize {
+            let before = worker.cpu().unwrap();
+            let target = cpus[(i + 1) % 2];
+            if target == before {
+                continue;
+            }
+            calls += 1;
+            if let Ok(false) = worker.unpark_on(target) {
+                // "nothing changes": the label and the kernel's mask.
+                let mask = unplug_worker::affinity::cpus_of(worker.os_tid()).unwrap();
+                if worker.cpu() != Some(before) || mask != vec![before] {
+                    bad += 1;
+                    // put the label back in step with the kernel for the next round
+                    let _ = worker.repin(before);
+                }
+            }
+        }
+        done.store(true, SeqCst);
+        parker.join().unwrap();
+        let _ = worker.stop();
+        (calls, bad)
+    });
+    assert_eq!(
+        bad, 0,
+        "{bad} of {calls} unpark_on calls returned Ok(false) (no park pending) yet re-pinned the worker"
+    );
+}
+
+/// repin() documents UnparkError::Stopped for an exited worker. Racing the
+/// body's exit (stop requested by another thread), repin can instead hit the
+/// vanished thread id: UnparkError::Affinity(ESRCH) (or, with tid reuse,
+/// pin an unrelated thread).
+#[test]
+fn repin_racing_the_exit_reports_stopped() {
+    let cpus = support::allowed();
+    let runs = 1000;
+    let r = with_watchdog("repin race", move || {
+        let mut esrch = 0;
+        let mut others = Vec::new();
+        for _ in 0..runs {
+            let w = Arc::new(
+                Worker::builder()
+                    .spawn(|ctx| {
+                        while !ctx.should_stop() {
+                            std::hint::spin_loop()
+                        }
+                    })
+                    .unwrap(),
+            );
+            let w2 = w.clone();
+            let stopper = std::thread::spawn(move || {
+                let _ = w2.stop();
+            });
+            loop {
+                match w.repin(cpus[0]) {
+                    Ok(()) => continue,
+                    Err(UnparkError::Stopped) => break,
+                    Err(UnparkError::Affinity { source, .. })
+                        if source.raw_os_error() == Some(3) =>
+                    {
+                        esrch += 1;
+                        break;
+                    }
+                    Err(e) => {
+                        others.push(e.to_string());
+                        break;
+                    }
+                }
+            }
+            stopper.join().unwrap();
+        }
+        (esrch, others)
+    });
+    assert!(
+        r.0 == 0 && r.1.is_empty(),
+        "repin racing exit: {} of {runs} runs got Affinity(ESRCH) instead of Stopped; others: {:?}",
+        r.0,
+        r.1
+    );
+}

@@ -67,8 +67,11 @@ pub const POLL_BUCKETS: [f64; 22] = [
 ];
 
 /// How often the endpoint runs the recorder's upkeep, which drains
-/// histogram samples into the buckets (memory stays flat).
-const UPKEEP: Duration = Duration::from_secs(5);
+/// histogram samples into the buckets (memory stays flat). UPKEEP-OFTEN:
+/// the exporter holds every sample raw until then, about 28 bytes each;
+/// with `metrics_poll_time(true)` two workers record millions a second,
+/// and at the 5 s this was, a red team measured 443 MB held after 4.5 s.
+const UPKEEP: Duration = Duration::from_millis(100);
 
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 

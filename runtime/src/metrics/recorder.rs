@@ -318,11 +318,17 @@ impl RuntimeMetrics {
         }
     }
 
+    /// Runs `f` on worker `id`'s handles, registering them first if its
+    /// `worker_started` has not come yet. PARKS-OF-STARTING: a worker runs
+    /// (and may be parked, or poll long) as soon as its own start hook
+    /// returns, but `worker_started` comes once every worker of its
+    /// `set_workers` call has started; its events meanwhile were dropped,
+    /// while its unparks, later, were counted (`parks_total` 0 against
+    /// `unparks_total` 1 for good). Same key, same series: registering
+    /// early and again at `worker_started` is one set of series.
     fn with_worker(&self, id: usize, f: impl FnOnce(&WorkerMetrics)) {
-        let workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(m) = workers.get(&id) {
-            f(m);
-        }
+        let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        f(workers.entry(id).or_insert_with(|| self.worker_handles(id)));
     }
 
     fn worker_state_gauge(&self, id: usize, cpu: Option<usize>, state: WorkerState) -> Gauge {
@@ -404,7 +410,11 @@ impl RuntimeMetrics {
                     {
                         add_since(counter, &mut last[i], now.load(Relaxed));
                     }
-                    m.local_depth.set(slot.stealer.len() as f64);
+                    // DEPTH-COUNTS-ALL: every task queued on the worker (the
+                    // run queue, the yielded queue, the LIFO slot), not the
+                    // run queue alone.
+                    m.local_depth
+                        .set((slot.queued() + usize::from(slot.has_lifo())) as f64);
                     m.long_poll_running
                         .set(scheduler.long_poll_running(slot).as_secs_f64());
                 }

@@ -15,6 +15,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
 
+/// SET-GIVES-BACK: an emptied set keeps an allocation of up to this many
+/// entries (the common small set reuses its slots); a larger one is freed.
+const GIVE_BACK_ABOVE: usize = 1024;
+
 /// A set of spawned tasks, awaited in the order they complete.
 ///
 /// [`join_next`](JoinSet::join_next) gives each task's result (`Ok`, or a
@@ -114,6 +118,15 @@ impl ReadyList {
         // The old waker's `Drop` runs outside the lock.
         drop(replaced);
         index
+    }
+
+    /// SET-GIVES-BACK: frees the queue's allocation if it is empty and
+    /// large.
+    fn shrink_if_empty(&self) {
+        let mut ready = self.lock();
+        if ready.queue.is_empty() && ready.queue.capacity() > GIVE_BACK_ABOVE {
+            ready.queue = VecDeque::new();
+        }
     }
 
     /// Forgets the waiter (the set is going away or being emptied).
@@ -254,6 +267,18 @@ impl<T> JoinSet<T> {
         }
     }
 
+    /// SET-GIVES-BACK: an emptied set frees what its largest burst
+    /// allocated (a red team: 1,000,000 tasks joined left 67 MB held by the
+    /// empty set for its whole life; tokio's frees each entry as it is
+    /// joined). Stale indices in the ready list stay harmless: each costs
+    /// one look that finds its member absent or pending.
+    fn give_back_if_empty(&mut self) {
+        if self.members.is_empty() && self.members.capacity() > GIVE_BACK_ABOVE {
+            self.members = Slab::new();
+            self.ready.shrink_if_empty();
+        }
+    }
+
     /// The result of member `index` if its task is complete (the member
     /// leaves the set); `None` if it is pending (its waker registered
     /// again) or absent (a stale index).
@@ -267,7 +292,9 @@ impl<T> JoinSet<T> {
             }
             Member::Done(_) => None,
         };
-        match self.members.remove(index) {
+        let member = self.members.remove(index);
+        self.give_back_if_empty();
+        match member {
             Member::Done(result) => Some(
                 result
                     .into_inner()

@@ -9,7 +9,7 @@ pub(crate) fn parse_cpu_list_below(list: &str, max: usize) -> Option<Vec<usize>>
     for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match part.split_once('-') {
             Some((lo, hi)) => {
-                let (lo, hi): (usize, usize) = (lo.parse().ok()?, hi.parse().ok()?);
+                let (lo, hi) = (number(lo)?, number(hi)?);
                 if lo > hi || hi >= max {
                     return None;
                 }
@@ -17,7 +17,7 @@ pub(crate) fn parse_cpu_list_below(list: &str, max: usize) -> Option<Vec<usize>>
             }
             None => {
                 // The same bound as a range's: a cpu_set_t cannot name it.
-                let cpu: usize = part.parse().ok()?;
+                let cpu = number(part)?;
                 if cpu >= max {
                     return None;
                 }
@@ -35,11 +35,22 @@ pub(crate) fn parse_cpu_list_below(list: &str, max: usize) -> Option<Vec<usize>>
 pub(crate) fn parse_cpu_max(text: &str) -> Option<f64> {
     let mut parts = text.split_whitespace();
     let (quota, period) = (parts.next()?, parts.next()?);
-    if quota == "max" {
+    if quota == "max" || parts.next().is_some() {
         return None;
     }
-    let (q, p): (f64, f64) = (quota.parse().ok()?, period.parse().ok()?);
-    (q > 0.0 && p > 0.0).then_some(q / p)
+    // TEXT-STRICT: the kernel writes both as whole microseconds; a float
+    // parse took "inf", "NaN" and "1e400" (an infinite quota).
+    let (q, p) = (number(quota)?, number(period)?);
+    (q > 0 && p > 0).then(|| q as f64 / p as f64)
+}
+
+/// A decimal number as the kernel writes it: digits only (`usize`'s own
+/// parse also takes a leading `+`, which no kernel text has).
+fn number(text: &str) -> Option<usize> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
 }
 
 /// A cgroup path and every cgroup above it, the path's own first:
@@ -57,7 +68,29 @@ pub(crate) fn cgroup_ancestors(path: &str) -> impl Iterator<Item = &str> {
 
 #[cfg(test)]
 mod tests {
-    use super::cgroup_ancestors;
+    use super::{cgroup_ancestors, parse_cpu_list_below, parse_cpu_max};
+
+    #[test]
+    fn malformed_kernel_texts_read_as_none() {
+        // A red team (2026-12-04): each of these parsed before.
+        for text in [
+            "inf 100000",
+            "inf inf",
+            "1e400 1",
+            "100000 1e-320",
+            "150000 100000 junk",
+        ] {
+            assert_eq!(parse_cpu_max(text), None, "{text:?}");
+        }
+        assert_eq!(parse_cpu_max("150000 100000\n"), Some(1.5));
+        for list in ["+1", "1-+2", "-1", "1-", ""] {
+            assert_eq!(parse_cpu_list_below(list, 1024), None, "{list:?}");
+        }
+        assert_eq!(
+            parse_cpu_list_below("0-2,5\n", 1024),
+            Some(vec![0, 1, 2, 5])
+        );
+    }
 
     #[test]
     fn a_cgroup_path_lists_itself_then_each_parent_up_to_the_root() {

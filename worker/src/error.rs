@@ -49,8 +49,9 @@ pub enum ParkError {
     /// An `unpark()` (or a timed-out `park_timeout` of another caller)
     /// withdrew this park request before it completed.
     Superseded,
-    /// The deadline passed first. The request was withdrawn: the worker is
-    /// not left half-parked.
+    /// The deadline passed first. The request was withdrawn (the worker is
+    /// not left half-parked), unless the wait was a shared one
+    /// (`Worker::wait_park_shared`), which leaves it to its owner.
     Timeout,
     /// `park()` was called on the worker's own thread; it would wait for
     /// itself forever.
@@ -157,8 +158,10 @@ impl fmt::Display for ParkError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             ParkError::Stopped => "worker is stopping or stopped",
-            ParkError::Superseded => "park request was withdrawn by an unpark before it completed",
-            ParkError::Timeout => "park deadline passed; the request was withdrawn",
+            ParkError::Superseded => {
+                "park request was withdrawn (an unpark, or another caller's timeout) before it completed"
+            }
+            ParkError::Timeout => "park deadline passed",
             ParkError::FromWorkerThread => "park() called from the worker's own thread",
             ParkError::ForeignTicket => "the park ticket belongs to another worker",
         })

@@ -336,13 +336,26 @@ impl<T> Worker<T> {
             return Err(ParkError::FromWorkerThread);
         }
         let mut probe = InactivityProbe::new(self.procfs_task_dir.as_deref(), self.tid);
-        self.protocol.wait_park_evidence(
+        // UNPARK-ON-UNDONE: the wait itself keeps the request; a timed-out
+        // owner withdraws it below, under the control lock, which
+        // `unpark_on` holds from its read of the state to its unpark. So
+        // no timeout releases the worker between a re-pin and its unpark
+        // (it ran its body on the new CPU for a moment, then was put
+        // back, with `Ok(false)` returned).
+        let waited = self.protocol.wait_park_evidence(
             ticket,
             deadline,
             &mut || probe.poll(),
             Spin::Busy,
-            on_timeout,
-        )
+            OnTimeout::Keep,
+        );
+        match waited {
+            Err(ParkError::Timeout) if on_timeout == OnTimeout::Withdraw => {
+                let _serial = self.control();
+                Err(self.protocol.withdraw_after_timeout(ticket))
+            }
+            other => other,
+        }
     }
 
     /// Unparks the worker. `Ok(true)` if a park request was withdrawn,
@@ -439,7 +452,7 @@ impl<T> Worker<T> {
         if thread::current().id() == self.thread_id {
             return Err(StopError::FromWorkerThread);
         }
-        self.protocol.request_stop();
+        self.request_stop();
         let Some(join) = lock(&self.join).take() else {
             // Another stop() holds the handle and is joining. Like it, return
             // only once the body has returned (EXITED is set right after).
@@ -462,7 +475,7 @@ impl<T> Worker<T> {
         if thread::current().id() == self.thread_id {
             return Err(StopError::FromWorkerThread);
         }
-        self.protocol.request_stop();
+        self.request_stop();
         let deadline = deadline_after(timeout);
         if !self.protocol.wait_exited(deadline) {
             return Err(StopError::Timeout);
@@ -533,13 +546,22 @@ impl<T> Worker<T> {
     fn control(&self) -> MutexGuard<'_, ()> {
         lock(&self.control)
     }
+
+    /// Requests the stop under the control lock (UNPARK-ON-UNDONE: a stop
+    /// releases a parked worker, so it must not land between `unpark_on`'s
+    /// re-pin and its unpark).
+    fn request_stop(&self) {
+        let _serial = self.control();
+        self.protocol.request_stop();
+    }
 }
 
 impl<T> Drop for Worker<T> {
     fn drop(&mut self) {
         // Ask the body to return; the thread is detached, not joined, so a
-        // drop never blocks.
-        self.protocol.request_stop();
+        // drop never blocks (the control lock is held only for the
+        // request, by calls that never wait under it).
+        self.request_stop();
     }
 }
 

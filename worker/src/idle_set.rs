@@ -40,6 +40,34 @@
 use crate::context::{IdleBlock, Wake, WorkerContext};
 use crate::loom::{fence, AtomicUsize, Mutex, Ordering::SeqCst};
 
+/// SLEEP-UNWINDS: a worker inside [`IdleSet::sleep_until_with`], undone
+/// if the caller's code in there panics.
+struct Asleep<'a, F: FnOnce()> {
+    set: &'a IdleSet,
+    index: usize,
+    timed: bool,
+    pass_on: Option<F>,
+}
+
+impl<F: FnOnce()> Drop for Asleep<'_, F> {
+    fn drop(&mut self) {
+        // Only on an unwind: the normal way out forgets the guard.
+        let handed = !self.set.unregister(self.index);
+        if self.timed {
+            self.set.watchers.fetch_sub(1, SeqCst);
+        }
+        if handed {
+            // The wake-up this worker was handed goes to another one. The
+            // caller's `pass_on` runs caught: a second panic here, during
+            // the unwind, would abort the process.
+            self.set.end_search();
+            if let Some(pass_on) = self.pass_on.take() {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(pass_on));
+            }
+        }
+    }
+}
+
 /// A set of sleeping worker indices with a lock-free "anyone asleep?" check.
 #[derive(Debug, Default)]
 pub struct IdleSet {
@@ -62,17 +90,17 @@ impl IdleSet {
     }
 
     /// Worker `index` is about to sleep. Call before the idle wait's
-    /// re-check for work (P2).
+    /// re-check for work (P2). An index already registered stays registered
+    /// once (no panic on a second call: it is counted once, and one
+    /// `unregister` takes it out).
     pub fn register(&self, index: usize) {
         let mut sleeping = self.lock();
-        debug_assert!(
-            !sleeping.contains(&index),
-            "worker {index} registered twice"
-        );
-        sleeping.push(index);
-        // SeqCst RMW + fence: pairs with the fence in `pop`; see the module
-        // docs.
-        self.count.fetch_add(1, SeqCst);
+        if !sleeping.contains(&index) {
+            sleeping.push(index);
+            // SeqCst RMW + fence: pairs with the fence in `pop`; see the
+            // module docs.
+            self.count.fetch_add(1, SeqCst);
+        }
         drop(sleeping);
         fence(SeqCst);
     }
@@ -218,8 +246,21 @@ impl IdleSet {
             self.watchers.fetch_add(1, SeqCst);
         }
         self.register(index);
+        // SLEEP-UNWINDS: `has_work` and `block` are the caller's code; if
+        // either panics, the guard takes the worker out of the set and the
+        // watcher count, and passes on a wake-up it was handed. Before, a
+        // caught panic left a ghost sleeper: producers handed it every
+        // wake-up and the real sleepers were never woken.
+        let mut guard = Asleep {
+            set: self,
+            index,
+            timed: deadline.is_some(),
+            pass_on: Some(pass_on),
+        };
         let recheck = || !self.is_registered(index) || has_work();
         let wake = ctx.idle_wait_until_with(recheck, deadline, block);
+        let pass_on = guard.pass_on.take();
+        std::mem::forget(guard);
         let handed = !self.unregister(index);
         if deadline.is_some() {
             self.watchers.fetch_sub(1, SeqCst);
@@ -228,7 +269,9 @@ impl IdleSet {
             match wake {
                 Some(Wake::Park) | Some(Wake::Stop) => {
                     self.end_search();
-                    pass_on();
+                    if let Some(pass_on) = pass_on {
+                        pass_on();
+                    }
                 }
                 Some(Wake::Work) | None => *searching = true,
             }

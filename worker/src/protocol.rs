@@ -656,7 +656,7 @@ impl Protocol {
     /// After a deadline: withdraw our own request if it is still the current
     /// one, so the worker is not left half-parked, and report why we stopped.
     #[cold]
-    fn withdraw_after_timeout(&self, ticket: ParkTicket) -> ParkError {
+    pub(crate) fn withdraw_after_timeout(&self, ticket: ParkTicket) -> ParkError {
         let mut cur = self.load();
         loop {
             if generation(cur) != ticket.generation || cur & SHOULD_PARK == 0 {
@@ -783,7 +783,9 @@ pub(crate) enum OnTimeout {
     /// Withdraw it (the caller owns it: `park_timeout`).
     Withdraw,
     /// Leave it pending: another caller owns it and decides
-    /// (`Worker::wait_park_shared`, which the loom build does not have).
+    /// (`Worker::wait_park_shared`), or the caller withdraws it itself
+    /// (`Worker`'s own waits, under its control lock); the loom build has
+    /// no `Worker`.
     #[cfg_attr(loom, allow(dead_code))]
     Keep,
 }

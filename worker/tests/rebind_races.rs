@@ -5,7 +5,11 @@
 //! - UNPARK-ON-UNDONE: `unpark_on` read a park pending, re-pinned, and its
 //!   unpark then found the worker released by the timeout: it returned
 //!   `Ok(false)` ("nothing changes") with the worker moved (1-32 of about
-//!   10,500 calls, 10 of 10 runs). Now the pin is put back.
+//!   10,500 calls, 10 of 10 runs). Then the pin was put back, but a second
+//!   red team saw the worker run its body on the new CPU before that (5 of
+//!   about 100 such calls, 3 of 8 runs): now a `Worker`'s timed-out park
+//!   withdraws, and its stop is requested, under the lock `unpark_on`
+//!   holds, so neither lands between the re-pin and the unpark.
 //! - REPIN-EXITED: `repin` racing the body's exit got the kernel's ESRCH as
 //!   `UnparkError::Affinity` (6-39 of 3,000 runs) where the docs promise
 //!   `Stopped` for a worker that has stopped.
@@ -13,11 +17,11 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 use support::{idle_body, with_watchdog};
-use unplug_worker::{UnparkError, Worker};
+use unplug_worker::{affinity, UnparkError, Worker};
 
 #[test]
 fn unpark_on_racing_a_timed_out_park_changes_nothing_when_it_releases_nothing() {
@@ -118,5 +122,105 @@ fn repin_racing_the_exit_reports_stopped() {
         "repin racing exit: {} of {runs} runs got Affinity(ESRCH) instead of Stopped; others: {:?}",
         r.0,
         r.1
+    );
+}
+
+/// The CPU this code runs on (RDTSCP's TSC_AUX: Linux puts the CPU number
+/// in its low 12 bits).
+fn cpu_now() -> usize {
+    let mut aux = 0u32;
+    // SAFETY: rdtscp is present (checked by the caller via /proc/cpuinfo).
+    unsafe { core::arch::x86_64::__rdtscp(&mut aux) };
+    (aux & 0xfff) as usize
+}
+
+#[test]
+fn an_unpark_on_that_releases_nothing_never_runs_the_body_on_its_target() {
+    let cpus = affinity::allowed_cpus().unwrap();
+    let has_rdtscp = std::fs::read_to_string("/proc/cpuinfo")
+        .map(|s| s.contains(" rdtscp"))
+        .unwrap_or(false);
+    if cpus.len() < 2 || !has_rdtscp {
+        eprintln!("skipped: needs 2 CPUs and rdtscp");
+        return;
+    }
+    const CALLS: usize = 20_000;
+    let (calls, noops, bad) = with_watchdog("unpark_on transient", move || {
+        // call id being made, and per call: the body resumed on its target
+        let call = Arc::new(AtomicUsize::new(usize::MAX));
+        let target_of: Arc<Vec<AtomicUsize>> =
+            Arc::new((0..CALLS).map(|_| AtomicUsize::new(usize::MAX)).collect());
+        let ran_on_target: Arc<Vec<AtomicBool>> =
+            Arc::new((0..CALLS).map(|_| AtomicBool::new(false)).collect());
+        let (c, t, r) = (call.clone(), target_of.clone(), ran_on_target.clone());
+        let worker = Arc::new(
+            Worker::builder()
+                .cpu(cpus[0])
+                .spawn(move |ctx| loop {
+                    while ctx.keep_running() {
+                        ctx.idle_wait(|| false);
+                    }
+                    if ctx.should_stop() {
+                        return;
+                    }
+                    ctx.parkme();
+                    // the body runs again: where?
+                    // the CPU read between two reads of one call id: it was
+                    // read while that call was under way
+                    let i = c.load(SeqCst);
+                    let here = cpu_now();
+                    let again = c.load(SeqCst);
+                    if i == again && i < CALLS && t[i].load(SeqCst) == here {
+                        r[i].store(true, SeqCst);
+                    }
+                })
+                .unwrap(),
+        );
+        let done = Arc::new(AtomicBool::new(false));
+        let (w, d) = (worker.clone(), done.clone());
+        let parker = std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !d.load(SeqCst) {
+                i += 1;
+                let _ = w.park_timeout(Duration::from_micros(i % 200));
+            }
+        });
+        let (mut calls, mut noops, mut bad) = (0, 0, Vec::new());
+        for i in 0..CALLS {
+            let before = worker.cpu().unwrap();
+            let target = *cpus.iter().find(|&&c| c != before).unwrap();
+            // only when a park is pending: the window exists only then
+            let t0 = std::time::Instant::now();
+            while !matches!(
+                worker.state(),
+                unplug_worker::WorkerState::Parking | unplug_worker::WorkerState::Parked
+            ) {
+                assert!(t0.elapsed() < Duration::from_secs(5), "never parking");
+                std::hint::spin_loop();
+            }
+            target_of[i].store(target, SeqCst);
+            call.store(i, SeqCst);
+            calls += 1;
+            let r = worker.unpark_on(target);
+            if let Ok(false) = r {
+                noops += 1;
+                if ran_on_target[i].load(SeqCst) {
+                    bad.push(i);
+                }
+            }
+        }
+        done.store(true, SeqCst);
+        parker.join().unwrap();
+        let _ = worker.stop();
+        (calls, noops, bad)
+    });
+    eprintln!(
+        "calls {calls}, Ok(false) {noops}, ran on target {}",
+        bad.len()
+    );
+    assert!(
+        bad.is_empty(),
+        "{} of {noops} unpark_on calls that returned Ok(false) (of {calls}) ran the body on their target CPU meanwhile",
+        bad.len()
     );
 }

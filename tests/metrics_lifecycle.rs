@@ -14,8 +14,11 @@ mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use support::{metrics_server, scrape_metrics, wait_for, with_watchdog, Exposition};
+use std::time::Duration;
+use support::{
+    metrics_server, scrape_metrics, scrape_metrics_until as scrape_until, wait_for, with_watchdog,
+    Exposition,
+};
 use unplug::Runtime;
 
 fn server() -> std::net::SocketAddr {
@@ -24,22 +27,6 @@ fn server() -> std::net::SocketAddr {
 
 fn scrape() -> Exposition {
     scrape_metrics()
-}
-
-/// Scrapes until `cond` holds (true) or `within` passes (false, with the
-/// last scrape).
-fn scrape_until(within: Duration, cond: impl Fn(&Exposition) -> bool) -> (bool, Exposition) {
-    let end = Instant::now() + within;
-    loop {
-        let e = scrape();
-        if cond(&e) {
-            return (true, e);
-        }
-        if Instant::now() > end {
-            return (false, e);
-        }
-        std::thread::yield_now();
-    }
 }
 
 #[test]

@@ -12,41 +12,17 @@
 mod support;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{http_get, with_watchdog, Exposition};
+use support::{metrics_server, scrape_metrics_until as scrape_until, with_watchdog, Exposition};
 use unplug::worker::WorkerState;
 use unplug::Runtime;
-
-fn server() -> &'static unplug::metrics::MetricsServer {
-    static S: OnceLock<unplug::metrics::MetricsServer> = OnceLock::new();
-    S.get_or_init(|| unplug::metrics::serve_prometheus("127.0.0.1:0").unwrap())
-}
-
-fn scrape() -> Exposition {
-    Exposition::parse(&http_get(server().addr(), "/metrics").unwrap())
-}
-
-/// Waits (polling, with a deadline) until `cond` on a scrape holds.
-fn scrape_until(within: Duration, cond: impl Fn(&Exposition) -> bool) -> (bool, Exposition) {
-    let end = Instant::now() + within;
-    loop {
-        let e = scrape();
-        if cond(&e) {
-            return (true, e);
-        }
-        if Instant::now() > end {
-            return (false, e);
-        }
-        std::thread::yield_now();
-    }
-}
 
 /// A park requested while a sibling of the same `set_workers` call is
 /// still in its start hook.
 #[test]
 fn a_worker_parked_while_its_resize_still_starts_another_counts_the_park() {
-    server();
+    metrics_server();
     with_watchdog("park during a sibling's start hook", || {
         let p = "rtm_sibling";
         let gate = Arc::new(AtomicBool::new(true));
@@ -108,7 +84,7 @@ fn a_worker_parked_while_its_resize_still_starts_another_counts_the_park() {
 /// must show them in queue_depth{queue="local"} + queue_depth{queue="global"}.
 #[test]
 fn queue_depth_counts_yielded_tasks_waiting_behind_a_long_poll() {
-    server();
+    metrics_server();
     with_watchdog("queue depth of yielded tasks", || {
         let p = "rtm_depth";
         let rt = Runtime::builder()

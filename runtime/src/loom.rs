@@ -148,6 +148,13 @@ pub(crate) mod deque {
             }
             take_half(&self.0, &dest.0, limit)
         }
+        /// One task from the front, as `crossbeam_deque::Stealer::steal`.
+        pub(crate) fn steal(&self) -> Steal<T> {
+            match self.0.lock().unwrap().pop_front() {
+                Some(task) => Steal::Success(task),
+                None => Steal::Empty,
+            }
+        }
         pub(crate) fn is_empty(&self) -> bool {
             self.0.lock().unwrap().is_empty()
         }

@@ -269,6 +269,25 @@ pub fn scrape_metrics() -> Exposition {
     Exposition::parse(&http_get(metrics_server(), "/metrics").unwrap())
 }
 
+/// Scrapes [`metrics_server`] until `cond` holds (true) or `within` passes
+/// (false, with the last scrape).
+pub fn scrape_metrics_until(
+    within: Duration,
+    cond: impl Fn(&Exposition) -> bool,
+) -> (bool, Exposition) {
+    let end = Instant::now() + within;
+    loop {
+        let e = scrape_metrics();
+        if cond(&e) {
+            return (true, e);
+        }
+        if Instant::now() > end {
+            return (false, e);
+        }
+        std::thread::yield_now();
+    }
+}
+
 /// Every log record at warn or above, with when it was logged: the test
 /// binary's logger ([`logs`]).
 pub struct LogCapture(std::sync::Mutex<Vec<(Instant, String)>>);

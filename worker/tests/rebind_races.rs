@@ -23,6 +23,24 @@ use std::time::Duration;
 use support::{idle_body, with_watchdog};
 use unplug_worker::{affinity, UnparkError, Worker};
 
+/// A thread parking `worker` with timeouts of 0 to `max_us` microseconds
+/// (each timed-out park withdraws its own request) until the flag is set.
+fn timed_out_parks<T: Send + 'static>(
+    worker: &Arc<Worker<T>>,
+    max_us: u64,
+) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+    let done = Arc::new(AtomicBool::new(false));
+    let (w, d) = (worker.clone(), done.clone());
+    let parker = std::thread::spawn(move || {
+        let mut i = 0u64;
+        while !d.load(SeqCst) {
+            i += 1;
+            let _ = w.park_timeout(Duration::from_micros(i % max_us));
+        }
+    });
+    (done, parker)
+}
+
 #[test]
 fn unpark_on_racing_a_timed_out_park_changes_nothing_when_it_releases_nothing() {
     let cpus = support::allowed();
@@ -31,18 +49,9 @@ fn unpark_on_racing_a_timed_out_park_changes_nothing_when_it_releases_nothing() 
     }
     let (calls, bad) = with_watchdog("race", move || {
         let worker = Arc::new(Worker::builder().cpu(cpus[0]).spawn(idle_body).unwrap());
-        let done = Arc::new(AtomicBool::new(false));
-        // Controller C: parks with short timeouts; a timeout withdraws the
-        // request itself (protocol.rs withdraw_after_timeout), without the
-        // handle's control lock.
-        let (w, d) = (worker.clone(), done.clone());
-        let parker = std::thread::spawn(move || {
-            let mut i = 0u64;
-            while !d.load(SeqCst) {
-                i += 1;
-                let _ = w.park_timeout(Duration::from_micros(i % 40));
-            }
-        });
+        // Another controller parks with short timeouts; a timeout withdraws
+        // the request itself.
+        let (done, parker) = timed_out_parks(&worker, 40);
         let (mut calls, mut bad) = (0u64, 0u64);
         for i in 0..20_000usize {
             let before = worker.cpu().unwrap();
@@ -176,15 +185,7 @@ fn an_unpark_on_that_releases_nothing_never_runs_the_body_on_its_target() {
                 })
                 .unwrap(),
         );
-        let done = Arc::new(AtomicBool::new(false));
-        let (w, d) = (worker.clone(), done.clone());
-        let parker = std::thread::spawn(move || {
-            let mut i = 0u64;
-            while !d.load(SeqCst) {
-                i += 1;
-                let _ = w.park_timeout(Duration::from_micros(i % 200));
-            }
-        });
+        let (done, parker) = timed_out_parks(&worker, 200);
         let (mut calls, mut noops, mut bad) = (0, 0, Vec::new());
         for i in 0..CALLS {
             let before = worker.cpu().unwrap();

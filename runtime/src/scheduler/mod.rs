@@ -304,6 +304,7 @@ impl Scheduler {
     /// pusher drops what it pushes (CLOSE-DRAIN).
     pub(crate) fn cancel_all(&self) {
         self.drain_injector();
+        self.drain_stuck_workers();
         self.registry().close_and_wake_all();
         self.drain_injector();
         self.lifecycle.store(DRAINED, Ordering::SeqCst);
@@ -341,6 +342,31 @@ impl Scheduler {
         // Under loom the model's threads are all there is.
         #[cfg(loom)]
         drop(late);
+    }
+
+    /// STUCK-DRAIN: drops what the workers still hold in their queues and
+    /// LIFO slots. A worker that stopped emptied its own (P7's migrate
+    /// cancels at shutdown), but one still inside a poll past a
+    /// `shutdown_timeout` (or the join bound of a drop inside tokio) holds
+    /// them until that poll returns: a child it spawned before the poll
+    /// stayed unresolved, its `JoinHandle` pending, for as long (a red team;
+    /// tokio's is the same when every worker is stuck). Its queues are
+    /// stealable from any thread, as the other workers steal them; what it
+    /// pushes after this, it drops itself when it stops.
+    fn drain_stuck_workers(&self) {
+        let slots: Vec<Arc<Slot>> = self.slots().iter().cloned().collect();
+        for slot in &slots {
+            drop(slot.take_lifo());
+            for stealer in [&slot.stealer, &slot.yielded] {
+                loop {
+                    match stealer.steal() {
+                        Steal::Success(task) => drop(task),
+                        Steal::Retry => continue,
+                        Steal::Empty => break,
+                    }
+                }
+            }
+        }
     }
 
     /// Drops every task in the injector.

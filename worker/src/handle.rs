@@ -180,6 +180,7 @@ impl Builder {
                     }
                     None => {}
                 }
+                shared.bind_runner();
                 let _ = started_tx.send(Ok(current_tid()));
                 let ctx = shared.context();
                 let result = catch_unwind(AssertUnwindSafe(|| body(&ctx)));

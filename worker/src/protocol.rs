@@ -82,6 +82,11 @@ pub struct Protocol {
     /// protocol from then on), hence Relaxed; loom has no `Worker`.
     #[cfg(not(loom))]
     claimed: std::sync::atomic::AtomicBool,
+    /// EXIT-BY-RUNNER: the thread of the [`Worker`](crate::Worker) that
+    /// runs this protocol, set by that thread before its body; only it may
+    /// mark the protocol exited. Set once; loom has no `Worker`.
+    #[cfg(not(loom))]
+    runner: std::sync::OnceLock<std::thread::ThreadId>,
     /// Loom models only: how many requests `complete_parked` completed, so a
     /// model can hold `parkme_counted`'s count against the truth.
     #[cfg(loom)]
@@ -206,6 +211,8 @@ impl Protocol {
             unparked_at: std::sync::atomic::AtomicU64::new(0),
             #[cfg(not(loom))]
             claimed: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(not(loom))]
+            runner: std::sync::OnceLock::new(),
             #[cfg(loom)]
             completions: AtomicUsize::new(0),
         }
@@ -229,6 +236,25 @@ impl Protocol {
             .claimed
             .swap(true, std::sync::atomic::Ordering::Relaxed)
             && self.load() == 0
+    }
+
+    /// EXIT-BY-RUNNER: called by the worker thread before its body runs.
+    #[cfg(not(loom))]
+    pub(crate) fn bind_runner(&self) {
+        let _ = self.runner.set(std::thread::current().id());
+    }
+
+    /// EXIT-BY-RUNNER: may the calling thread mark this protocol exited?
+    /// Any thread if no `Worker` runs it, else only the worker's own.
+    fn may_exit(&self) -> bool {
+        #[cfg(not(loom))]
+        {
+            self.runner
+                .get()
+                .is_none_or(|runner| *runner == std::thread::current().id())
+        }
+        #[cfg(loom)]
+        true
     }
 
     /// Undoes [`claim_for_worker`](Protocol::claim_for_worker) for a spawn
@@ -569,19 +595,24 @@ impl Protocol {
     /// Marks the body as returned: clears every live flag, sets EXITED and
     /// releases every `park()` caller (they get [`ParkError::Stopped`]).
     /// Called by the worker thread as its last protocol step. On the
-    /// protocol of a running [`Worker`](crate::Worker) only its own thread
-    /// may call it: set by another thread, it hides a live body from every
-    /// stop request (`Worker::stop_timeout` then times out, and
-    /// `Worker::stop` waits for the body to return on its own).
+    /// protocol of a [`Worker`](crate::Worker) a call from any other
+    /// thread is ignored (EXIT-BY-RUNNER: it would hide a live body from
+    /// every stop request, and the word would show an exited worker that
+    /// still runs; a red team's `stop_timeout` then joined for ever).
     pub fn mark_exited(&self) {
-        self.exit(0);
+        if self.may_exit() {
+            self.exit(0);
+        }
     }
 
     /// [`mark_exited`](Protocol::mark_exited) for a body that panicked:
     /// also sets FAILED, so the state reads [`WorkerState::Failed`].
     /// [`Worker`](crate::Worker) calls it when its body's panic is caught.
+    /// Ignored like `mark_exited` from a thread that is not the worker's.
     pub fn mark_failed(&self) {
-        self.exit(FAILED);
+        if self.may_exit() {
+            self.exit(FAILED);
+        }
     }
 
     /// Sets EXITED (and `extra`: FAILED or nothing) in one CAS, clearing

@@ -39,6 +39,10 @@ fn kernel_counters(tid: i32) -> (u64, u64, u64) {
     )
 }
 
+/// The worker's kernel counters and its `/proc/<tid>/syscall` line, read
+/// as a `park()` returned.
+type Reading = ((u64, u64, u64), String);
+
 const CONTROLLERS: usize = 16;
 const ROUNDS: usize = 1000;
 
@@ -67,7 +71,7 @@ fn run(cpu: Option<usize>) {
             let barrier = Arc::new(Barrier::new(CONTROLLERS));
             // Snapshot taken by the FIRST controller whose park() returned Ok
             // with Kernel evidence, right after it returned.
-            let first: Arc<Mutex<Option<((u64, u64, u64), String)>>> = Arc::new(Mutex::new(None));
+            let first: Arc<Mutex<Option<Reading>>> = Arc::new(Mutex::new(None));
             let ok = Arc::new(AtomicU64::new(0));
             let threads: Vec<_> = (0..CONTROLLERS)
                 .map(|_| {

@@ -481,11 +481,11 @@ impl<T> Worker<T> {
         if !self.protocol.wait_exited(deadline) {
             return Err(StopError::Timeout);
         }
-        // STOP-DEADLINE: EXITED is the body's last protocol step, so the
-        // thread is about to end and the join below is immediate; but
-        // `Protocol::mark_exited` is public, and a caller that sets EXITED
-        // on a live worker's protocol leaves a body that was never asked
-        // to stop. The deadline holds either way.
+        // STOP-DEADLINE: EXITED is the body's last protocol step (only its
+        // own thread may set it: EXIT-BY-RUNNER), so the thread is about
+        // to end and the join below is immediate. Waiting for the thread
+        // to finish within the deadline first keeps that deadline even if
+        // it were not: a join has none.
         let mut spins = 0u32;
         while !lock(&self.join)
             .as_ref()

@@ -10,11 +10,11 @@
 mod control_support;
 mod support;
 
-use control_support::{describe, live_count, task_runs_within, two_cpus, watchdog};
+use control_support::{describe, live_count, task_runs_within, two_cpus, watchdog, worker_id_here};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::Duration;
-use unplug::{ControlError, Runtime};
+use unplug::{ControlError, Handle, Runtime};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const WAIT: Duration = Duration::from_secs(10);
@@ -84,6 +84,77 @@ fn a_timed_out_unplug_of_a_starting_worker_leaves_the_started_one_the_last() {
     assert!(
         live_after >= 1,
         "no worker left once the start failed: [{workers}]"
+    );
+    drop(rt);
+}
+
+/// REUSE-STARTED (a red team, 2026-12-04): a second growing `set_workers`
+/// brought back, as running, a worker whose own start hook had parked it
+/// (a deferred park, owned by nobody) while the first call still waited for
+/// that hook; `park_worker(0)` then parked the only started worker, a task
+/// found no worker for 2 s, and once the hook failed none ran at all (5 of
+/// 5 runs).
+#[test]
+fn a_growing_resize_never_counts_a_worker_still_in_its_start_hook_as_running() {
+    let Some((c0, c1)) = two_cpus() else { return };
+    let (gate_tx, gate_rx) = mpsc::channel::<bool>();
+    let gate = Arc::new(Mutex::new(gate_rx));
+    let (deferred_tx, deferred_rx) = mpsc::channel::<String>();
+    let deferred_tx = Arc::new(Mutex::new(deferred_tx));
+    let starts = Arc::new(AtomicUsize::new(0));
+    let handle: Arc<OnceLock<Handle>> = Arc::new(OnceLock::new());
+    let hh = handle.clone();
+    let rt = Runtime::builder()
+        .workers(1)
+        .cpus([c0, c1])
+        .on_thread_start(move || {
+            if starts.fetch_add(1, SeqCst) != 1 {
+                return;
+            }
+            // The second start only: its hook parks its own worker
+            // (deferred: DEADLOCK-FREE), then waits for the gate.
+            let me = worker_id_here().unwrap();
+            let r = hh.get().unwrap().park_worker(me);
+            let _ = deferred_tx.lock().unwrap().send(format!("{r:?}"));
+            let fail = gate.lock().unwrap().recv_timeout(LIMIT).unwrap_or(false);
+            assert!(!fail, "start hook fails (test)");
+        })
+        .build()
+        .unwrap();
+    let h = rt.handle().clone();
+    handle.set(h.clone()).unwrap();
+    let (self_park, reuse, park0, ran, live_after, ws) =
+        watchdog("reuse of a starting worker", LIMIT, &h.clone(), move || {
+            let hs = h.clone();
+            let grow = control_support::on_thread(move || hs.set_workers(2));
+            let self_park = deferred_rx.recv_timeout(WAIT).expect("hook did not run");
+            // The first grow still waits in its confirmation; a second grow
+            // from another thread.
+            let reuse = h.set_workers(2);
+            let park0 = h.park_worker(0);
+            let ran = task_runs_within(&h, Duration::from_secs(2));
+            gate_tx.send(true).unwrap();
+            let _ = grow.recv_timeout(WAIT).expect("first set_workers hung");
+            let live_after = live_count(&h.workers());
+            let ws = describe(&h);
+            if park0.is_ok() {
+                let _ = h.unpark_worker(0, None);
+            }
+            (self_park, reuse, park0, ran, live_after, ws)
+        });
+    eprintln!("self park: {self_park}; reuse: {reuse:?}; park0: {park0:?}; ran: {ran}; live after: {live_after}; [{ws}]");
+    // Either the second resize started a worker of its own (then worker
+    // 0 may be parked, and that worker runs the task), or worker 0 is the
+    // last one whose hook returned and may not be parked.
+    assert!(reuse.is_ok(), "the second set_workers(2): {reuse:?}");
+    assert!(
+        matches!(park0, Err(ControlError::LastWorker)) || (park0.is_ok() && ran),
+        "parking worker 0 gave {park0:?} (reuse: {reuse:?}) and a task ran meanwhile: {ran}; \
+         live after the hook failed: {live_after} [{ws}]"
+    );
+    assert!(
+        live_after >= 1,
+        "no worker left running after the hook failed [{ws}]"
     );
     drop(rt);
 }

@@ -122,9 +122,14 @@ impl PoolEntry {
     /// before starting threads: its park settled (no owner waits on it),
     /// its CPU not unplugged and, REUSE-ALLOWED, still one the process may
     /// use (`allowed`, read fresh; `None` if it could not be read), its
-    /// thread not ended.
+    /// thread not ended. REUSE-STARTED: and its start hook returned: a
+    /// worker whose hook parked it (a deferred park, owned by nobody) is
+    /// still another call's to confirm, and brought back as running it
+    /// let the last started worker be parked (a red team: a task then
+    /// found no worker, and none ran at all once the hook failed).
     pub(super) fn reusable(&self, unplugged: &UnpluggedCpus, allowed: Option<&[usize]>) -> bool {
-        matches!(self.plan, Plan::Parking { owner: None, .. })
+        self.confirmed
+            && matches!(self.plan, Plan::Parking { owner: None, .. })
             && !self.cpu.is_some_and(|c| unplugged.contains(c))
             && self
                 .cpu

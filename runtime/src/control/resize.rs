@@ -61,7 +61,8 @@ impl Controller {
                     break;
                 }
                 if e.reusable(&pool.unplugged, allowed.as_deref()) && e.worker.unpark().is_ok() {
-                    e.plan = Plan::Running;
+                    // Running: `reusable` takes confirmed workers only.
+                    e.plan = e.unparked_plan();
                     report.unparked.push(e.index);
                     planned += 1;
                 }

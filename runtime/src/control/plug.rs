@@ -2,6 +2,16 @@
 
 use super::pool::Plan;
 use super::{check_allowed, ControlError, Controller, PlugReport};
+use unplug_worker::UnparkError;
+
+/// PLUG-ALL-OR-NOTHING: why a re-pin for `plug_cpu(cpu)` was refused: the
+/// CPU left the process's CPUs (read fresh), or what the worker said.
+fn plug_refused(cpu: usize, refused: UnparkError) -> ControlError {
+    match unplug_worker::affinity::allowed_cpus_now() {
+        Ok(allowed) if !allowed.contains(&cpu) => ControlError::CpuNotAllowed { cpu, allowed },
+        _ => ControlError::Unpark(refused),
+    }
+}
 
 impl Controller {
     /// See [`Handle::plug_cpu`](crate::Handle::plug_cpu).
@@ -11,15 +21,35 @@ impl Controller {
         let spawned = {
             let mut pool = self.lock_pool();
             self.check_open()?;
+            let parked: Vec<usize> = (0..pool.entries.len())
+                .filter(|&at| {
+                    let e = &pool.entries[at];
+                    e.cpu == Some(cpu) && matches!(e.plan, Plan::Parking { .. }) && !e.gone()
+                })
+                .collect();
+            // PLUG-ALL-OR-NOTHING: every fallible step first. A pinned
+            // worker is re-pinned while still parked (it runs there from
+            // its first instruction after the unpark below); the kernel
+            // refuses a CPU the cgroup has just dropped, which the 50 ms
+            // cache of the allowed CPUs checked above may not know yet.
+            // Before, that error came out of the loop after the CPU's
+            // unplugged mark was cleared and earlier workers were unparked
+            // (a red team: 10 of 10 each).
+            for &at in &parked {
+                let e = &pool.entries[at];
+                if e.pinned {
+                    match e.worker.repin(cpu) {
+                        // Ended meanwhile: left alone below (`gone`).
+                        Ok(()) | Err(UnparkError::Stopped) => {}
+                        Err(refused) => return Err(plug_refused(cpu, refused)),
+                    }
+                }
+            }
             let was_unplugged = pool.unplugged.plug(cpu);
-            for e in pool.entries.iter_mut() {
-                if e.cpu == Some(cpu) && matches!(e.plan, Plan::Parking { .. }) && !e.gone() {
-                    let outcome = if e.pinned {
-                        e.worker.unpark_on(cpu)
-                    } else {
-                        e.worker.unpark()
-                    };
-                    outcome.map_err(ControlError::Unpark)?;
+            for at in parked {
+                let e = &mut pool.entries[at];
+                // Only a stop (the worker ended) can refuse a plain unpark.
+                if e.worker.unpark().is_ok() {
                     // Withdrawn: a call waiting on this park learns it was
                     // superseded, and its rollback leaves it alone.
                     e.plan = e.unparked_plan();

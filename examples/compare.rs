@@ -30,7 +30,7 @@
 mod workloads;
 
 use std::time::{Duration, Instant};
-use workloads::traced::Traced;
+use workloads::traced::{Placement, Traced};
 use workloads::*;
 
 const WORKLOADS: [&str; 9] = [
@@ -256,20 +256,8 @@ fn explain_placement(unplug: &Unplug, workers: usize) {
     const ROUNDS: usize = 21;
     for workload in ["channel_pipeline", "tcp_echo"] {
         for (name, counts) in [
-            ("unplug", {
-                let traced = Traced::new(unplug.clone());
-                (0..ROUNDS).for_each(|_| {
-                    run_one(workload, &traced, &local);
-                });
-                traced.counts
-            }),
-            ("tokio", {
-                let traced = Traced::new(tokio.clone());
-                (0..ROUNDS).for_each(|_| {
-                    run_one(workload, &traced, &local);
-                });
-                traced.counts
-            }),
+            ("unplug", placement(workload, unplug, &local, ROUNDS)),
+            ("tokio", placement(workload, &tokio, &local, ROUNDS)),
         ] {
             let per_round = |c: &std::sync::atomic::AtomicUsize| {
                 c.load(std::sync::atomic::Ordering::Relaxed) as f64 / ROUNDS as f64
@@ -300,6 +288,20 @@ fn explain_placement(unplug: &Unplug, workers: usize) {
         u1 / u,
         t1 / t
     );
+}
+
+/// `rounds` rounds of `workload` on `s`, each task counted (`Traced`).
+fn placement<S: Spawner>(
+    workload: &str,
+    s: &S,
+    local: &SpawnManyLocal,
+    rounds: usize,
+) -> std::sync::Arc<Placement> {
+    let traced = Traced::new(s.clone());
+    for _ in 0..rounds {
+        run_one(workload, &traced, local);
+    }
+    traced.counts
 }
 
 /// CPU time (user + system) of the whole process so far.

@@ -477,30 +477,11 @@ impl<T> Worker<T> {
             return Err(StopError::FromWorkerThread);
         }
         self.request_stop();
-        let deadline = deadline_after(timeout);
-        if !self.protocol.wait_exited(deadline) {
+        if !self.protocol.wait_exited(deadline_after(timeout)) {
             return Err(StopError::Timeout);
         }
-        // STOP-DEADLINE: EXITED is the body's last protocol step (only its
-        // own thread may set it: EXIT-BY-RUNNER), so the thread is about
-        // to end and the join below is immediate. Waiting for the thread
-        // to finish within the deadline first keeps that deadline even if
-        // it were not: a join has none.
-        let mut spins = 0u32;
-        while !lock(&self.join)
-            .as_ref()
-            .is_none_or(|join| join.is_finished())
-        {
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(StopError::Timeout);
-            }
-            spins += 1;
-            if spins < 64 {
-                thread::yield_now();
-            } else {
-                thread::sleep(Duration::from_micros(50));
-            }
-        }
+        // EXITED is the body's last protocol step, and only its own
+        // thread may set it (EXIT-BY-RUNNER): the join is immediate.
         self.stop()
     }
 

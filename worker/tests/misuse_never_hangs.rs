@@ -1,7 +1,7 @@
 //! Misuse of the public API never hangs a caller past its deadline, and
 //! is answered with a typed error. Found by a red team (2026-12-04), each
 //! failing on every run before its fix:
-//! - EXIT-BY-RUNNER (and STOP-DEADLINE): `Protocol::mark_exited` (public)
+//! - EXIT-BY-RUNNER: `Protocol::mark_exited` (public)
 //!   called on a live worker's protocol hid the body from the stop request,
 //!   and `stop_timeout(100 ms)` then joined for ever (in a debug build the
 //!   word's check panicked: an exited worker still idling).

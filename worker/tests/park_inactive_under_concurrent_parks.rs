@@ -21,23 +21,8 @@ mod support;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
-use support::{spawn_busy, with_watchdog};
+use support::{kernel_counters, spawn_busy, with_watchdog};
 use unplug_worker::{InactiveEvidence, WorkerState};
-
-fn kernel_counters(tid: i32) -> (u64, u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).unwrap();
-    let field = |key: &str| -> u64 {
-        let line = status.lines().find(|l| l.starts_with(key)).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
-    };
-    let sched = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).unwrap();
-    let ran = sched.split_whitespace().next().unwrap().parse().unwrap();
-    (
-        field("voluntary_ctxt_switches"),
-        field("nonvoluntary_ctxt_switches"),
-        ran,
-    )
-}
 
 /// The worker's kernel counters and its `/proc/<tid>/syscall` line, read
 /// as a `park()` returned.

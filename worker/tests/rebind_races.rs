@@ -20,7 +20,7 @@ mod support;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
-use support::{idle_body, with_watchdog};
+use support::{idle_body, idle_body_then, with_watchdog};
 use unplug_worker::{affinity, UnparkError, Worker};
 
 /// A thread parking `worker` with timeouts of 0 to `max_us` microseconds
@@ -166,23 +166,18 @@ fn an_unpark_on_that_releases_nothing_never_runs_the_body_on_its_target() {
         let worker = Arc::new(
             Worker::builder()
                 .cpu(cpus[0])
-                .spawn(move |ctx| loop {
-                    while ctx.keep_running() {
-                        ctx.idle_wait(|| false);
-                    }
-                    if ctx.should_stop() {
-                        return;
-                    }
-                    ctx.parkme();
-                    // the body runs again: where?
-                    // the CPU read between two reads of one call id: it was
-                    // read while that call was under way
-                    let i = c.load(SeqCst);
-                    let here = cpu_now();
-                    let again = c.load(SeqCst);
-                    if i == again && i < CALLS && t[i].load(SeqCst) == here {
-                        r[i].store(true, SeqCst);
-                    }
+                .spawn(move |ctx| {
+                    idle_body_then(ctx, || {
+                        // The body runs again: where? The CPU read between
+                        // two reads of one call id was read while that call
+                        // was under way.
+                        let i = c.load(SeqCst);
+                        let here = cpu_now();
+                        let again = c.load(SeqCst);
+                        if i == again && i < CALLS && t[i].load(SeqCst) == here {
+                            r[i].store(true, SeqCst);
+                        }
+                    })
                 })
                 .unwrap(),
         );

@@ -8,25 +8,8 @@ mod support;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{idle_body, spawn_busy, wait_for, with_watchdog, Busy};
+use support::{idle_body, kernel_counters, spawn_busy, wait_for, with_watchdog, Busy};
 use unplug_worker::{Worker, WorkerState};
-
-/// The kernel's counters for thread `tid`: (voluntary switches,
-/// involuntary switches, nanoseconds on a CPU).
-fn kernel_counters(tid: i32) -> (u64, u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).unwrap();
-    let field = |key: &str| -> u64 {
-        let line = status.lines().find(|l| l.starts_with(key)).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
-    };
-    let sched = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).unwrap();
-    let ran = sched.split_whitespace().next().unwrap().parse().unwrap();
-    (
-        field("voluntary_ctxt_switches"),
-        field("nonvoluntary_ctxt_switches"),
-        ran,
-    )
-}
 
 /// P4 as the kernel counts it: from `park()` returning `Ok` until the
 /// `unpark()`, a busy worker does no unit of work, is never switched in or

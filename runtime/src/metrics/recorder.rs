@@ -526,11 +526,8 @@ impl WorkerEvents for RuntimeMetrics {
 
 impl ControlEvents for RuntimeMetrics {
     fn worker_started(&self, index: usize) {
-        let handles = self.worker_handles(index);
-        self.workers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(index, handles);
+        // Registered now if no event of it came first (PARKS-OF-STARTING).
+        self.with_worker(index, |_| {});
     }
 
     fn parked(&self, index: usize, timings: &ParkTimings) {

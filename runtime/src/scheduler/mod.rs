@@ -357,27 +357,14 @@ impl Scheduler {
         let slots: Vec<Arc<Slot>> = self.slots().iter().cloned().collect();
         for slot in &slots {
             drop(slot.take_lifo());
-            for stealer in [&slot.stealer, &slot.yielded] {
-                loop {
-                    match stealer.steal() {
-                        Steal::Success(task) => drop(task),
-                        Steal::Retry => continue,
-                        Steal::Empty => break,
-                    }
-                }
-            }
+            drop_all(|| slot.stealer.steal());
+            drop_all(|| slot.yielded.steal());
         }
     }
 
     /// Drops every task in the injector.
     pub(crate) fn drain_injector(&self) {
-        loop {
-            match self.injector.steal() {
-                Steal::Success(task) => drop(task),
-                Steal::Retry => continue,
-                Steal::Empty => break,
-            }
-        }
+        drop_all(|| self.injector.steal());
     }
 
     /// Counts a schedule on `counter` and stamps `task` for the
@@ -613,4 +600,15 @@ fn schedule_task(task: Task, info: ScheduleInfo) {
             scheduler.push_remote(task);
         }
     })
+}
+
+/// Drops every task `steal` gives until it reports the queue empty.
+fn drop_all(steal: impl Fn() -> Steal<Task>) {
+    loop {
+        match steal() {
+            Steal::Success(task) => drop(task),
+            Steal::Retry => continue,
+            Steal::Empty => break,
+        }
+    }
 }

@@ -53,6 +53,12 @@ pub fn spawn_busy(cpu: Option<usize>) -> Result<(Worker<u64>, Arc<Busy>), SpawnE
 
 /// P1 loop with no work: idle, park when asked, return when stopped.
 pub fn idle_body(ctx: &WorkerContext<'_>) {
+    idle_body_then(ctx, || {})
+}
+
+/// [`idle_body`] that calls `resumed` each time the worker leaves `parkme`
+/// (its body runs again).
+pub fn idle_body_then(ctx: &WorkerContext<'_>, mut resumed: impl FnMut()) {
     loop {
         while ctx.keep_running() {
             ctx.idle_wait(|| false);
@@ -61,7 +67,25 @@ pub fn idle_body(ctx: &WorkerContext<'_>) {
             return;
         }
         ctx.parkme();
+        resumed();
     }
+}
+
+/// The kernel's counters for thread `tid`: (voluntary switches,
+/// involuntary switches, nanoseconds on a CPU).
+pub fn kernel_counters(tid: i32) -> (u64, u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).unwrap();
+    let field = |key: &str| -> u64 {
+        let line = status.lines().find(|l| l.starts_with(key)).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let sched = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).unwrap();
+    let ran = sched.split_whitespace().next().unwrap().parse().unwrap();
+    (
+        field("voluntary_ctxt_switches"),
+        field("nonvoluntary_ctxt_switches"),
+        ran,
+    )
 }
 
 /// Runs `f` on its own thread and returns its result; fails the test if it

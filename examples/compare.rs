@@ -382,7 +382,8 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(if quick { 3 } else { 31 });
-    // `--workload NAME` / `--only RUNTIME`: narrow the run (for profiling).
+    // `--workload NAME` / `--only unplug|tokio|asx|tpc`: narrow the run (for
+    // profiling; `tpc` is tcp_echo thread-per-core, TCP-CEILING).
     let pick = |flag: &str| {
         args.iter()
             .position(|a| a == flag)
@@ -451,6 +452,12 @@ fn main() {
                 .map(|_| match rt {
                     "unplug" => run_one(workload, &unplug, &local),
                     "tokio" => run_one(workload, &tokio, &local),
+                    // TCP-CEILING alone (tcp_echo only), for profiling.
+                    "tpc" => {
+                        let start = Instant::now();
+                        tcp_echo_thread_per_core(&per_core, None);
+                        start.elapsed()
+                    }
                     _ => run_one(workload, &asx, &local),
                 })
                 .collect();

@@ -719,7 +719,10 @@ impl Local {
             drop(task); // defect 1, kept only as the loom model's control
             return;
         }
-        let polled = self.slot.polled.fetch_add(1, Relaxed);
+        // OWNER-COUNTS: only this thread writes `polled`, so a load and a
+        // store count it (a locked RMW drains the store buffer every poll).
+        let polled = self.slot.polled.load(Relaxed);
+        self.slot.polled.store(polled.wrapping_add(1), Relaxed);
         // For culprits: which task this worker is inside (CULPRIT-SITE).
         let meta = task.metadata();
         self.slot.current.enter(meta.id().as_u64(), meta.site());

@@ -45,7 +45,8 @@ pub(crate) struct Slot {
     /// Wakes the worker's idle wait.
     pub(crate) notifier: Notifier,
     /// Polls this worker has started (also the owner's progress mark for
-    /// LIFO-GRACE).
+    /// LIFO-GRACE). Written by the owner only (OWNER-COUNTS: a load and a
+    /// store, no RMW); read by anyone.
     pub(crate) polled: AtomicU64,
     /// Tasks this worker handed to the others when it parked or stopped.
     pub(crate) migrated: AtomicU64,

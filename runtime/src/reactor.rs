@@ -68,6 +68,17 @@ impl TokioReactor {
         self.rt.handle()
     }
 
+    /// Has the rate limit's interval (HOT-TURNS: the hot one for a `hot`
+    /// caller) passed since the last busy turn began, at `now`?
+    fn interval_passed(&self, now: u64, hot: bool) -> bool {
+        let interval = if hot {
+            HOT_TURN_INTERVAL
+        } else {
+            TURN_INTERVAL
+        };
+        now.saturating_sub(self.last_turn_ns.load(Relaxed)) >= interval.as_nanos() as u64
+    }
+
     /// The tokio runtime, for shutdown once no worker uses it.
     pub(crate) fn into_runtime(self) -> tokio::runtime::Runtime {
         self.rt
@@ -98,12 +109,7 @@ impl Reactor for TokioReactor {
 
     fn turn(&self, hot: bool) -> bool {
         let now = self.epoch.elapsed().as_nanos() as u64;
-        let interval = if hot {
-            HOT_TURN_INTERVAL
-        } else {
-            TURN_INTERVAL
-        };
-        if now.saturating_sub(self.last_turn_ns.load(Relaxed)) < interval.as_nanos() as u64 {
+        if !self.interval_passed(now, hot) {
             return false;
         }
         self.last_turn_ns.store(now, Relaxed);
@@ -114,6 +120,10 @@ impl Reactor for TokioReactor {
         // drivers), it returns at once.
         self.rt.block_on(YieldOnce(false));
         true
+    }
+
+    fn turn_ready(&self, hot: bool) -> bool {
+        self.interval_passed(self.epoch.elapsed().as_nanos() as u64, hot)
     }
 
     fn in_own_task(&self) -> bool {

@@ -96,6 +96,9 @@ pub(crate) trait Reactor: Send + Sync {
     /// caller, HOT-TURNS) and none is doing it now. False when the rate
     /// limit skipped the turn.
     fn turn(&self, hot: bool) -> bool;
+    /// Would [`turn`](Reactor::turn) turn the reactor now (its rate limit
+    /// has passed)? A look only (TURN-READY).
+    fn turn_ready(&self, hot: bool) -> bool;
     /// Runs `phase` under tokio's cooperative budget (COOP-BUDGET), so the
     /// tokio resources the tasks it polls use make a task yield once the
     /// budget is spent. `phase` gets a probe, "is the budget spent?", and

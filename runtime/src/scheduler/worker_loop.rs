@@ -168,8 +168,12 @@ fn run_phase(
         };
         local.run(task);
         // Every 61 ticks (8 under HOT-TURNS), or sooner when the monitor
-        // saw the reactor starved (TURN-NUDGE).
-        if local.turn_due.replace(false) || local.scheduler.turn_wanted.load(Relaxed) {
+        // saw the reactor starved (TURN-NUDGE). TURN-READY: only for a
+        // turn that will happen; a phase ended for one the rate limit
+        // skips costs a whole re-entry into tokio's context for nothing.
+        if (local.turn_due.replace(false) && local.turn_ready())
+            || local.scheduler.turn_wanted.load(Relaxed)
+        {
             return Some(PhaseEnd::Turn);
         }
         // COOP-BUDGET: one budget is shared by the tasks polled since the

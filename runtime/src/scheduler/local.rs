@@ -346,11 +346,12 @@ impl Local {
         let tick = self.tick.get().wrapping_add(1);
         self.tick.set(tick);
         if self.io_hot.get() && tick % HOT_TURN_TICKS == 0 {
-            // HOT-TURNS: the run phase ends after this task for a turn.
+            // HOT-TURNS: a turn is due after this task (the run phase ends
+            // for it if the rate limit lets it happen: TURN-READY).
             self.turn_due.set(true);
         }
         if tick % GLOBAL_CHECK_INTERVAL == 0 {
-            // The run phase ends after this task for a reactor turn.
+            // A reactor turn is due after this task (TURN-READY).
             self.turn_due.set(true);
             // YIELD-LAST, bounded: yielded tasks that waited a whole
             // interval unserved (the run queue stayed busy) get a round

@@ -531,18 +531,10 @@ impl Local {
     /// ([`steal_busy`](Local::steal_busy)).
     pub(crate) fn steal(&self) -> Option<Task> {
         let idle = self.yielded.is_empty();
-        // LOOK-GAP: a worker holding yielded tasks looks at the others
-        // only when its look judges (at most once per 50 us), not after
-        // every round of its yielded tasks: each look takes the slots' read
-        // lock (two RMWs on a line every looking worker writes) and reads
-        // lines the other owners write. The injector is still looked at.
-        let judge = if idle { None } else { self.busy_judge_due() };
-        if !idle && judge.is_none() {
-            return self.pop_injector();
-        }
         let slots = self.scheduler.slots();
         let n = slots.len();
         if n > 1 {
+            let judge = if idle { None } else { self.busy_judge_due() };
             let start = (self.next_random() % n as u64) as usize;
             for i in 0..n {
                 let slot = &slots[(start + i) % n];

@@ -16,6 +16,8 @@
 //!   LIFO slot (the task it displaces goes to the back of its run queue);
 //!   a task that woke itself (a yield) goes to the back of its queue of
 //!   yielded tasks, run after the run queue and the injector (YIELD-LAST);
+//! - woken by a reactor turn of a busy worker (a timer, a socket): that
+//!   worker's woken queue, run ahead of its run queue (TURN-WOKEN-NEXT);
 //! - from any other thread: the injector.
 //!
 //! Every push that may leave work where only a busy worker looks wakes at
@@ -360,6 +362,7 @@ impl Scheduler {
         let slots: Vec<Arc<Slot>> = self.slots().iter().cloned().collect();
         for slot in &slots {
             drop(slot.take_lifo());
+            drop_all(|| slot.woken.steal());
             drop_all(|| slot.stealer.steal());
             drop_all(|| slot.yielded.steal());
         }

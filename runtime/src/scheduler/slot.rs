@@ -8,7 +8,7 @@ use crate::task::Task;
 use std::ptr::{null_mut, NonNull};
 use unplug_worker::Notifier;
 
-/// A worker's two queues, owned by its thread (`Local`).
+/// A worker's three queues, owned by its thread (`Local`).
 pub(crate) struct Queues {
     /// The run queue: tasks displaced from the LIFO slot, injector batches,
     /// steals.
@@ -19,6 +19,11 @@ pub(crate) struct Queues {
     /// and every 61 ticks at the latest. Stealable like the run queue, so a
     /// yielded task is never stranded behind a long poll (REACHABLE).
     pub(crate) yielded: LocalQueue<Task>,
+    /// TURN-WOKEN-NEXT: tasks a busy reactor turn of this worker woke (a
+    /// timer, a socket's reader). The owner runs them ahead of its run
+    /// queue, at most [`MAX_WOKEN_FIRST`](super::local) in a row before one
+    /// of the run queue. Stealable like the others (REACHABLE).
+    pub(crate) woken: LocalQueue<Task>,
 }
 
 impl Queues {
@@ -26,6 +31,7 @@ impl Queues {
         Queues {
             run: LocalQueue::new_fifo(),
             yielded: LocalQueue::new_fifo(),
+            woken: LocalQueue::new_fifo(),
         }
     }
 }
@@ -36,6 +42,8 @@ pub(crate) struct Slot {
     pub(crate) stealer: Stealer<Task>,
     /// Steals from the worker's queue of yielded tasks.
     pub(crate) yielded: Stealer<Task>,
+    /// Steals from the worker's queue of tasks its busy turns woke.
+    pub(crate) woken: Stealer<Task>,
     /// The LIFO slot: the task the worker runs next. Any thread may take it;
     /// an idle worker takes it only once the owner has stayed inside one
     /// poll for the grace period (LIFO-GRACE in `local.rs`), so a task put
@@ -72,6 +80,7 @@ impl Slot {
         Slot {
             stealer: queues.run.stealer(),
             yielded: queues.yielded.stealer(),
+            woken: queues.woken.stealer(),
             lifo: AtomicPtr::new(null_mut()),
             notifier,
             polled: AtomicU64::new(0),
@@ -131,9 +140,9 @@ impl Slot {
         !self.lifo.load(Ordering::Relaxed).is_null()
     }
 
-    /// Tasks in the worker's two queues (a hint).
+    /// Tasks in the worker's three queues (a hint).
     pub(crate) fn queued(&self) -> usize {
-        self.stealer.len() + self.yielded_visible()
+        self.woken.len() + self.stealer.len() + self.yielded_visible()
     }
 
     /// Yielded tasks the other workers may see (all of them, unless the
@@ -147,7 +156,10 @@ impl Slot {
 
     /// Anything queued here that another worker could take?
     pub(crate) fn has_work(&self) -> bool {
-        !self.stealer.is_empty() || self.yielded_visible() > 0 || self.has_lifo()
+        !self.woken.is_empty()
+            || !self.stealer.is_empty()
+            || self.yielded_visible() > 0
+            || self.has_lifo()
     }
 }
 

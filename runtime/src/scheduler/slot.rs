@@ -21,8 +21,8 @@ pub(crate) struct Queues {
     pub(crate) yielded: LocalQueue<Task>,
     /// TURN-WOKEN-NEXT: tasks a busy reactor turn of this worker woke (a
     /// timer, a socket's reader). The owner runs them ahead of its run
-    /// queue, at most [`MAX_WOKEN_FIRST`](super::local) in a row before one
-    /// of the run queue. Stealable like the others (REACHABLE).
+    /// queue, alternating with it while both hold tasks. Stealable like the
+    /// others (REACHABLE), first of the three.
     pub(crate) woken: LocalQueue<Task>,
 }
 

@@ -411,8 +411,8 @@ impl RuntimeMetrics {
                         add_since(counter, &mut last[i], now.load(Relaxed));
                     }
                     // DEPTH-COUNTS-ALL: every task queued on the worker (the
-                    // run queue, the yielded queue, the LIFO slot), not the
-                    // run queue alone.
+                    // woken queue, the run queue, the yielded queue, the
+                    // LIFO slot), not the run queue alone.
                     m.local_depth
                         .set((slot.queued() + usize::from(slot.has_lifo())) as f64);
                     m.long_poll_running

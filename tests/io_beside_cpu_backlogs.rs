@@ -24,13 +24,6 @@ const WORK: Duration = Duration::from_micros(20);
 /// machine is noisy: even alone, a batch measured 1-3x its work.
 const BOUND: f64 = 10.0;
 
-fn spin(d: Duration) {
-    let start = Instant::now();
-    while start.elapsed() < d {
-        std::hint::spin_loop();
-    }
-}
-
 /// An always-ready UDP echo pair (4 datagrams in flight).
 async fn udp_pair(stop: Arc<AtomicBool>, trips: Arc<AtomicU64>) {
     let a = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -63,7 +56,7 @@ fn remote_batch(rt: &unplug::Runtime) -> Duration {
     for _ in 0..REMOTE {
         let done = done.clone();
         drop(rt.spawn(async move {
-            spin(WORK);
+            support::spin(WORK);
             done.fetch_add(1, SeqCst);
         }));
     }
@@ -81,7 +74,7 @@ fn local_batch(rt: &unplug::Runtime) -> Duration {
         for _ in 0..REMOTE {
             let done = all.clone();
             drop(unplug::spawn(async move {
-                spin(WORK);
+                support::spin(WORK);
                 done.fetch_add(1, SeqCst);
             }));
         }

@@ -13,7 +13,7 @@ mod support;
 
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn env(name: &str, default: usize) -> usize {
@@ -23,21 +23,9 @@ fn env(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-fn spin(d: Duration) {
-    let start = Instant::now();
-    while start.elapsed() < d {
-        std::hint::spin_loop();
-    }
-}
-
 async fn yielder(stop: Arc<AtomicBool>, polls: Arc<AtomicU64>) {
     while !stop.load(SeqCst) {
-        spin(Duration::from_micros(2));
+        support::spin(Duration::from_micros(2));
         polls.fetch_add(1, SeqCst);
         unplug::yield_now().await;
     }
@@ -49,9 +37,9 @@ async fn reader(sock: UdpSocket, work: Duration, worst: Arc<AtomicU64>, got: Arc
     loop {
         sock.recv_from(&mut buf).await.unwrap();
         let sent = u64::from_le_bytes(buf);
-        let now = epoch().elapsed().as_nanos() as u64;
+        let now = support::epoch().elapsed().as_nanos() as u64;
         worst.fetch_max(now.saturating_sub(sent), SeqCst);
-        spin(work);
+        support::spin(work);
         got.fetch_add(1, SeqCst);
     }
 }
@@ -59,7 +47,7 @@ async fn reader(sock: UdpSocket, work: Duration, worst: Arc<AtomicU64>, got: Arc
 #[test]
 fn a_burst_of_socket_wakeups_is_shared_with_a_worker_busy_with_yielders() {
     support::with_watchdog("burst beside yielders", || {
-        epoch();
+        support::epoch();
         let workers = env("W", 2);
         let socks = env("SOCKS", 400);
         let yielders = env("YIELDERS", 8);
@@ -99,7 +87,7 @@ fn a_burst_of_socket_wakeups_is_shared_with_a_worker_busy_with_yielders() {
             for a in &addrs {
                 // Each datagram stamped as it is sent: the sender's own
                 // slowness (a third thread on two CPUs) is not counted.
-                let sent = epoch().elapsed().as_nanos() as u64;
+                let sent = support::epoch().elapsed().as_nanos() as u64;
                 sender.send_to(&sent.to_le_bytes(), a).unwrap();
             }
             send_times.push(burst.elapsed());
@@ -133,13 +121,14 @@ fn a_burst_of_socket_wakeups_is_shared_with_a_worker_busy_with_yielders() {
             per_round[rounds / 2],
             per_round[rounds - 1]
         );
-        // The previous commit: median 10.3-11.4 ms at the defaults (all the
-        // work over two workers is 10 ms).
+        // At the defaults: median 10.2-11.4 ms here (release and debug),
+        // 10 ms of work per worker; 18.5-18.7 ms when the busy worker never
+        // took the woken backlog (8f73bd6).
         let median = per_round[rounds / 2];
         assert!(
-            median < ideal * 14 / 10,
+            median < ideal * 16 / 10,
             "a burst's readers waited for one worker: median {median:?} (bound {:?})",
-            ideal * 14 / 10
+            ideal * 16 / 10
         );
     });
 }

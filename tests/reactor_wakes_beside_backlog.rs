@@ -16,8 +16,8 @@ mod support;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Each child of the storm polls this long, once.
 const CHILD_POLL: Duration = Duration::from_micros(50);
@@ -33,51 +33,6 @@ const SLEEPERS: usize = 8;
 /// the timer's 1 ms resolution), far below the backlog's 51 ms.
 const LATE: Duration = Duration::from_millis(15);
 
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-fn spin(d: Duration) {
-    let start = Instant::now();
-    while start.elapsed() < d {
-        std::hint::spin_loop();
-    }
-}
-
-/// Batches of `BATCH` children spawned from a task, each spinning
-/// `CHILD_POLL`; the next batch once the last child of this one is done.
-async fn storm(stop: Arc<AtomicBool>, done: Arc<AtomicUsize>) {
-    let left = Arc::new(AtomicUsize::new(0));
-    let batch_done = Arc::new(tokio::sync::Notify::new());
-    while !stop.load(SeqCst) {
-        left.store(BATCH, SeqCst);
-        for _ in 0..BATCH {
-            let (left, batch_done, done) = (left.clone(), batch_done.clone(), done.clone());
-            drop(unplug::spawn(async move {
-                spin(CHILD_POLL);
-                done.fetch_add(1, SeqCst);
-                if left.fetch_sub(1, SeqCst) == 1 {
-                    batch_done.notify_one();
-                }
-            }));
-        }
-        batch_done.notified().await;
-    }
-}
-
-/// How late `SAMPLES` sleeps of 1 ms come back, one after another.
-async fn timer_lateness() -> Vec<Duration> {
-    let d = Duration::from_millis(1);
-    let mut late = Vec::new();
-    for _ in 0..SAMPLES {
-        let start = Instant::now();
-        tokio::time::sleep(d).await;
-        late.push(start.elapsed().saturating_sub(d));
-    }
-    late
-}
-
 /// For each datagram, now minus the send time written in it.
 async fn datagram_lateness(sock: UdpSocket, got: Arc<AtomicU64>) -> Vec<Duration> {
     let sock = tokio::net::UdpSocket::from_std(sock).unwrap();
@@ -86,7 +41,7 @@ async fn datagram_lateness(sock: UdpSocket, got: Arc<AtomicU64>) -> Vec<Duration
     for _ in 0..SAMPLES {
         sock.recv_from(&mut buf).await.unwrap();
         let sent = u64::from_le_bytes(buf);
-        let now = epoch().elapsed().as_nanos() as u64;
+        let now = support::epoch().elapsed().as_nanos() as u64;
         late.push(Duration::from_nanos(now.saturating_sub(sent)));
         got.fetch_add(1, SeqCst);
     }
@@ -101,7 +56,7 @@ fn send_datagrams(to: SocketAddr, got: &AtomicU64) {
     let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
     for i in 0..SAMPLES as u64 {
         std::thread::sleep(Duration::from_micros(700 + (i * 37) % 600));
-        let sent = epoch().elapsed().as_nanos() as u64;
+        let sent = support::epoch().elapsed().as_nanos() as u64;
         sender.send_to(&sent.to_le_bytes(), to).unwrap();
         support::wait_for("the datagram to be read", || got.load(SeqCst) > i);
     }
@@ -117,9 +72,16 @@ fn worst_beside_a_storm(workers: usize) -> (Duration, Duration) {
     sock.set_nonblocking(true).unwrap();
     let to = sock.local_addr().unwrap();
     let got = Arc::new(AtomicU64::new(0));
-    drop(rt.spawn(storm(stop.clone(), done.clone())));
+    drop(rt.spawn(support::fan_out_storm(
+        stop.clone(),
+        done.clone(),
+        BATCH,
+        CHILD_POLL,
+    )));
     support::wait_for("the storm to run", || done.load(SeqCst) > 2 * BATCH);
-    let sleepers: Vec<_> = (0..SLEEPERS).map(|_| rt.spawn(timer_lateness())).collect();
+    let sleepers: Vec<_> = (0..SLEEPERS)
+        .map(|_| rt.spawn(support::sleep_lateness(SAMPLES)))
+        .collect();
     let mut timers = Vec::new();
     for sleeper in sleepers {
         timers.extend(rt.block_on(sleeper).unwrap());
@@ -145,7 +107,7 @@ fn worst_beside_a_storm(workers: usize) -> (Duration, Duration) {
 #[test]
 fn timers_and_sockets_a_busy_turn_wakes_do_not_wait_behind_the_backlog() {
     support::with_watchdog("timers and datagrams beside a spawn storm", || {
-        epoch();
+        support::epoch();
         // One runtime at a time: two would share the two CPUs.
         for workers in [1, 2] {
             let (timer, datagram) = worst_beside_a_storm(workers);

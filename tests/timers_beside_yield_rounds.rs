@@ -20,49 +20,12 @@ const BATCH: usize = 1024;
 const SAMPLES: usize = 20;
 const SLEEPERS: usize = 4;
 
-fn spin(d: Duration) {
-    let start = Instant::now();
-    while start.elapsed() < d {
-        std::hint::spin_loop();
-    }
-}
-
-async fn storm(stop: Arc<AtomicBool>, done: Arc<AtomicUsize>) {
-    let left = Arc::new(AtomicUsize::new(0));
-    let batch_done = Arc::new(tokio::sync::Notify::new());
-    while !stop.load(SeqCst) {
-        left.store(BATCH, SeqCst);
-        for _ in 0..BATCH {
-            let (left, batch_done, done) = (left.clone(), batch_done.clone(), done.clone());
-            drop(unplug::spawn(async move {
-                spin(CHILD_POLL);
-                done.fetch_add(1, SeqCst);
-                if left.fetch_sub(1, SeqCst) == 1 {
-                    batch_done.notify_one();
-                }
-            }));
-        }
-        batch_done.notified().await;
-    }
-}
-
 async fn yielder(stop: Arc<AtomicBool>, poll: Duration, polls: Arc<AtomicUsize>) {
     while !stop.load(SeqCst) {
-        spin(poll);
+        support::spin(poll);
         polls.fetch_add(1, SeqCst);
         unplug::yield_now().await;
     }
-}
-
-async fn timer_lateness() -> Vec<Duration> {
-    let d = Duration::from_millis(1);
-    let mut late = Vec::new();
-    for _ in 0..SAMPLES {
-        let start = Instant::now();
-        tokio::time::sleep(d).await;
-        late.push(start.elapsed().saturating_sub(d));
-    }
-    late
 }
 
 fn run(
@@ -76,7 +39,12 @@ fn run(
     let done = Arc::new(AtomicUsize::new(0));
     let polls = Arc::new(AtomicUsize::new(0));
     if with_storm {
-        drop(rt.spawn(storm(stop.clone(), done.clone())));
+        drop(rt.spawn(support::fan_out_storm(
+            stop.clone(),
+            done.clone(),
+            BATCH,
+            CHILD_POLL,
+        )));
         support::wait_for("the storm to run", || done.load(SeqCst) > 2 * BATCH);
     }
     for _ in 0..yielders {
@@ -86,7 +54,9 @@ fn run(
         support::wait_for("the yielders to run", || polls.load(SeqCst) > 2 * yielders);
     }
     let t0 = Instant::now();
-    let sleepers: Vec<_> = (0..SLEEPERS).map(|_| rt.spawn(timer_lateness())).collect();
+    let sleepers: Vec<_> = (0..SLEEPERS)
+        .map(|_| rt.spawn(support::sleep_lateness(SAMPLES)))
+        .collect();
     let mut timers = Vec::new();
     for s in sleepers {
         timers.extend(rt.block_on(s).unwrap());

@@ -1,8 +1,8 @@
 //! Helpers for the runtime tests: waits with deadlines, drop counters.
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Generous deadline for anything a test waits on.
@@ -372,4 +372,60 @@ pub fn rerun_in_child(test_name: &str, env: &str) -> (Option<std::process::ExitS
         String::from_utf8_lossy(&output.stderr)
     );
     (finished.then_some(output.status), report)
+}
+
+/// Holds the thread for `d` without yielding: a poll that keeps its worker.
+pub fn spin(d: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < d {
+        std::hint::spin_loop();
+    }
+}
+
+/// One time origin for the whole test process, for stamps that cross
+/// threads (a datagram's send time read by its receiver).
+pub fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// A fan-out storm, run as an unplug task: batches of `batch` children
+/// spawned from it, each spinning `poll` once (so they wait in the run
+/// queue, displaced from the LIFO slot), the next batch once the last
+/// child of this one is done, until `stop`; `done` counts the children.
+pub async fn fan_out_storm(
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicUsize>,
+    batch: usize,
+    poll: Duration,
+) {
+    let left = Arc::new(AtomicUsize::new(0));
+    let batch_done = Arc::new(tokio::sync::Notify::new());
+    while !stop.load(SeqCst) {
+        left.store(batch, SeqCst);
+        for _ in 0..batch {
+            let (left, batch_done, done) = (left.clone(), batch_done.clone(), done.clone());
+            drop(unplug::spawn(async move {
+                spin(poll);
+                done.fetch_add(1, SeqCst);
+                if left.fetch_sub(1, SeqCst) == 1 {
+                    batch_done.notify_one();
+                }
+            }));
+        }
+        batch_done.notified().await;
+    }
+}
+
+/// How late `samples` sleeps of 1 ms (tokio's timer) come back, one after
+/// another, measured inside the task that sleeps.
+pub async fn sleep_lateness(samples: usize) -> Vec<Duration> {
+    let d = Duration::from_millis(1);
+    let mut late = Vec::new();
+    for _ in 0..samples {
+        let start = Instant::now();
+        tokio::time::sleep(d).await;
+        late.push(start.elapsed().saturating_sub(d));
+    }
+    late
 }

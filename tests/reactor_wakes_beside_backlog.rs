@@ -15,7 +15,7 @@
 mod support;
 
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,25 +67,12 @@ fn send_datagrams(to: SocketAddr, got: &AtomicU64) {
 fn worst_beside_a_storm(workers: usize) -> (Duration, Duration) {
     let rt = unplug::Runtime::builder().workers(workers).build().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicUsize::new(0));
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_nonblocking(true).unwrap();
     let to = sock.local_addr().unwrap();
     let got = Arc::new(AtomicU64::new(0));
-    drop(rt.spawn(support::fan_out_storm(
-        stop.clone(),
-        done.clone(),
-        BATCH,
-        CHILD_POLL,
-    )));
-    support::wait_for("the storm to run", || done.load(SeqCst) > 2 * BATCH);
-    let sleepers: Vec<_> = (0..SLEEPERS)
-        .map(|_| rt.spawn(support::sleep_lateness(SAMPLES)))
-        .collect();
-    let mut timers = Vec::new();
-    for sleeper in sleepers {
-        timers.extend(rt.block_on(sleeper).unwrap());
-    }
+    support::start_fan_out_storm(&rt, &stop, BATCH, CHILD_POLL);
+    let mut timers = support::sleepers_lateness(&rt, SLEEPERS, SAMPLES);
     let reader = rt.spawn(datagram_lateness(sock, got.clone()));
     send_datagrams(to, &got);
     let mut datagrams = rt.block_on(reader).unwrap();

@@ -36,16 +36,9 @@ fn run(
 ) -> (Duration, Duration) {
     let rt = unplug::Runtime::builder().workers(workers).build().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicUsize::new(0));
     let polls = Arc::new(AtomicUsize::new(0));
     if with_storm {
-        drop(rt.spawn(support::fan_out_storm(
-            stop.clone(),
-            done.clone(),
-            BATCH,
-            CHILD_POLL,
-        )));
-        support::wait_for("the storm to run", || done.load(SeqCst) > 2 * BATCH);
+        support::start_fan_out_storm(&rt, &stop, BATCH, CHILD_POLL);
     }
     for _ in 0..yielders {
         drop(rt.spawn(yielder(stop.clone(), yield_poll, polls.clone())));
@@ -54,13 +47,7 @@ fn run(
         support::wait_for("the yielders to run", || polls.load(SeqCst) > 2 * yielders);
     }
     let t0 = Instant::now();
-    let sleepers: Vec<_> = (0..SLEEPERS)
-        .map(|_| rt.spawn(support::sleep_lateness(SAMPLES)))
-        .collect();
-    let mut timers = Vec::new();
-    for s in sleepers {
-        timers.extend(rt.block_on(s).unwrap());
-    }
+    let mut timers = support::sleepers_lateness(&rt, SLEEPERS, SAMPLES);
     let el = t0.elapsed();
     stop.store(true, SeqCst);
     rt.shutdown_timeout(Duration::from_secs(5));

@@ -429,3 +429,28 @@ pub async fn sleep_lateness(samples: usize) -> Vec<Duration> {
     }
     late
 }
+
+/// Starts [`fan_out_storm`] on `rt` and waits until two of its batches
+/// have run.
+pub fn start_fan_out_storm(
+    rt: &unplug::Runtime,
+    stop: &Arc<AtomicBool>,
+    batch: usize,
+    poll: Duration,
+) {
+    let done = Arc::new(AtomicUsize::new(0));
+    drop(rt.spawn(fan_out_storm(stop.clone(), done.clone(), batch, poll)));
+    wait_for("the storm to run", || done.load(SeqCst) > 2 * batch);
+}
+
+/// [`sleep_lateness`] in `sleepers` tasks at once on `rt`: every sample.
+pub fn sleepers_lateness(rt: &unplug::Runtime, sleepers: usize, samples: usize) -> Vec<Duration> {
+    let handles: Vec<_> = (0..sleepers)
+        .map(|_| rt.spawn(sleep_lateness(samples)))
+        .collect();
+    let mut late = Vec::new();
+    for handle in handles {
+        late.extend(rt.block_on(handle).unwrap());
+    }
+    late
+}

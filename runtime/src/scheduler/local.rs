@@ -121,6 +121,9 @@ pub(crate) struct Local {
     /// TURN-WOKEN-NEXT: tasks this worker's busy reactor turns woke, run
     /// ahead of the run queue.
     woken: LocalQueue<Task>,
+    /// False only when `woken` is surely empty (only this thread adds to
+    /// it), as `run_queued` for the run queue: most loads never fill it.
+    woken_queued: Cell<bool>,
     /// TURN-WOKEN-NEXT: was the last task taken from `woken`? Then the run
     /// queue's front goes next: the two alternate while both hold tasks.
     /// (Sixteen woken tasks in a row made a backlog beside always-ready
@@ -199,6 +202,7 @@ impl Local {
             run_queued: Cell::new(false),
             yielded: queues.yielded,
             woken: queues.woken,
+            woken_queued: Cell::new(false),
             woken_last: Cell::new(false),
             round_left: Cell::new(0),
             yielded_served: Cell::new(false),
@@ -293,6 +297,7 @@ impl Local {
             // offered like the first task of a run queue (REACHABLE).
             let was_empty = self.woken.is_empty();
             self.woken.push(task);
+            self.woken_queued.set(true);
             if was_empty {
                 self.scheduler.offer();
             } else {
@@ -409,8 +414,7 @@ impl Local {
             // them) alternates with the woken queue too; ahead of it, a
             // timer waited 25 ms behind yielders of 100 us (a red team).
             if !self.woken_last.replace(false) {
-                if let Some(task) = self.woken.pop() {
-                    self.woken_last.set(true);
+                if let Some(task) = self.pop_woken() {
                     return Some(task);
                 }
             }
@@ -461,8 +465,7 @@ impl Local {
                 return Some(task);
             }
         }
-        if let Some(task) = self.woken.pop() {
-            self.woken_last.set(true);
+        if let Some(task) = self.pop_woken() {
             return Some(task);
         }
         if let Some(task) = self.pop_run_queue() {
@@ -478,13 +481,15 @@ impl Local {
 
     /// The front of the run queue, unless it is surely empty.
     fn pop_run_queue(&self) -> Option<Task> {
-        if self.run_queued.get() {
-            if let Some(task) = self.queue.pop() {
-                return Some(task);
-            }
-            self.run_queued.set(false);
-        }
-        None
+        pop_unless_empty(&self.queue, &self.run_queued)
+    }
+
+    /// The front of the woken queue, unless it is surely empty; the run
+    /// queue's front goes next (TURN-WOKEN-NEXT alternates them).
+    fn pop_woken(&self) -> Option<Task> {
+        let task = pop_unless_empty(&self.woken, &self.woken_queued)?;
+        self.woken_last.set(true);
+        Some(task)
     }
 
     /// The next task of the round of yielded tasks under way, if any.
@@ -555,7 +560,7 @@ impl Local {
         }
     }
 
-    /// Tasks in this worker's run queue and yielded queue together.
+    /// Tasks in this worker's woken, run and yielded queues together.
     fn queued_here(&self) -> usize {
         self.woken.len() + self.queue.len() + self.yielded.len()
     }
@@ -705,8 +710,9 @@ impl Local {
         }
     }
 
-    /// A batch of `slot`'s run queue, else of its yielded queue (REACHABLE:
-    /// yielded tasks are the owner's last, but still taken).
+    /// A batch of `slot`'s woken queue, else of its run queue, else of its
+    /// yielded queue (REACHABLE: yielded tasks are the owner's last, but
+    /// still taken).
     fn steal_all_kinds(&self, slot: &Slot) -> Option<Task> {
         self.steal_woken(slot)
             .or_else(|| self.steal_from(&slot.stealer))
@@ -757,28 +763,35 @@ impl Local {
     /// At most `limit` tasks from `stealer` (and at most half of it) into
     /// the run queue, returning one.
     fn steal_some(&self, stealer: &Stealer<Task>, limit: usize) -> Option<Task> {
-        self.take_batch(|| stealer.steal_batch_with_limit_and_pop(&self.queue, limit.max(1)))
+        self.take_batch(&self.run_queued, || {
+            stealer.steal_batch_with_limit_and_pop(&self.queue, limit.max(1))
+        })
     }
 
     /// TURN-WOKEN-NEXT: a batch of `slot`'s woken queue into this worker's
     /// own, returning one: a timer taken from a worker stuck in a long poll
     /// stays ahead of the taker's backlog.
     fn steal_woken(&self, slot: &Slot) -> Option<Task> {
-        self.take_batch(|| slot.woken.steal_batch_and_pop(&self.woken))
+        self.take_batch(&self.woken_queued, || {
+            slot.woken.steal_batch_and_pop(&self.woken)
+        })
     }
 
     /// A batch from `stealer` into the run queue, returning one.
     fn steal_from(&self, stealer: &Stealer<Task>) -> Option<Task> {
-        self.take_batch(|| stealer.steal_batch_and_pop(&self.queue))
+        self.take_batch(&self.run_queued, || {
+            stealer.steal_batch_and_pop(&self.queue)
+        })
     }
 
-    /// Runs `steal` (a batch into the run queue, returning one) until it
-    /// does not ask for a retry; counts a success.
-    fn take_batch(&self, steal: impl Fn() -> Steal<Task>) -> Option<Task> {
+    /// Runs `steal` (a batch into one of this worker's queues, whose
+    /// "may hold tasks" flag is `queued`, returning one) until it does not
+    /// ask for a retry; counts a success.
+    fn take_batch(&self, queued: &Cell<bool>, steal: impl Fn() -> Steal<Task>) -> Option<Task> {
         loop {
             match steal() {
                 Steal::Success(task) => {
-                    self.run_queued.set(true);
+                    queued.set(true);
                     self.slot.steals.fetch_add(1, Relaxed);
                     return Some(task);
                 }
@@ -910,6 +923,20 @@ impl Local {
         self.rng.set(x);
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
+}
+
+/// The front of `queue`, one of this worker's own, unless its `queued`
+/// flag says it is surely empty (only the owner adds to it; stealers only
+/// take); a pop that finds it empty clears the flag.
+fn pop_unless_empty(queue: &LocalQueue<Task>, queued: &Cell<bool>) -> Option<Task> {
+    if !queued.get() {
+        return None;
+    }
+    let task = queue.pop();
+    if task.is_none() {
+        queued.set(false);
+    }
+    task
 }
 
 /// LIFO-GRACE: the owner runs its LIFO task (or a lone yielded task) next
